@@ -1,0 +1,53 @@
+# Two commands matter: `make run` and `make test`. Everything else builds on `make setup`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 3
+
+.PHONY: setup run test lint format bench bench-smoke clean venv
+
+$(BIN)/python:
+	@echo "==> creating virtual environment in $(VENV)"
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; set PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when pyproject.toml changes, so a second `make run` starts in seconds.
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> installing the project with its training and dev extras (first run takes a few minutes)"
+	$(BIN)/pip install --progress-bar on -e '.[train,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+setup: $(STAMP)
+	@$(BIN)/python manage.py bootstrap
+
+run: setup
+	@$(BIN)/python manage.py serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+test: setup
+	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+bench-smoke: setup
+	$(BIN)/python bench/run.py --smoke
+
+clean:
+	rm -rf $(VENV) var/cache var/broker

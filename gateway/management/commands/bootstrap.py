@@ -1,0 +1,42 @@
+"""``manage.py bootstrap``: the idempotent part of ``make setup``.
+
+Migrates, makes sure the default model is trained and active, makes sure the
+demo tenant and its key exist, and creates a superuser only when
+``DJANGO_SUPERUSER_PASSWORD`` is set.  Each step reuses what exists, so a
+second run takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    """Bring a fresh or existing installation to a servable state."""
+
+    help = "Migrate, ensure the default model and demo tenant, optionally create a superuser."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--skip-model", action="store_true", help="Do not train the default model.")
+
+    def handle(self, *args, **options) -> None:
+        self.stdout.write("==> migrating the database")
+        call_command("migrate", interactive=False, verbosity=0)
+        if not options["skip_model"]:
+            self.stdout.write("==> default model")
+            call_command("ensure_default_model")
+        self.stdout.write("==> demo tenant")
+        call_command("ensure_demo_tenant")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        if password:
+            username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+            user_model = get_user_model()
+            if not user_model.objects.filter(username=username).exists():
+                user_model.objects.create_superuser(
+                    username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password=password
+                )
+                self.stdout.write(f"==> superuser {username!r} created")

@@ -1,0 +1,10 @@
+"""Django settings for the gateway, split by concern.
+
+``core`` holds Django itself, ``services`` the database, cache, Redis and
+Celery wiring, ``product`` the gateway's own knobs (quotas, inference, audit).
+All of them read the environment through :mod:`gateway.settings.env`.
+"""
+
+from .core import *  # noqa: F403
+from .product import *  # noqa: F403
+from .services import *  # noqa: F403

@@ -1,0 +1,32 @@
+"""The gateway's own settings: keys, quotas, policy, inference and audit."""
+
+from __future__ import annotations
+
+from .env import VAR_DIR, env_bool, env_float, env_int, env_list, env_str, secret_from_env_or_file
+
+# API keys: HMAC-SHA-256 with this server-side pepper (never stored with the keys).
+API_KEY_PEPPER = secret_from_env_or_file("API_KEY_PEPPER", "api-key-pepper")
+API_KEY_PRODUCT_PREFIX = env_str("API_KEY_PRODUCT_PREFIX", "maas")
+API_KEY_ROTATION_GRACE_HOURS = env_float("API_KEY_ROTATION_GRACE_HOURS", 24.0)
+
+# How often a process checks whether keys, policies or models changed elsewhere.
+# Revocation must reach every process within 2 s; one check a second bounds it.
+INVALIDATION_CHECK_SECONDS = env_float("INVALIDATION_CHECK_SECONDS", 1.0)
+
+QUOTA_FAIL_OPEN = env_bool("QUOTA_FAIL_OPEN", False)
+
+MODEL_STORE_DIR = env_str("MODEL_STORE_DIR", str(VAR_DIR / "models"))
+DEFAULT_MODEL_NAME = env_str("DEFAULT_MODEL_NAME", "digits")
+INFERENCE_PROVIDERS = env_list("INFERENCE_PROVIDERS", [])
+# One thread per session by default: several gunicorn workers share two cores.
+INFERENCE_INTRA_OP_THREADS = env_int("INFERENCE_INTRA_OP_THREADS", 1)
+INFERENCE_MAX_BATCH = env_int("INFERENCE_MAX_BATCH", 1024)
+
+AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY", "")
+AUDIT_SIGNING_KEY_FILE = env_str("AUDIT_SIGNING_KEY_FILE", str(VAR_DIR / "audit-signing-key.pem"))
+AUDIT_SEAL_INTERVAL_SECONDS = env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)
+AUDIT_RETENTION_FLOOR_DAYS = 180
+AUDIT_INPUT_DIGEST_KEY = secret_from_env_or_file("AUDIT_INPUT_DIGEST_KEY", "audit-input-digest-key")
+EXPORT_DIR = env_str("EXPORT_DIR", str(VAR_DIR / "exports"))
+
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")

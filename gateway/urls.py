@@ -1,0 +1,29 @@
+"""Root URL configuration.
+
+Each app owns its own routes (``v1/...`` and the Open Inference Protocol's
+``v2/...``); this module mounts them together with health, metrics, the
+OpenAPI schema and Django admin, and installs the problem+json handlers.
+"""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from gateway import health
+
+handler400 = "gateway.errors.handler400"
+handler403 = "gateway.errors.handler403"
+handler404 = "gateway.errors.handler404"
+handler500 = "gateway.errors.handler500"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("tenants.urls")),
+    path("", include("policy.urls")),
+    path("", include("policy.audit.urls")),
+    path("", include("inference.urls")),
+]

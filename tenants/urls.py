@@ -1,0 +1,3 @@
+"""HTTP routes of this app (mounted at the root by gateway.urls)."""
+
+urlpatterns: list = []

@@ -1,0 +1,48 @@
+"""Project-wide fixtures: clean Redis, API clients, and real-process helpers."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from gateway.invalidation import clock
+
+
+@pytest.fixture(autouse=True)
+def _fresh_invalidation_clock():
+    """Every test starts by re-reading the generation table (no stale per-process caches)."""
+    clock.reset()
+    yield
+    clock.reset()
+
+
+@pytest.fixture
+def redis_clean():
+    """Flush the test Redis database before and after the test; skip when Redis is not configured."""
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL not set: this test needs a real Redis")
+    from gateway.redis import redis_client
+
+    client = redis_client()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    """A DRF test client (in-process; end-to-end tests use real servers)."""
+    return APIClient()
+
+
+@pytest.fixture
+def celery_eager(settings):
+    """Run tasks inline for unit tests of a task's logic (never the only test of a path)."""
+    from gateway.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False

@@ -1,0 +1,56 @@
+"""The environment reader: safe defaults, clear errors, production secrets required."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway.settings import env
+from tests.support import ROOT
+
+pytestmark = pytest.mark.embedded
+
+
+def test_bool_parsing(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "yes")
+    assert env.env_bool("X_FLAG") is True
+    monkeypatch.setenv("X_FLAG", "off")
+    assert env.env_bool("X_FLAG", True) is False
+    monkeypatch.setenv("X_FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG"):
+        env.env_bool("X_FLAG")
+
+
+def test_int_error_names_variable(monkeypatch):
+    monkeypatch.setenv("X_NUM", "ten")
+    with pytest.raises(ImproperlyConfigured, match="X_NUM"):
+        env.env_int("X_NUM", 1)
+
+
+def test_production_without_secret_key_fails_at_startup(tmp_path):
+    environ = {"DJANGO_ENV": "production", "MAAS_VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='gateway.settings'; django.setup()",
+        ],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_embedded_secret_generated_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOME_SECRET", raising=False)
+    monkeypatch.setattr(env, "VAR_DIR", tmp_path)
+    first = env.secret_from_env_or_file("SOME_SECRET", "some-secret")
+    assert first == env.secret_from_env_or_file("SOME_SECRET", "some-secret")
+    assert len(first) >= 32
