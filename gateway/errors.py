@@ -120,6 +120,10 @@ class Conflict(DomainError):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class IdempotencyKeyReused(Conflict):
+    code, title = "idempotency_key_reused", "Idempotency key reused"
+
+
 class PayloadTooLarge(DomainError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse
 
+from gateway import metrics
 from gateway.errors import PROBLEM_CONTENT_TYPE, exception_to_response, handler404, problem_response
 from gateway.logging import current_tenant_slug, set_request_context
 
@@ -66,6 +67,11 @@ class RequestContextMiddleware:
             response = self._as_problem(request, response)
         response[REQUEST_ID_HEADER] = request_id
         latency_ms = (time.perf_counter() - started) * 1000.0
+        match = getattr(request, "resolver_match", None)
+        metrics.request_done(
+            endpoint=match.route if match is not None else "unmatched",
+            status=response.status_code, tenant=current_tenant_slug(), seconds=latency_ms / 1000.0,
+        )
         access_log.info(
             "request",
             extra={

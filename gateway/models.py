@@ -20,3 +20,8 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}={self.value}"
+
+
+from gateway.jobs.models import BatchJob  # noqa: E402  (registered under the gateway app)
+
+__all__ = ["BatchJob", "Generation"]

@@ -5,11 +5,13 @@ Each app owns its own routes (``v1/...`` and the Open Inference Protocol's
 OpenAPI schema and Django admin, and installs the problem+json handlers.
 """
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gateway import health
+from gateway.metrics import metrics_view
 
 handler400 = "gateway.errors.handler400"
 handler403 = "gateway.errors.handler403"
@@ -22,8 +24,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("metrics", metrics_view, name="metrics"),
+    path("", include("gateway.api.urls")),
+    path("", include("gateway.jobs.urls")),
     path("", include("tenants.urls")),
     path("", include("policy.urls")),
     path("", include("policy.audit.urls")),
     path("", include("inference.urls")),
 ]
+
+if settings.BENCH_ENDPOINTS:
+    urlpatterns += [path("", include("gateway.bench_views"))]

@@ -8,3 +8,11 @@ class TenantsConfig(AppConfig):
 
     name = "tenants"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the quota backend's readiness check and the OpenAPI description of key auth."""
+        from gateway.health import register_readiness_check
+        from tenants import schema  # noqa: F401 - registers the drf-spectacular extension
+        from tenants.health import quota_backend_check
+
+        register_readiness_check("quota", quota_backend_check)

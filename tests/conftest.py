@@ -46,3 +46,21 @@ def celery_eager(settings):
     yield
     app.conf.task_always_eager = False
     app.conf.task_eager_propagates = False
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """The default training run (scikit-learn digits, seed 42), done once per test session.
+
+    Shared by the inference tests and every test that serves the model, because
+    importing TensorFlow and training costs seconds.
+    """
+    from inference import training
+
+    return training.train_model(training.TrainingConfig())
+
+
+@pytest.fixture(scope="session")
+def onnx_bytes(trained) -> bytes:
+    """The exported, parity-checked ONNX file of the session's model."""
+    return trained.onnx_bytes

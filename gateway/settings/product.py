@@ -29,4 +29,15 @@ AUDIT_RETENTION_FLOOR_DAYS = 180
 AUDIT_INPUT_DIGEST_KEY = secret_from_env_or_file("AUDIT_INPUT_DIGEST_KEY", "audit-input-digest-key")
 EXPORT_DIR = env_str("EXPORT_DIR", str(VAR_DIR / "exports"))
 
+JOBS_DIR = env_str("JOBS_DIR", str(VAR_DIR / "jobs"))
+# Jobs may carry far larger bodies than synchronous predictions (100k instances inline).
+JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 64 * 1024 * 1024)
+# Progress is stored (and a redelivered job resumes) at chunk granularity.
+JOB_CHUNK_SIZE = env_int("JOB_CHUNK_SIZE", 2048)
+# A worker that stops renewing its lease for this long is presumed dead; its job is resumed elsewhere.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
+
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# Mounts the benchmark-only ablation endpoints (bench/run.py sets it); never in production.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)

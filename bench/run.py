@@ -1,0 +1,336 @@
+"""``make bench``: the governed path measured side by side with its baselines, in one run.
+
+Variants (same gunicorn worker count, same ONNX file, single-threaded inference):
+
+- B1  ONNX Runtime ``session.run`` in-process (from ``manage.py bench_inference``)
+- B2  the TensorFlow model called directly and via ``predict`` (same command)
+- B4  a bare Django view: same JSON in, same session, same JSON out, no governance
+- A1  + authentication;  A2  + quota;  A3  + policy   (ablations of G)
+- G   the full governed ``POST /v1/models/digits/predict`` (+ durable audit)
+- G2  the Open Inference Protocol ``POST /v2/models/digits/infer``
+
+each on the embedded default (SQLite, no Redis) and on PostgreSQL + Redis, at
+several concurrencies, repeated and interleaved; medians are reported.
+Writes ``bench/results/latest.md``, ``latest.json`` and ``latest.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import run_load  # noqa: E402
+
+PY = sys.executable
+BIN = Path(PY).parent
+RESULTS = ROOT / "bench" / "results"
+
+VARIANTS = {
+    "B4 bare view": "/bench/bare/digits/predict",
+    "A1 +auth": "/bench/auth/digits/predict",
+    "A2 +quota": "/bench/auth-quota/digits/predict",
+    "A3 +policy": "/bench/auth-quota-policy/digits/predict",
+    "G governed v1": "/v1/models/digits/predict",
+    "G2 governed v2": "/v2/models/digits/infer",
+}
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def sample_instance() -> list[float]:
+    """One real handwritten digit (scikit-learn's bundled data set)."""
+    from sklearn.datasets import load_digits
+
+    return [float(v) for v in load_digits().data[0]]
+
+
+def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
+    result = subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    return result.stdout if capture else ""
+
+
+def backend_env(name: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MAAS_VAR_DIR"] = str(ROOT / "var" / f"bench-{name}")
+    env["BENCH_ENDPOINTS"] = "true"
+    env["LOG_LEVEL"] = "WARNING"
+    env["INFERENCE_INTRA_OP_THREADS"] = "1"
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    if name == "postgres+redis":
+        env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/maas_bench")
+        env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+        _create_pg_database(env["DATABASE_URL"])
+    return env
+
+
+def _create_pg_database(url: str) -> None:
+    import psycopg
+
+    base, _, dbname = url.rpartition("/")
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+
+
+def prepare(env: dict[str, str]) -> str:
+    """Migrate, model, a bench tenant whose limits never refuse (but are still enforced)."""
+    manage(env, "bootstrap")
+    if not _tenant_exists(env):
+        manage(env, "create_tenant", "bench", "--name", "Benchmark", "--region", "eu", "--verified", capture=True)
+    manage(env, "set_quota", "bench", "--rate", "1000000", "--burst", "1000000", "--daily", "1000000000000",
+           "--monthly", "1000000000000", capture=True)
+    out = manage(env, "create_api_key", "bench", "--name", "bench", "--scopes", "predict", "jobs", "usage:read", capture=True)
+    return out.strip().splitlines()[-1].strip()
+
+
+def _tenant_exists(env: dict[str, str]) -> bool:
+    out = subprocess.run(
+        [PY, "-c", "import django,os;django.setup();from tenants.models import Tenant;print(Tenant.objects.filter(slug='bench').exists())"],
+        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"}, text=True, capture_output=True, check=True,
+    ).stdout
+    return "True" in out
+
+
+def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+    import requests
+
+    prom = Path(env["MAAS_VAR_DIR"]) / "prometheus"
+    prom.mkdir(parents=True, exist_ok=True)
+    for f in prom.glob("*.db"):
+        f.unlink()
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "gateway.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--config", "python:gateway.gunicorn_conf"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    for _ in range(150):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def worker_pids(master: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except OSError:
+            continue
+    return total
+
+
+def bodies(instance: list[float]) -> dict[str, bytes]:
+    v1 = json.dumps({"instances": [instance], "purpose": "research"}).encode()
+    v2 = json.dumps(
+        {"inputs": [{"name": "pixels", "shape": [1, len(instance)], "datatype": "FP32", "data": instance}],
+         "parameters": {"purpose": "research"}}
+    ).encode()
+    return {name: (v2 if "v2" in name else v1) for name in VARIANTS}
+
+
+def measure_backend(name: str, args, instance: list[float]) -> list[dict]:
+    env = backend_env(name)
+    log(f"==> preparing {name}")
+    key = prepare(env)
+    port = 18000 + (0 if name == "embedded" else 1)
+    server = start_server(env, port, args.workers)
+    rows: list[dict] = []
+    try:
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        payloads = bodies(instance)
+        base = f"http://127.0.0.1:{port}"
+        for variant, path in VARIANTS.items():  # warm every worker on every path
+            run_load(base + path, body=payloads[variant], headers=headers, concurrency=args.workers * 2, duration=0.5)
+        for repeat in range(args.repeats):
+            for concurrency in args.concurrency:
+                for variant, path in VARIANTS.items():
+                    pids = worker_pids(server.pid)
+                    cpu_before = cpu_seconds(pids)
+                    result = run_load(base + path, body=payloads[variant], headers=headers,
+                                      concurrency=concurrency, duration=args.duration)
+                    cpu = cpu_seconds(pids) - cpu_before
+                    row = {
+                        "backend": name, "variant": variant, "concurrency": concurrency, "repeat": repeat,
+                        "rps": result.rps(), "p50_ms": result.percentile(50) * 1000,
+                        "p95_ms": result.percentile(95) * 1000, "p99_ms": result.percentile(99) * 1000,
+                        "cpu_us_per_req": (cpu / result.requests * 1e6) if result.requests else float("nan"),
+                        "requests": result.requests, "errors": result.errors, "statuses": result.statuses,
+                    }
+                    rows.append(row)
+                    log(f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps  p50 {row['p50_ms']:6.2f} ms"
+                        f"  p99 {row['p99_ms']:6.2f} ms  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}")
+    finally:
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    return rows
+
+
+def medians(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["backend"], row["variant"], row["concurrency"]), []).append(row)
+    out = []
+    for (backend, variant, concurrency), items in groups.items():
+        out.append({
+            "backend": backend, "variant": variant, "concurrency": concurrency,
+            **{k: statistics.median(r[k] for r in items) for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_req")},
+            "errors": sum(r["errors"] for r in items), "runs": len(items),
+        })
+    return out
+
+
+def inprocess_baselines(args) -> dict:
+    env = dict(os.environ)
+    env["MAAS_VAR_DIR"] = str(ROOT / "var" / "bench-embedded")
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    cmd = [PY, "manage.py", "bench_inference", "--json"]
+    if args.smoke:
+        cmd += ["--quick"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def component_benches(args) -> dict:
+    """Per-stage microbenchmarks (auth+quota, policy, audit) that the apps provide."""
+    results = {}
+    for name, script, extra in (
+        ("auth_quota", "bench/auth_quota.py", []),
+        ("policy", "bench/policy.py", []),
+        ("audit", "bench/audit.py", ["--events", str(args.audit_events)]),
+    ):
+        env = dict(os.environ)
+        env["MAAS_VAR_DIR"] = str(ROOT / "var" / "bench-embedded")
+        try:
+            out = subprocess.run([PY, script, "--json", *extra], cwd=ROOT, env=env, text=True,
+                                 capture_output=True, check=True, timeout=600).stdout
+            results[name] = json.loads(out.strip().splitlines()[-1])
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
+            results[name] = {"error": str(exc)[:500]}
+    return results
+
+
+def render(table: list[dict], baselines: dict, components: dict, args) -> str:
+    lines = [
+        "# Benchmark results", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"gunicorn {args.workers} sync workers; load from a separate process on loopback; "
+        f"{args.repeats} interleaved repeats of {args.duration}s per cell, medians.", "",
+        "| backend | variant | c | req/s | p50 ms | p95 ms | p99 ms | CPU µs/req | G/B4 thr | p50 − B4 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    index = {(r["backend"], r["variant"], r["concurrency"]): r for r in table}
+    for r in sorted(table, key=lambda r: (r["backend"], r["concurrency"], list(VARIANTS).index(r["variant"]))):
+        base = index.get((r["backend"], "B4 bare view", r["concurrency"]))
+        ratio = r["rps"] / base["rps"] if base and base["rps"] else float("nan")
+        added = r["p50_ms"] - base["p50_ms"] if base else float("nan")
+        lines.append(
+            f"| {r['backend']} | {r['variant']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_req']:.0f} | {ratio:.2f} | {added:+.2f} |"
+        )
+    lines += ["", "## In-process inference baselines (B1, B2)", "", "```", json.dumps(baselines, indent=2), "```"]
+    lines += ["", "## Component microbenchmarks", "", "```", json.dumps(components, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def chart(table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = sorted({r["backend"] for r in table})
+    concurrencies = sorted({r["concurrency"] for r in table})
+    fig, axes = plt.subplots(len(backends), 2, figsize=(13, 4.2 * len(backends)), squeeze=False)
+    width = 0.8 / len(VARIANTS)
+    for row_index, backend in enumerate(backends):
+        for col, (metric, label) in enumerate((("rps", "requests/s"), ("p50_ms", "p50 latency (ms)"))):
+            ax = axes[row_index][col]
+            for i, variant in enumerate(VARIANTS):
+                values = [
+                    next((r[metric] for r in table if r["backend"] == backend and r["variant"] == variant
+                          and r["concurrency"] == c), 0) for c in concurrencies
+                ]
+                ax.bar([x + i * width for x in range(len(concurrencies))], values, width, label=variant)
+            ax.set_xticks([x + width * (len(VARIANTS) - 1) / 2 for x in range(len(concurrencies))])
+            ax.set_xticklabels([f"c={c}" for c in concurrencies])
+            ax.set_title(f"{backend}: {label}")
+            ax.set_ylabel(label)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds, not minutes: CI's check that this runs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=2.5)
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
+    parser.add_argument("--backends", default="embedded,postgres+redis")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--audit-events", type=int, default=1_000_000)
+    parser.add_argument("--output", default=str(RESULTS / "latest"))
+    args = parser.parse_args()
+    if args.smoke:
+        args.repeats, args.duration, args.concurrency = 1, 0.5, [1, 4]
+        args.backends, args.audit_events = "embedded", 2000
+    started = time.monotonic()
+    instance = sample_instance()
+    rows: list[dict] = []
+    for backend in args.backends.split(","):
+        rows += measure_backend(backend, args, instance)
+    table = medians(rows)
+    log("==> in-process baselines (B1 ONNX Runtime, B2 TensorFlow)")
+    baselines = inprocess_baselines(args)
+    log("==> component microbenchmarks")
+    components = component_benches(args)
+    report = render(table, baselines, components, args)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".md").write_text(report)
+    output.with_suffix(".json").write_text(json.dumps({"table": table, "raw": rows, "baselines": baselines,
+                                                        "components": components}, indent=2, default=str))
+    chart(table, output.with_suffix(".png"))
+    print(report)
+    log(f"==> done in {time.monotonic() - started:.0f}s; wrote {output}.md/.json/.png")
+    failed = [r for r in table if r["errors"] and r["rps"] == 0]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

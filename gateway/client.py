@@ -1,0 +1,210 @@
+"""A small typed Python client for the MaaS gateway.
+
+Usage::
+
+    from gateway.client import MaaSClient
+
+    client = MaaSClient("http://127.0.0.1:8000", api_key=open("var/demo-api-key").read().strip())
+    print([m["name"] for m in client.list_models()])
+    result = client.predict("digits", [[0.0] * 64], purpose="research")
+    job = client.submit_job("digits", instances, purpose="research")
+    done = client.wait_job(job["id"], progress=True)
+
+Errors are raised as :class:`MaaSError` subclasses carrying the problem's
+stable ``code``; 429 (rate limits) and 503 answers are retried, honouring
+``Retry-After`` up to ``max_retry_wait`` seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+
+class MaaSError(Exception):
+    """An error answer from the gateway (an RFC 9457 problem)."""
+
+    def __init__(self, status: int, code: str, detail: str, request_id: str = "", body: dict | None = None):
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.request_id = request_id
+        self.body = body or {}
+
+
+class AuthenticationError(MaaSError):
+    """401: missing, invalid, expired or revoked API key."""
+
+
+class PermissionDeniedError(MaaSError):
+    """403: insufficient scope, suspended tenant or a policy denial."""
+
+
+class PolicyDeniedError(PermissionDeniedError):
+    """403 ``policy_denied``: ``body['rule_id']`` names the deciding rule."""
+
+
+class NotFoundError(MaaSError):
+    """404: unknown model, version or job (or another tenant's object)."""
+
+
+class InvalidRequestError(MaaSError):
+    """400/405/413/415: the request itself is wrong."""
+
+
+class RateLimitedError(MaaSError):
+    """429: rate limited or out of quota."""
+
+
+class UnavailableError(MaaSError):
+    """503: a dependency of the gateway is unavailable."""
+
+
+def _error_class(status: int, code: str) -> type[MaaSError]:
+    if status == 401:
+        return AuthenticationError
+    if status == 403:
+        return PolicyDeniedError if code == "policy_denied" else PermissionDeniedError
+    if status == 404:
+        return NotFoundError
+    if status == 429:
+        return RateLimitedError
+    if status >= 500:
+        return UnavailableError
+    return InvalidRequestError
+
+
+class MaaSClient:
+    """Client for the REST v1 API of the gateway."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        max_retry_wait: float = 30.0,
+        session: requests.Session | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    # -- transport --------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        attempt = 0
+        while True:
+            response = self.session.request(method, self.base_url + path, **kwargs)
+            if response.status_code < 400:
+                return response
+            retryable = response.status_code in (429, 503)
+            wait = _retry_after(response)
+            if retryable and attempt < self.max_retries and wait <= self.max_retry_wait:
+                attempt += 1
+                time.sleep(wait)
+                continue
+            raise _to_error(response)
+
+    # -- models -----------------------------------------------------------------
+    def list_models(self) -> list[dict[str, Any]]:
+        """The models this key may call."""
+        return self._request("GET", "/v1/models").json()["models"]
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        """Metadata, signature, labels and model card of one model."""
+        return self._request("GET", f"/v1/models/{name}").json()
+
+    def predict(
+        self, model: str, instances: Sequence[Sequence[float]], *, purpose: str | None = None,
+        version: int | None = None,
+    ) -> dict[str, Any]:
+        """A synchronous prediction; returns the response body."""
+        body: dict[str, Any] = {"instances": [list(map(float, row)) for row in instances]}
+        if purpose is not None:
+            body["purpose"] = purpose
+        if version is not None:
+            body["version"] = version
+        return self._request("POST", f"/v1/models/{model}/predict", json=body).json()
+
+    # -- jobs -------------------------------------------------------------------
+    def submit_job(
+        self, model: str, instances: Sequence[Sequence[float]], *, purpose: str | None = None,
+        version: int | None = None, idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue an asynchronous batch prediction; resubmitting with the same key returns the same job."""
+        body: dict[str, Any] = {"model": model, "instances": [list(map(float, row)) for row in instances]}
+        if purpose is not None:
+            body["purpose"] = purpose
+        if version is not None:
+            body["version"] = version
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        return self._request("POST", "/v1/jobs", json=body, headers=headers).json()
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """Status, progress and (when done) results of a job."""
+        return self._request("GET", f"/v1/jobs/{job_id}").json()
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job."""
+        return self._request("DELETE", f"/v1/jobs/{job_id}").json()
+
+    def wait_job(
+        self, job_id: str, *, timeout: float = 600.0, poll: float = 0.5, progress: bool = False
+    ) -> dict[str, Any]:
+        """Poll until the job finishes; optionally draw a progress bar on stderr."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if progress:
+                _draw_progress(job)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                if progress:
+                    sys.stderr.write("\n")
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(poll)
+
+    # -- usage ------------------------------------------------------------------
+    def usage(self) -> dict[str, Any]:
+        """This tenant's consumption against its limits."""
+        return self._request("GET", "/v1/usage").json()
+
+
+def _retry_after(response: requests.Response) -> float:
+    value = response.headers.get("Retry-After", "1")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 1.0
+
+
+def _to_error(response: requests.Response) -> MaaSError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    code = body.get("code", "error") if isinstance(body, dict) else "error"
+    detail = body.get("detail") or body.get("error") or response.reason if isinstance(body, dict) else response.reason
+    request_id = response.headers.get("X-Request-ID", "")
+    return _error_class(response.status_code, code)(response.status_code, code, str(detail), request_id, body)
+
+
+def _draw_progress(job: dict[str, Any]) -> None:
+    progress = job.get("progress") or {}
+    done, total = progress.get("done", 0), max(progress.get("total", 0), 1)
+    width = 30
+    filled = int(width * done / total)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {job['status']:<10}")
+    sys.stderr.flush()

@@ -1,0 +1,254 @@
+"""REST v1 batch jobs: submit (202), inspect, list, download results, cancel."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from gateway.errors import InvalidInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.jobs.models import BatchJob
+from gateway.jobs.selectors import batch_job_get, batch_jobs_for_tenant
+from gateway.jobs.services import (
+    batch_job_accept,
+    batch_job_cancel,
+    batch_job_find_idempotent,
+    batch_job_results,
+    request_digest,
+)
+from gateway.openapi import PROBLEM_RESPONSES
+from gateway.pipeline import GovernedCall
+from tenants.services import quota_state_of
+
+INLINE_RESULTS_MAX = 1000
+
+
+def job_body(job: BatchJob, *, include_results: bool = True) -> dict[str, Any]:
+    """The public representation of a job."""
+    body: dict[str, Any] = {
+        "id": str(job.id),
+        "status": job.status,
+        "model": job.model_name,
+        "version": job.model_version,
+        "purpose": job.purpose,
+        "progress": {"done": job.done, "total": job.total},
+        "needs_review": job.needs_review,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "units_refunded": job.units_refunded,
+        "error": job.error or None,
+    }
+    if job.status == BatchJob.Status.SUCCEEDED:
+        body["results_url"] = f"/v1/jobs/{job.id}/results"
+        if include_results and job.total <= INLINE_RESULTS_MAX:
+            probabilities, labels = batch_job_results(job=job)
+            body["results"] = [
+                {"label": labels[int(np.argmax(row))], "probabilities": row.tolist()} for row in probabilities
+            ]
+    return body
+
+
+def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str, Any], Any, bytes]:
+    """JSON ``{"model", "instances", ...}`` or multipart with a ``.npy``/CSV ``file``."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"Body of {declared} bytes exceeds the job limit of {max_bytes} bytes.")
+    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidInput("Multipart submissions need a 'file' part (.npy or .csv).")
+        raw = upload.read()
+        fields = {k: request.POST.get(k) for k in ("model", "purpose", "version") if request.POST.get(k) is not None}
+        if "version" in fields:
+            if not str(fields["version"]).isdigit():
+                raise InvalidInput("'version' must be a positive integer.")
+            fields["version"] = int(fields["version"])
+        name = (upload.name or "").lower()
+        try:
+            if name.endswith(".npy"):
+                instances = np.load(io.BytesIO(raw), allow_pickle=False)
+            elif name.endswith(".csv"):
+                instances = np.loadtxt(io.StringIO(raw.decode()), delimiter=",", dtype=np.float64, ndmin=2)
+            else:
+                raise InvalidInput("The file must be a .npy array or a .csv of numbers.")
+        except InvalidInput:
+            raise
+        except Exception as exc:  # numpy raises many kinds (EOFError, ValueError, ...) for a bad file
+            raise InvalidInput(f"The file could not be read as numbers: {exc}.") from None
+        digest_source = json.dumps(fields, sort_keys=True).encode() + raw
+        return fields, instances, digest_source
+    if content_type and not content_type.endswith(("/json", "+json")):
+        raise UnsupportedMediaType(f"Send application/json or multipart/form-data, not {content_type}.")
+    raw = request.body
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds the job limit of {max_bytes} bytes.")
+    if not raw:
+        raise MalformedRequest("The request body is empty; send a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest(f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise MalformedRequest("The body must be a JSON object.")
+    unknown = set(body) - {"model", "instances", "purpose", "version"}
+    if unknown:
+        raise InvalidInput(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    return body, body.get("instances"), raw
+
+
+class JobSerializer(serializers.Serializer):
+    """A batch job as the API shows it."""
+
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=BatchJob.Status.choices)
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    purpose = serializers.CharField()
+    progress = serializers.DictField(child=serializers.IntegerField())
+    needs_review = serializers.IntegerField()
+    results_url = serializers.CharField(required=False)
+    results = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class JobListSerializer(serializers.Serializer):
+    """A page of jobs."""
+
+    jobs = JobSerializer(many=True)
+
+
+class JobsApi(APIView):
+    """``POST /v1/jobs`` (submit) and ``GET /v1/jobs`` (list this tenant's jobs)."""
+
+    parser_classes: list = []
+
+    class InputSerializer(serializers.Serializer):
+        model = serializers.CharField()
+        instances = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), min_length=1)
+        purpose = serializers.CharField(required=False)
+        version = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(
+        operation_id="jobs_create",
+        request=InputSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={202: JobSerializer, **PROBLEM_RESPONSES, 409: OpenApiResponse(description="Idempotency key reused")},
+        tags=["jobs"],
+    )
+    def post(self, request: Request) -> JsonResponse:
+        from django.conf import settings
+
+        django_request = request._request
+        idempotency_key = django_request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200]
+        with GovernedCall(django_request, scope="jobs", endpoint="jobs.submit") as call:
+            principal = call.authenticate()
+            fields, instances, digest_source = _parse_submission(
+                django_request, max_bytes=settings.JOB_MAX_BODY_BYTES
+            )
+            digest = request_digest(digest_source)
+            existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
+            if existing is not None:
+                call.extra_detail = {"job_id": str(existing.id), "idempotent_replay": True}
+                headers = call.record_success(status=202)
+                headers.update({"Location": f"/v1/jobs/{existing.id}", "Idempotent-Replayed": "true"})
+                return JsonResponse(job_body(existing, include_results=False), status=202, headers=headers)
+            model_name = fields.get("model")
+            if not isinstance(model_name, str) or not model_name:
+                raise InvalidInput("'model' must name a model.")
+            version = fields.get("version")
+            if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+                raise InvalidInput("'version' must be a positive integer.")
+            purpose = django_request.META.get("HTTP_X_PURPOSE") or fields.get("purpose")
+            if purpose is not None and not isinstance(purpose, str):
+                raise InvalidInput("'purpose' must be a string.")
+            count = len(instances) if isinstance(instances, list | np.ndarray) else 0
+            if count == 0:
+                raise InvalidInput("'instances' must be a non-empty list of instances.")
+            model = call.resolve_model(name=model_name, version=version)
+            decision = call.decide(purpose=purpose, action="job")
+            limit = principal.limits.max_job_instances
+            call.reserve(units=count, max_batch=limit)
+            batch = call.validate(instances, max_batch=limit)
+            with transaction.atomic():
+                acceptance = batch_job_accept(
+                    principal=principal, model=model, batch=batch, purpose=call.purpose,
+                    policy_versions=decision.policy_versions, review_threshold=decision.review_threshold,
+                    quota_state=quota_state_of(reservation=call.reservation), idempotency_key=idempotency_key,
+                    digest=digest, request_id=django_request.request_id,
+                )
+                call.extra_detail = {"job_id": str(acceptance.job.id)}
+                headers = call.record_success(status=202)
+        headers["Location"] = f"/v1/jobs/{acceptance.job.id}"
+        return JsonResponse(job_body(acceptance.job, include_results=False), status=202, headers=headers)
+
+    @extend_schema(operation_id="jobs_list", responses={200: JobListSerializer, **PROBLEM_RESPONSES}, tags=["jobs"])
+    def get(self, request: Request) -> JsonResponse:
+        with GovernedCall(request._request, scope="jobs", endpoint="jobs.list") as call:
+            principal = call.authenticate()
+            jobs = [job_body(job, include_results=False) for job in batch_jobs_for_tenant(tenant_id=principal.tenant_id)[:100]]
+            headers = call.record_success()
+        return JsonResponse({"jobs": jobs}, headers=headers)
+
+
+class JobDetailApi(APIView):
+    """``GET /v1/jobs/{id}`` (status, progress, results) and ``DELETE`` (cancel)."""
+
+    @extend_schema(operation_id="jobs_retrieve", responses={200: JobSerializer, **PROBLEM_RESPONSES}, tags=["jobs"])
+    def get(self, request: Request, job_id: str) -> JsonResponse:
+        with GovernedCall(request._request, scope="jobs", endpoint="jobs.detail") as call:
+            principal = call.authenticate()
+            job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
+            body = job_body(job)
+            headers = call.record_success()
+        return JsonResponse(body, headers=headers)
+
+    @extend_schema(operation_id="jobs_cancel", responses={200: JobSerializer, **PROBLEM_RESPONSES}, tags=["jobs"])
+    def delete(self, request: Request, job_id: str) -> JsonResponse:
+        with GovernedCall(request._request, scope="jobs", endpoint="jobs.cancel") as call:
+            principal = call.authenticate()
+            job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
+            job = batch_job_cancel(job=job, actor=principal.actor)
+            call.extra_detail = {"job_id": str(job.id), "status": job.status}
+            headers = call.record_success()
+        return JsonResponse(job_body(job, include_results=False), headers=headers)
+
+
+class JobResultsApi(APIView):
+    """``GET /v1/jobs/{id}/results``: every prediction as JSON Lines, streamed."""
+
+    @extend_schema(
+        operation_id="jobs_results",
+        responses={(200, "application/x-ndjson"): OpenApiResponse(description="One JSON object per instance"), **PROBLEM_RESPONSES},
+        tags=["jobs"],
+    )
+    def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
+        with GovernedCall(request._request, scope="jobs", endpoint="jobs.results") as call:
+            principal = call.authenticate()
+            job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
+            if job.status != BatchJob.Status.SUCCEEDED:
+                raise InvalidInput(f"Job {job.id} is {job.status}; results exist once it has succeeded.")
+            probabilities, labels = batch_job_results(job=job)
+            headers = call.record_success()
+
+        def lines() -> Iterator[bytes]:
+            for start in range(0, probabilities.shape[0], 4096):
+                block = np.asarray(probabilities[start : start + 4096])
+                winners = block.argmax(axis=1)
+                yield b"".join(
+                    json.dumps({"index": start + i, "label": labels[int(w)], "probabilities": row.tolist()}).encode()
+                    + b"\n"
+                    for i, (w, row) in enumerate(zip(winners, block, strict=True))
+                )
+
+        response = StreamingHttpResponse(lines(), content_type="application/x-ndjson", headers=headers)
+        return response

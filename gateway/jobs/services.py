@@ -1,0 +1,295 @@
+"""Writes for batch jobs: acceptance, execution in chunks, cancellation, recovery.
+
+Exactly-once completion without distributed locks: a worker owns a job
+through a lease (``lease_owner``/``lease_expires_at``) taken and renewed with
+conditional UPDATEs; progress is stored after every chunk together with the
+chunk's results (a memory-mapped ``.npy`` file), so a redelivered job resumes
+where the dead worker stopped; the final transition is a conditional UPDATE
+from ``running``, so only one execution can complete a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from gateway.errors import IdempotencyKeyReused, TooManyJobs
+from gateway.jobs.models import BatchJob
+from gateway.jobs.selectors import batch_job_active_count
+from inference.selectors import model_serving_get
+from inference.services import model_predict
+from policy.audit.services import audit_event_record, audit_input_digest
+from tenants.principal import Principal
+from tenants.services import quota_refund_state
+
+logger = logging.getLogger("gateway.jobs")
+
+
+
+def job_dir(job_id: Any) -> Path:
+    """Where a job's input and results live."""
+    return Path(settings.JOBS_DIR) / str(job_id)
+
+
+def request_digest(payload: bytes) -> str:
+    """Identifies a submission's content for idempotency checks."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+def batch_job_find_idempotent(*, principal: Principal, idempotency_key: str, digest: str) -> BatchJob | None:
+    """The job an earlier submission with this key created, if any; 409 when the body differs."""
+    if not idempotency_key:
+        return None
+    job = BatchJob.objects.filter(tenant_id=principal.tenant_id, idempotency_key=idempotency_key).first()
+    if job is not None and job.request_digest != digest:
+        raise IdempotencyKeyReused("This Idempotency-Key was already used for a different request.")
+    return job
+
+
+@dataclass
+class Acceptance:
+    """What the submitting request needs to answer 202."""
+
+    job: BatchJob
+    created: bool
+
+
+def batch_job_accept(
+    *,
+    principal: Principal,
+    model: Any,
+    batch: np.ndarray,
+    purpose: str,
+    policy_versions: str,
+    review_threshold: float | None,
+    quota_state: dict[str, Any],
+    idempotency_key: str,
+    digest: str,
+    request_id: str,
+) -> Acceptance:
+    """Store the validated input and the job row; enqueue it once the row is committed."""
+    if batch_job_active_count(tenant_id=principal.tenant_id) >= principal.limits.max_concurrent_jobs:
+        raise TooManyJobs(
+            f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
+            headers={"Retry-After": "5"},
+        )
+    job = BatchJob(
+        tenant_id=principal.tenant_id, tenant_slug=principal.tenant_slug, key_id=principal.key_id,
+        key_prefix=principal.key_prefix, idempotency_key=idempotency_key, request_digest=digest,
+        model_name=model.name, model_version=model.version, model_sha256=model.sha256, purpose=purpose,
+        policy_versions=policy_versions, review_threshold=review_threshold, total=int(batch.shape[0]),
+        units_reserved=int(batch.shape[0]), quota_state=quota_state, request_id=request_id,
+    )
+    path = job_dir(job.id)
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
+    with transaction.atomic():
+        job.save(force_insert=True)
+        # Another submission may have raced past the count above: re-check with ours included.
+        if batch_job_active_count(tenant_id=principal.tenant_id) > principal.limits.max_concurrent_jobs:
+            transaction.set_rollback(True)
+            raise TooManyJobs(
+                f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
+                headers={"Retry-After": "5"},
+            )
+        transaction.on_commit(lambda: _enqueue(job.id))
+    return Acceptance(job=job, created=True)
+
+
+def _enqueue(job_id: Any) -> None:
+    from gateway.jobs.tasks import batch_job_run
+
+    batch_job_run.delay(str(job_id))
+
+
+class ExecutionOutcome:
+    """Why ``batch_job_execute`` returned."""
+
+    FINISHED = "finished"
+    ALREADY_FINISHED = "already_finished"
+    LEASED_ELSEWHERE = "leased_elsewhere"
+    LOST_LEASE = "lost_lease"
+
+
+def _claim(job_id: str, worker: str) -> bool:
+    now = timezone.now()
+    return bool(
+        BatchJob.objects.filter(id=job_id, status__in=BatchJob.ACTIVE)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=worker))
+        .update(
+            status=BatchJob.Status.RUNNING, lease_owner=worker,
+            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS), attempts=F("attempts") + 1,
+        )
+    )
+
+
+def batch_job_execute(*, job_id: str, worker: str) -> str:
+    """Run (or resume) a job under a lease; idempotent for redelivered messages."""
+    if not _claim(job_id, worker):
+        job = BatchJob.objects.filter(id=job_id).first()
+        if job is None or job.status in BatchJob.FINISHED:
+            return ExecutionOutcome.ALREADY_FINISHED
+        return ExecutionOutcome.LEASED_ELSEWHERE
+    job = BatchJob.objects.get(id=job_id)
+    if job.started_at is None:
+        BatchJob.objects.filter(id=job.id).update(started_at=timezone.now())
+    if job.cancel_requested:
+        _finish(job, worker, BatchJob.Status.CANCELLED)
+        return ExecutionOutcome.FINISHED
+    try:
+        model = model_serving_get(name=job.model_name, version=job.model_version)
+        path = job_dir(job.id)
+        inputs = np.load(path / "input.npy", mmap_mode="r")
+        results_path = path / "probabilities.npy"
+        classes = len(model.labels)
+        if results_path.exists():
+            results = np.lib.format.open_memmap(results_path, mode="r+")
+        else:
+            results = np.lib.format.open_memmap(results_path, mode="w+", dtype=np.float32, shape=(job.total, classes))
+        done = job.done
+        while done < job.total:
+            fresh = BatchJob.objects.filter(id=job.id).values("cancel_requested", "lease_owner").first()
+            if fresh is None or fresh["lease_owner"] != worker:
+                return ExecutionOutcome.LOST_LEASE
+            if fresh["cancel_requested"]:
+                _finish(job, worker, BatchJob.Status.CANCELLED)
+                return ExecutionOutcome.FINISHED
+            end = min(done + settings.JOB_CHUNK_SIZE, job.total)
+            chunk = np.ascontiguousarray(inputs[done:end])
+            prediction = model_predict(model=model, batch=chunk)
+            results[done:end] = prediction.probabilities
+            results.flush()
+            flagged = 0
+            if job.review_threshold is not None:
+                flagged = int((np.asarray(prediction.top_probabilities) < job.review_threshold).sum())
+            _audit_chunk(job, model, chunk, prediction, start=done, end=end, flagged=flagged)
+            updated = BatchJob.objects.filter(id=job.id, lease_owner=worker, status=BatchJob.Status.RUNNING).update(
+                done=end, needs_review=F("needs_review") + flagged,
+                lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            )
+            if not updated:
+                return ExecutionOutcome.LOST_LEASE
+            done = end
+        _finish(job, worker, BatchJob.Status.SUCCEEDED)
+        return ExecutionOutcome.FINISHED
+    except Exception as exc:
+        if _is_transient(exc):
+            raise
+        logger.exception("batch job failed", extra={"job_id": str(job.id)})
+        _finish(job, worker, BatchJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        return ExecutionOutcome.FINISHED
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _audit_chunk(job: BatchJob, model: Any, chunk: np.ndarray, prediction: Any, *, start: int, end: int, flagged: int) -> None:
+    counts: dict[str, int] = {}
+    for label in prediction.labels:
+        counts[str(label)] = counts.get(str(label), 0) + 1
+    audit_event_record(
+        event_type="job", action="job.chunk", request_id=job.request_id,
+        actor=f"tenant:{job.tenant_slug}/key:{job.key_prefix}", tenant_id=job.tenant_id,
+        tenant_slug=job.tenant_slug, key_prefix=job.key_prefix, model_name=model.name,
+        model_version=model.version, model_sha256=model.sha256, decision="allow",
+        policy_versions=job.policy_versions, purpose=job.purpose,
+        input_digest=audit_input_digest(payload=chunk.tobytes()), units=0,
+        prediction={"count": end - start, "labels": counts, "needs_review": flagged},
+        needs_review=flagged > 0, detail={"job_id": str(job.id), "start": start, "end": end},
+    )
+
+
+def _finish(job: BatchJob, worker: str, status: str, error: str = "") -> bool:
+    """The one transition to a final state: only the lease holder, only once."""
+    with transaction.atomic():
+        updated = BatchJob.objects.filter(
+            id=job.id, status=BatchJob.Status.RUNNING, lease_owner=worker
+        ).update(
+            status=status, finished_at=timezone.now(), error=error, completions=F("completions") + 1,
+            lease_expires_at=None,
+        )
+        if not updated:
+            return False
+        job.refresh_from_db()
+        _refund_unrun(job)
+        audit_event_record(
+            event_type="job", action=f"job.{status}", request_id=job.request_id,
+            actor=f"tenant:{job.tenant_slug}/key:{job.key_prefix}", tenant_id=job.tenant_id,
+            tenant_slug=job.tenant_slug, key_prefix=job.key_prefix, model_name=job.model_name,
+            model_version=job.model_version, model_sha256=job.model_sha256, units=-job.units_refunded,
+            error_code=("job_failed" if status == BatchJob.Status.FAILED else ""),
+            detail={"job_id": str(job.id), "done": job.done, "total": job.total, "refunded": job.units_refunded},
+        )
+    return True
+
+
+def _refund_unrun(job: BatchJob) -> None:
+    unrun = job.units_reserved - job.done
+    if unrun <= 0:
+        return
+    try:
+        quota_refund_state(state=job.quota_state, units=unrun)
+    except Exception:
+        # The durable record (negative units on the final audit event) is what
+        # counters are rebuilt from, so a failed live refund self-heals.
+        logger.warning("live quota refund failed for job", extra={"job_id": str(job.id)})
+    BatchJob.objects.filter(id=job.id).update(units_refunded=unrun)
+    job.units_refunded = unrun
+
+
+def batch_job_cancel(*, job: BatchJob, actor: str) -> BatchJob:
+    """Cancel a queued job at once; ask a running one to stop after its current chunk."""
+    with transaction.atomic():
+        if job.status == BatchJob.Status.QUEUED:
+            updated = BatchJob.objects.filter(id=job.id, status=BatchJob.Status.QUEUED).update(
+                status=BatchJob.Status.RUNNING, lease_owner=f"cancel:{actor}",
+                lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            )
+            if updated:
+                job.refresh_from_db()
+                _finish(job, f"cancel:{actor}", BatchJob.Status.CANCELLED)
+        elif job.status == BatchJob.Status.RUNNING:
+            BatchJob.objects.filter(id=job.id).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def batch_jobs_recover(*, stale_after_seconds: int = 60) -> int:
+    """Re-enqueue jobs whose worker died (expired lease) or whose message was lost."""
+    now = timezone.now()
+    stale = BatchJob.objects.filter(
+        Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now)
+        | Q(status=BatchJob.Status.QUEUED, created_at__lt=now - timedelta(seconds=stale_after_seconds))
+    ).values_list("id", flat=True)
+    count = 0
+    for job_id in stale:
+        _enqueue(job_id)
+        count += 1
+    return count
+
+
+def batch_job_results(*, job: BatchJob) -> tuple[np.ndarray, list[Any]]:
+    """Probabilities (memory-mapped) and class labels of a finished job."""
+    probabilities = np.load(job_dir(job.id) / "probabilities.npy", mmap_mode="r")
+    model = model_serving_get(name=job.model_name, version=job.model_version)
+    return probabilities, list(model.labels)
+
+
+__all__ = [
+    "Acceptance", "ExecutionOutcome", "audit_input_digest", "batch_job_accept", "batch_job_cancel",
+    "batch_job_execute", "batch_job_find_idempotent", "batch_job_results", "batch_jobs_recover",
+    "request_digest",
+]

@@ -1,0 +1,334 @@
+"""The governed request pipeline: one implementation for every path to a model.
+
+Order (fixed, no endpoint may skip a step):
+
+1. request id              - ``RequestContextMiddleware`` (already bound)
+2. authentication          - ``tenants.services.api_key_authenticate`` (per-process cache)
+3. scope                   - the key must hold the operation's scope
+4. body limits and parsing - the plan's ``max_body_bytes`` before any JSON is parsed
+5. model resolution        - the active (or requested) version, from the per-process registry
+6. policy decision         - ``policy.services.policy_decide`` (compiled, cached state)
+7. quota reservation       - ``tenants.services.quota_reserve`` (one atomic round trip)
+8. input validation        - ``inference.services.instances_validate``
+9. inference               - ``inference.services.model_predict``
+10. audit                  - one INSERT, before the response exists
+11. response               - with the IETF ``RateLimit-*`` headers
+
+Any failure after step 7 refunds the reservation; every outcome after
+authentication started (401s included) is audited, and a request whose audit
+record cannot be written is answered 503 instead of being served unrecorded.
+REST v1, the Open Inference Protocol and batch-job submission all call
+:class:`GovernedCall`; they differ only in how they parse bodies and shape
+answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.http import HttpRequest
+
+from gateway import metrics
+from gateway.errors import (
+    AuditUnavailable,
+    DomainError,
+    InsufficientScope,
+    MalformedRequest,
+    PayloadTooLarge,
+    PolicyDenied,
+    UnsupportedMediaType,
+)
+from gateway.logging import current_request_id, set_request_context
+from inference.errors import BatchTooLarge
+from inference.selectors import model_serving_get
+from inference.services import instances_validate, model_predict
+from policy.audit.services import audit_event_record, audit_input_digest
+from policy.evaluator import Decision
+from policy.services import policy_decide, review_item_create
+from tenants.principal import Principal
+from tenants.services import api_key_authenticate, api_key_from_headers, quota_refund, quota_reserve
+
+logger = logging.getLogger("gateway.pipeline")
+
+# Per-instance prediction summaries are kept in the audit record up to this
+# batch size; larger batches (jobs) are summarised as counts.
+AUDIT_PREDICTION_DETAIL_MAX = 1024
+
+
+@dataclass
+class PredictionResult:
+    """What a governed prediction returns to the protocol layer."""
+
+    model_name: str
+    model_version: int
+    labels: list[Any]
+    probabilities: np.ndarray
+    needs_review: list[bool]
+    output_name: str
+    class_labels: list[Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The peer address (a proxy in front is expected to be trusted and configured there)."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def model_permitted_for_key(*, principal: Principal, model_name: str) -> bool:
+    """The key's own model allow-list; listing and predicting share this check."""
+    return not principal.allowed_models or model_name in principal.allowed_models
+
+
+def body_json(request: HttpRequest, *, max_bytes: int) -> Any:
+    """Parse a JSON body within the plan's size limit; clear 4xx errors otherwise."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if content_type and not content_type.split(";")[0].strip().lower().endswith(("/json", "+json")):
+        raise UnsupportedMediaType(f"Send application/json, not {content_type.split(';')[0]}.")
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"Body of {declared} bytes exceeds this plan's limit of {max_bytes} bytes.")
+    raw = request.body
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds this plan's limit of {max_bytes} bytes.")
+    if not raw:
+        raise MalformedRequest("The request body is empty; send a JSON object.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest(f"The body is not valid JSON: {exc}.") from None
+
+
+class GovernedCall:
+    """One request through the governed pipeline, audited exactly once whatever happens.
+
+    Use as a context manager::
+
+        with GovernedCall(request, scope="predict") as call:
+            call.authenticate()
+            ...
+            call.respond(status=200)
+
+    Leaving the block with a :class:`DomainError` audits that outcome (status,
+    code, refund) and re-raises it for the exception handler; leaving it with
+    any other exception audits a 500 and re-raises.
+    """
+
+    def __init__(self, request: HttpRequest, *, scope: str, endpoint: str):
+        self.request = request
+        self.scope = scope
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.principal: Principal | None = None
+        self.reservation: Any = None
+        self.decision: Decision | None = None
+        self.model: Any = None
+        self.purpose = ""
+        self.input_digest = ""
+        self.raw_input: Any = None
+        self.units = 0
+        self.prediction_summary: Any = None
+        self.needs_review = False
+        self.audit_seq: int | None = None
+        self.extra_detail: dict[str, Any] = {}
+        self._audited = False
+        self._auth_attempted = False
+
+    # -- context management ---------------------------------------------------
+    def __enter__(self) -> GovernedCall:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, DomainError):
+            status, code = exc.status, exc.code
+        else:
+            logger.error("pipeline failure", exc_info=exc)
+            status, code = 500, "internal_error"
+        self._refund()
+        if status in (401, 403, 429):
+            metrics.refusal(reason=code)
+        if self._auth_attempted and not self._audited:
+            try:
+                self._audit(status=status, error_code=code)
+            except AuditUnavailable as audit_exc:
+                raise audit_exc from exc
+        return False
+
+    # -- steps ----------------------------------------------------------------
+    def authenticate(self) -> Principal:
+        """Steps 2-3: the key, the tenant, the scope."""
+        self._auth_attempted = True
+        meta = self.request.META
+        raw_key = api_key_from_headers(
+            authorization=meta.get("HTTP_AUTHORIZATION"), x_api_key=meta.get("HTTP_X_API_KEY")
+        )
+        principal = api_key_authenticate(raw_key=raw_key)
+        self.principal = principal
+        set_request_context(tenant=principal.tenant_slug)
+        if self.scope not in principal.scopes:
+            raise InsufficientScope(f"This API key lacks the {self.scope!r} scope.")
+        return principal
+
+    def parse_body(self) -> Any:
+        """Step 4: the body, bounded by the plan."""
+        assert self.principal is not None
+        body = body_json(self.request, max_bytes=self.principal.limits.max_body_bytes)
+        return body
+
+    def resolve_model(self, *, name: str, version: int | None) -> Any:
+        """Step 5: the served model (404 for unknown names or versions)."""
+        self.model = model_serving_get(name=name, version=version)
+        return self.model
+
+    def decide(self, *, purpose: str | None, action: str = "predict") -> Decision:
+        """Step 6: policy, plus the key's model allow-list."""
+        assert self.principal is not None and self.model is not None
+        self.purpose = (purpose or "")[:100]
+        if not model_permitted_for_key(principal=self.principal, model_name=self.model.name):
+            self.decision = Decision(
+                allowed=False, rule_id="api_key.allowed_models", reason_code="model_not_allowed_for_key",
+                reason="This API key is not allowed to call this model.", policy_versions="",
+            )
+        else:
+            self.decision = policy_decide(
+                principal=self.principal, model=self.model.facts(), purpose=purpose or None, action=action
+            )
+        if not self.decision.allowed:
+            raise PolicyDenied(
+                self.decision.reason, rule_id=self.decision.rule_id, reason_code=self.decision.reason_code
+            )
+        return self.decision
+
+    def reserve(self, *, units: int, max_batch: int | None = None) -> None:
+        """Step 7: one atomic check-and-consume of every applicable limit."""
+        assert self.principal is not None
+        limit = max_batch if max_batch is not None else self.principal.limits.max_batch
+        if units > limit:
+            raise BatchTooLarge(
+                f"Batch of {units} instances exceeds this plan's maximum of {limit}.", max_batch=limit
+            )
+        self.reservation = quota_reserve(principal=self.principal, units=units)
+        self.units = units
+
+    def validate(self, instances: Any, *, max_batch: int | None = None) -> np.ndarray:
+        """Step 8: shape, type, finiteness and range of every instance."""
+        assert self.principal is not None and self.model is not None
+        limit = max_batch if max_batch is not None else self.principal.limits.max_batch
+        batch = instances_validate(model=self.model, instances=instances, max_batch=limit)
+        payload = batch.tobytes()
+        self.input_digest = audit_input_digest(payload=payload)
+        if self.decision is not None and self.decision.retain_raw_input:
+            self.raw_input = batch.tolist()
+        return batch
+
+    def infer(self, batch: np.ndarray) -> PredictionResult:
+        """Step 9 and the human-oversight flags."""
+        assert self.model is not None and self.decision is not None
+        started = time.perf_counter()
+        prediction = model_predict(model=self.model, batch=batch)
+        metrics.inference_latency(
+            model=self.model.name, version=self.model.version, seconds=time.perf_counter() - started
+        )
+        threshold = self.decision.review_threshold
+        top = np.asarray(prediction.top_probabilities, dtype=np.float64)
+        flags = (top < threshold).tolist() if threshold is not None else [False] * len(top)
+        self.needs_review = any(flags)
+        labels = list(prediction.labels)
+        if len(labels) <= AUDIT_PREDICTION_DETAIL_MAX:
+            self.prediction_summary = [
+                {"label": label, "top_probability": round(float(p), 6), "needs_review": flag}
+                for label, p, flag in zip(labels, top, flags, strict=True)
+            ]
+        else:
+            counts: dict[str, int] = {}
+            for label in labels:
+                counts[str(label)] = counts.get(str(label), 0) + 1
+            self.prediction_summary = {"count": len(labels), "labels": counts, "needs_review": sum(flags)}
+        self._flags_top = (labels, top, flags)
+        return PredictionResult(
+            model_name=self.model.name, model_version=self.model.version, labels=labels,
+            probabilities=prediction.probabilities, needs_review=flags,
+            output_name=getattr(self.model, "output_name", "probabilities"),
+            class_labels=list(self.model.labels),
+        )
+
+    def record_success(self, *, status: int = 200) -> dict[str, str]:
+        """Step 10: the audit INSERT, then review items; returns the response headers."""
+        self._audit(status=status, error_code="")
+        if self.needs_review and self.audit_seq is not None:
+            labels, top, flags = self._flags_top
+            for label, p, flag in zip(labels, top, flags, strict=True):
+                if flag:
+                    review_item_create(
+                        audit_seq=self.audit_seq, request_id=current_request_id(), principal=self.principal,
+                        model=self.model.facts(), label=label, top_probability=float(p),
+                    )
+        return self.response_headers()
+
+    def response_headers(self) -> dict[str, str]:
+        """``RateLimit-*`` headers of the reservation, if any."""
+        if self.reservation is None:
+            return {}
+        return dict(self.reservation.headers())
+
+    # -- internals ------------------------------------------------------------
+    def _refund(self) -> None:
+        if self.reservation is not None and self.units:
+            try:
+                quota_refund(reservation=self.reservation)
+            except DomainError:
+                logger.warning("quota refund failed; counters are rebuilt from the audit trail")
+            self.units = 0
+
+    def _audit(self, *, status: int, error_code: str) -> None:
+        self._audited = True
+        principal, model, decision = self.principal, self.model, self.decision
+        latency = (time.perf_counter() - self.started) * 1000.0
+        fields: dict[str, Any] = {
+            "action": self.endpoint,
+            "request_id": current_request_id(),
+            "method": self.request.method or "",
+            "path": self.request.path[:300],
+            "http_status": status,
+            "latency_ms": round(latency, 3),
+            "client_ip": client_ip(self.request),
+            "purpose": self.purpose,
+            "input_digest": self.input_digest,
+            "units": self.units,
+            "prediction": self.prediction_summary,
+            "needs_review": self.needs_review,
+            "error_code": error_code,
+            "raw_input": self.raw_input,
+        }
+        if self.extra_detail:
+            fields["detail"] = self.extra_detail
+        if principal is not None:
+            fields.update(
+                actor=principal.actor, tenant_id=principal.tenant_id, tenant_slug=principal.tenant_slug,
+                key_prefix=principal.key_prefix, region=principal.region,
+            )
+        if model is not None:
+            fields.update(model_name=model.name, model_version=model.version, model_sha256=model.sha256)
+        if decision is not None:
+            fields.update(
+                decision="allow" if decision.allowed else "deny", rule_id=decision.rule_id,
+                reason_code=decision.reason_code, policy_versions=decision.policy_versions,
+                monitor_denials=list(decision.monitor_denials),
+            )
+        if self.reservation is not None:
+            fields["quota_fail_open"] = bool(getattr(self.reservation, "fail_open", False))
+        try:
+            event = audit_event_record(event_type="request", **fields)
+        except AuditUnavailable:
+            # Nothing may be served unrecorded: give the quota back and answer 503.
+            self._refund()
+            metrics.audit_failed()
+            raise
+        self.audit_seq = event.seq
+        metrics.audit_written()

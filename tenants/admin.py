@@ -1,0 +1,433 @@
+"""Django admin for the people who configure tenants, keys and quotas.
+
+Every save goes through ``tenants.services`` with the actor
+``staff:<username>``, so admin changes are validated, invalidate the key
+caches of every gateway process and are audited with before/after values
+exactly like command-line changes.
+
+A new key's secret is rendered once on a dedicated ``no-store`` page (after
+"Save" and after the rotate action) rather than through the messages
+framework, whose cookie/session storage would keep the secret around.
+Tenants and keys are never deleted here: audit records refer to them;
+suspend a tenant or revoke a key instead.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+
+from gateway.errors import DomainError
+from tenants.charts import Series, quota_bar_svg, usage_chart_svg
+from tenants.models import ApiKey, Plan, Tenant
+from tenants.principal import ALL_SCOPES, LIMIT_FIELDS
+from tenants.selectors import (
+    key_quota_scope,
+    quota_usage_current,
+    tenant_limits,
+    tenant_quota_scope,
+    usage_summary,
+)
+from tenants.services import (
+    IssuedApiKey,
+    api_key_create,
+    api_key_revoke,
+    api_key_rotate,
+    api_key_update,
+    plan_delete,
+    plan_save,
+    tenant_save,
+    tenant_validate,
+)
+from tenants.services.keys import models_validate
+
+CHART_DAYS = 30
+_ISSUED_ATTRIBUTE = "_maas_issued_keys"
+
+
+def staff_actor(request: HttpRequest) -> str:
+    """How audit records name an admin user."""
+    return f"staff:{request.user.get_username()}"
+
+
+# --- plans -------------------------------------------------------------------------------
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    """Plans are edited here; every tenant on a plan sees its new limits within a second."""
+
+    list_display = (
+        "name",
+        "rate_per_second",
+        "burst",
+        "daily_instances",
+        "monthly_instances",
+        "max_batch",
+        "max_concurrent_jobs",
+        "tenant_count",
+        "updated_at",
+    )
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "description")}),
+        (
+            "Rate and quotas (empty = unlimited)",
+            {"fields": ("rate_per_second", "burst", "daily_instances", "monthly_instances")},
+        ),
+        ("Request limits", {"fields": ("max_batch", "max_body_bytes", "max_concurrent_jobs", "max_job_instances")}),
+        ("Timestamps", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Plan]:
+        return super().get_queryset(request).annotate(_tenants=Count("tenants"))
+
+    @admin.display(description="tenants", ordering="_tenants")
+    def tenant_count(self, plan: Plan) -> int:
+        return getattr(plan, "_tenants", 0)
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
+        plan_save(plan=obj, actor=staff_actor(request))
+
+    def delete_model(self, request: HttpRequest, obj: Plan) -> None:
+        plan_delete(plan=obj, actor=staff_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
+        for plan in queryset:
+            plan_delete(plan=plan, actor=staff_actor(request))
+
+
+# --- keys ----------------------------------------------------------------------------------
+def _key_status(key: ApiKey) -> str:
+    now = timezone.now()
+    if key.revoked:
+        return "revoked"
+    if (key.expires_at and key.expires_at <= now) or (key.grace_until and key.grace_until <= now):
+        return "expired"
+    if key.grace_until:
+        return "rotating"
+    return "active"
+
+
+class ApiKeyForm(forms.ModelForm):
+    """Scopes as checkboxes and allowed models as a comma-separated list."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in ALL_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        initial=list(ALL_SCOPES),
+        required=False,
+    )
+    allowed_models = forms.CharField(
+        required=False,
+        help_text="Comma-separated model names this key may call; empty = any of the tenant's models.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("tenant", "name", "scopes", "allowed_models", "expires_at", *LIMIT_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["allowed_models"] = ", ".join(self.instance.allowed_models or [])
+            self.initial["scopes"] = list(self.instance.scopes or [])
+
+    def clean_allowed_models(self) -> list[str]:
+        raw = self.cleaned_data.get("allowed_models") or ""
+        try:
+            return models_validate([part for part in raw.replace("\n", ",").split(",")])
+        except DomainError as exc:
+            raise forms.ValidationError(exc.detail) from exc
+
+    def clean_scopes(self) -> list[str]:
+        scopes = list(self.cleaned_data.get("scopes") or [])
+        if not scopes:
+            raise forms.ValidationError("Grant at least one scope.")
+        return scopes
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys: create (the secret is shown once), edit scopes/models/limits, revoke and rotate."""
+
+    form = ApiKeyForm
+    list_display = ("prefix", "tenant", "name", "status", "scope_list", "expires_at", "last_used_at", "created_at")
+    list_filter = ("revoked", "tenant__status", "tenant__region", "created_at")
+    search_fields = ("prefix", "name", "tenant__slug", "tenant__name")
+    list_select_related = ("tenant",)
+    actions = ("revoke_keys", "rotate_keys")
+    readonly_fields = (
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked",
+        "revoked_reason",
+        "revoked_at",
+        "rotated_from",
+        "grace_until",
+        "lineage_id",
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        main = ("tenant", "name", "scopes", "allowed_models", "expires_at")
+        limits = ("Limit overrides (empty = inherit from the tenant)", {"fields": LIMIT_FIELDS})
+        if obj is None:
+            return ((None, {"fields": main}), limits)
+        status = (
+            "Status",
+            {
+                "fields": (
+                    "prefix",
+                    "created_by",
+                    "created_at",
+                    "last_used_at",
+                    "revoked",
+                    "revoked_reason",
+                    "revoked_at",
+                    "rotated_from",
+                    "grace_until",
+                    "lineage_id",
+                )
+            },
+        )
+        return ((None, {"fields": main}), limits, status)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        if obj is None:
+            return ()
+        return (*self.readonly_fields, "tenant")
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def status(self, key: ApiKey) -> str:
+        return _key_status(key)
+
+    @admin.display(description="scopes")
+    def scope_list(self, key: ApiKey) -> str:
+        return ", ".join(key.scopes or [])
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        actor = staff_actor(request)
+        data = form.cleaned_data
+        if not change:
+            issued = api_key_create(
+                tenant=data["tenant"],
+                actor=actor,
+                name=data["name"],
+                scopes=data["scopes"],
+                allowed_models=data["allowed_models"],
+                expires_at=data.get("expires_at"),
+                overrides={name: data.get(name) for name in LIMIT_FIELDS},
+            )
+            for field in ApiKey._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(issued.key, field.attname))
+            obj._state.adding = False
+            setattr(request, _ISSUED_ATTRIBUTE, [issued])
+            return
+        changes = {name: data[name] for name in form.changed_data if name in data and name != "tenant"}
+        if changes:
+            updated = api_key_update(key=obj, actor=actor, **changes)
+            for field in ApiKey._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(updated, field.attname))
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        issued = getattr(request, _ISSUED_ATTRIBUTE, None)
+        if issued:
+            return self._issued_page(request, issued, title="API key created")
+        return super().response_add(request, obj, post_url_continue)
+
+    def _issued_page(self, request: HttpRequest, issued: list[IssuedApiKey], *, title: str) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/tenants/apikey/issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "issued": issued,
+                "opts": self.model._meta,
+            },
+        )
+        # The page holds a secret: no cache, no referrer leaks.
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        actor = staff_actor(request)
+        count = 0
+        for key in queryset.select_related("tenant"):
+            if not key.revoked:
+                api_key_revoke(key=key, reason=f"revoked in admin by {actor}", actor=actor)
+                count += 1
+        self.message_user(request, f"Revoked {count} key(s); every gateway process refuses them within seconds.")
+
+    @admin.action(description="Rotate selected keys (old keys keep working for the grace period)")
+    def rotate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse | None:
+        actor = staff_actor(request)
+        issued: list[IssuedApiKey] = []
+        for key in queryset.select_related("tenant"):
+            try:
+                issued.append(api_key_rotate(key=key, actor=actor))
+            except DomainError as exc:
+                messages.warning(request, f"{key.prefix}: {exc.detail}")
+        if not issued:
+            return None
+        return self._issued_page(request, issued, title="API keys rotated")
+
+
+class ApiKeyInline(admin.TabularInline):
+    """The tenant's keys, read-only (create, revoke and rotate them on the key pages)."""
+
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("prefix", "name", "key_status", "scopes", "expires_at", "grace_until", "last_used_at", "created_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def key_status(self, key: ApiKey) -> str:
+        return _key_status(key)
+
+
+# --- tenants --------------------------------------------------------------------------------
+class TenantForm(forms.ModelForm):
+    """Admin form; the services repeat these checks for every other writer."""
+
+    class Meta:
+        model = Tenant
+        fields = (
+            "slug",
+            "name",
+            "contact",
+            "region",
+            "plan",
+            "status",
+            "suspended_reason",
+            "identity_verified",
+            "approved_purposes",
+            *LIMIT_FIELDS,
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("status") == Tenant.Status.SUSPENDED and not (data.get("suspended_reason") or "").strip():
+            self.add_error("suspended_reason", "A suspension needs a reason.")
+        purposes = data.get("approved_purposes")
+        if purposes is not None and not isinstance(purposes, list):
+            self.add_error("approved_purposes", 'A JSON list such as ["research", "evaluation"].')
+        return data
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if not self.errors:
+            try:
+                tenant_validate(tenant=self.instance)
+            except DomainError as exc:
+                self.add_error(None, exc.detail)
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    """Tenants with their plan, overrides, keys, a 30-day usage chart and current quota consumption."""
+
+    form = TenantForm
+    list_display = ("slug", "name", "status", "region", "plan", "identity_verified", "created_at")
+    list_filter = ("status", "region", "plan", "identity_verified")
+    search_fields = ("slug", "name", "contact")
+    list_select_related = ("plan",)
+    inlines = (ApiKeyInline,)
+    readonly_fields = ("verified_by", "verified_at", "created_at", "updated_at", "effective_limits")
+    fieldsets = (
+        (None, {"fields": ("slug", "name", "contact", "region", "plan")}),
+        ("Status", {"fields": ("status", "suspended_reason")}),
+        ("Identity and purposes", {"fields": ("identity_verified", "verified_by", "verified_at", "approved_purposes")}),
+        ("Limit overrides (empty = the plan's value)", {"fields": (*LIMIT_FIELDS, "effective_limits")}),
+        ("Timestamps", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
+        if obj is None:
+            return self.readonly_fields
+        return ("slug", *self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False
+
+    @admin.display(description="effective limits")
+    def effective_limits(self, tenant: Tenant) -> str:
+        if tenant.pk is None:
+            return "-"
+        limits = tenant_limits(tenant=tenant)
+        return ", ".join(
+            f"{name.replace('_', ' ')}: {'unlimited' if getattr(limits, name) is None else getattr(limits, name)}"
+            for name in LIMIT_FIELDS
+        )
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        tenant_save(tenant=obj, actor=staff_actor(request))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        tenant = self.get_object(request, object_id)
+        if tenant is not None:
+            context.update(tenant_usage_context(tenant))
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+def tenant_usage_context(tenant: Tenant, *, now: datetime | None = None) -> dict[str, Any]:
+    """The chart and quota table of the tenant page."""
+    now = now or datetime.now(UTC)
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    since = today - timedelta(days=CHART_DAYS - 1)
+    summary = usage_summary(tenant=tenant, since=since, until=today + timedelta(days=1))
+    days = [row.day for row in summary.days]
+    chart = usage_chart_svg(
+        days=days,
+        series=[
+            Series("Requests", "#1565c0", [row.requests for row in summary.days]),
+            Series("Instances", "#2e7d32", [row.instances for row in summary.days]),
+            Series("Refusals", "#c62828", [row.refusals for row in summary.days]),
+        ],
+        title=f"Usage of {tenant.slug}, last {CHART_DAYS} days",
+    )
+    scopes = [tenant_quota_scope(tenant=tenant)]
+    labels = {scopes[0].counter_id: "tenant"}
+    merged_for_keys = tenant_limits(tenant=tenant)
+    for key in tenant.api_keys.filter(revoked=False):
+        scope = key_quota_scope(key=key, merged=merged_for_keys)
+        if scope is not None and scope.counter_id not in labels and (scope.daily_instances or scope.monthly_instances):
+            scopes.append(scope)
+            labels[scope.counter_id] = f"key {key.prefix}"
+    rows = [
+        {
+            "label": labels[usage.counter_id],
+            "usage": usage,
+            "gauge": mark_safe(quota_bar_svg(fraction=usage.fraction)),  # noqa: S308 - built from numbers only
+        }
+        for usage in quota_usage_current(scopes=scopes, now=now)
+    ]
+    return {
+        "usage_chart": mark_safe(chart),  # noqa: S308 - every text in it is escaped by usage_chart_svg
+        "usage_summary": summary,
+        "quota_rows": rows,
+        "chart_days": CHART_DAYS,
+    }

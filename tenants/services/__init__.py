@@ -1,0 +1,64 @@
+"""Writes of the tenants app (a package: keys, tenants and plans, quotas).
+
+Import from here; the submodules are an implementation detail.
+"""
+
+from tenants.services.keys import (
+    IssuedApiKey,
+    api_key_authenticate,
+    api_key_cache_clear,
+    api_key_create,
+    api_key_from_headers,
+    api_key_revoke,
+    api_key_rotate,
+    api_key_update,
+)
+from tenants.services.quotas import (
+    QuotaPolicy,
+    Reservation,
+    quota_refund,
+    quota_refund_state,
+    quota_reserve,
+    quota_state_of,
+)
+from tenants.services.tenants import (
+    DemoTenant,
+    demo_tenant_ensure,
+    plan_delete,
+    plan_save,
+    plan_standard_ensure,
+    tenant_create,
+    tenant_quota_set,
+    tenant_save,
+    tenant_suspend,
+    tenant_unsuspend,
+    tenant_validate,
+)
+
+__all__ = [
+    "DemoTenant",
+    "IssuedApiKey",
+    "QuotaPolicy",
+    "Reservation",
+    "api_key_authenticate",
+    "api_key_cache_clear",
+    "api_key_create",
+    "api_key_from_headers",
+    "api_key_revoke",
+    "api_key_rotate",
+    "api_key_update",
+    "demo_tenant_ensure",
+    "plan_delete",
+    "plan_save",
+    "plan_standard_ensure",
+    "quota_refund",
+    "quota_refund_state",
+    "quota_reserve",
+    "quota_state_of",
+    "tenant_create",
+    "tenant_quota_set",
+    "tenant_save",
+    "tenant_suspend",
+    "tenant_unsuspend",
+    "tenant_validate",
+]

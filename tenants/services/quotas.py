@@ -1,0 +1,351 @@
+"""Quota enforcement: one atomic check-and-consume per request, across every process.
+
+``quota_reserve`` charges a request against every limit that applies to it --
+the tenant's token bucket and daily/monthly instance quotas, plus the key's own
+when the key overrides them -- and either admits it against all of them or
+refuses it without consuming anything.  Two backends share these semantics:
+
+* Redis (``REDIS_URL`` set): one ``EVALSHA`` round trip per request; the Lua
+  script (``quota_reserve.lua``) runs atomically inside Redis, so any number of
+  gateway processes and hosts share exact counters.  Lost counters (a Redis
+  restart or flush) are rebuilt from the durable usage record, the ``units``
+  of the audit events, before anything is admitted against them.
+* The database (embedded default): conditional ``UPDATE ... RETURNING`` rows
+  in one transaction (``quota_db``).
+
+Known weaknesses of popular gateways this avoids: limits that multiply with
+the number of replicas (counters are shared, never per process), budgets
+overspent under concurrency (check and consume are one atomic step, never a
+read followed by a write), and fresh quotas after a cache loss (rebuild).
+
+A request that fails later in the pipeline calls ``quota_refund``; the rate
+token stays spent (the request did reach the gateway), the instances return.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from gateway.errors import DomainError, QuotaBackendUnavailable, QuotaExceeded, RateLimited
+from gateway.redis import redis_enabled
+from tenants.principal import Principal, QuotaScope
+from tenants.quota_windows import DAILY, MONTHLY, RATE, Window, window_for
+
+logger = logging.getLogger("tenants.quota")
+
+_PERIOD_LABELS = {RATE: "Rate limit", DAILY: "Daily quota", MONTHLY: "Monthly quota"}
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    """One limit a reservation must fit: a token bucket (``rate``) or a calendar counter."""
+
+    scope: QuotaScope
+    kind: str
+    limit: int
+    rate: float | None = None
+    window: Window | None = None
+
+    @property
+    def scope_kind(self) -> str:
+        """``key`` for a key's own counters, ``tenant`` otherwise."""
+        return "key" if self.scope.counter_id.startswith("k:") else "tenant"
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    """The state of one limit right after admission (feeds the RateLimit headers)."""
+
+    name: str
+    scope: str
+    limit: int
+    remaining: int
+    reset_seconds: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A counter a reservation incremented, remembered so a refund finds the same window."""
+
+    counter_id: str
+    tenant_id: int
+    period: str
+    period_start: date
+    redis_key: str
+
+
+@dataclass
+class Reservation:
+    """Instances admitted for one request; refund with ``quota_refund`` if the request fails.
+
+    ``fail_open`` is true when the quota backend was down and ``QUOTA_FAIL_OPEN``
+    admitted the request unchecked: the pipeline flags its audit record.
+    """
+
+    units: int
+    fail_open: bool = False
+    backend: str = "none"
+    policies: tuple[QuotaPolicy, ...] = ()
+    charges: tuple[Charge, ...] = ()
+    refunded: int = 0
+
+    @property
+    def charged_units(self) -> int:
+        """Instances still charged (reserved minus refunded): what the audit record's ``units`` says.
+
+        Fail-open admissions count too: they were served, and counting them
+        lets a counter rebuilt after the outage include them.
+        """
+        return self.units - self.refunded
+
+    def headers(self) -> dict[str, str]:
+        """IETF RateLimit header fields for the limit closest to exhaustion, plus the full policy list.
+
+        ``RateLimit-Reset`` is in seconds.  With no limit at all (or a fail-open
+        admission, when nothing is known) no header is sent rather than a guess.
+        """
+        if not self.policies:
+            return {}
+        tightest = min(self.policies, key=lambda p: (p.remaining / p.limit if p.limit else 0.0, p.reset_seconds))
+        return {
+            "RateLimit-Limit": str(tightest.limit),
+            "RateLimit-Remaining": str(max(0, tightest.remaining)),
+            "RateLimit-Reset": str(tightest.reset_seconds),
+            "RateLimit-Policy": ", ".join(
+                f'{p.limit};w={p.window_seconds};comment="{p.scope} {p.name}"' for p in self.policies
+            ),
+        }
+
+
+class QuotaRefusal(Exception):
+    """Raised by a backend when ``check`` refused; nothing was consumed."""
+
+    def __init__(self, check: QuotaCheck, *, retry_after: int, current: float):
+        super().__init__(check.kind)
+        self.check = check
+        self.retry_after = max(1, retry_after)
+        self.current = current
+
+
+def quota_checks(scopes: tuple[QuotaScope, ...], now: datetime) -> list[QuotaCheck]:
+    """Every limit that applies to a request, in a fixed order (the lock order of the DB backend)."""
+    checks: list[QuotaCheck] = []
+    for scope in scopes:
+        burst = scope.effective_burst
+        if scope.rate_per_second is not None and burst is not None:
+            checks.append(QuotaCheck(scope=scope, kind=RATE, limit=burst, rate=float(scope.rate_per_second)))
+        if scope.daily_instances is not None:
+            checks.append(
+                QuotaCheck(scope=scope, kind=DAILY, limit=int(scope.daily_instances), window=window_for(DAILY, now))
+            )
+        if scope.monthly_instances is not None:
+            checks.append(
+                QuotaCheck(
+                    scope=scope, kind=MONTHLY, limit=int(scope.monthly_instances), window=window_for(MONTHLY, now)
+                )
+            )
+    return checks
+
+
+def bucket_policy(check: QuotaCheck, tokens: float) -> QuotaPolicy:
+    """The header view of a token bucket holding ``tokens``."""
+    rate = check.rate or 1.0
+    return QuotaPolicy(
+        name=RATE,
+        scope=check.scope_kind,
+        limit=check.limit,
+        remaining=max(0, math.floor(tokens)),
+        reset_seconds=max(0, math.ceil((check.limit - tokens) / rate)),
+        window_seconds=max(1, math.ceil(check.limit / rate)),
+    )
+
+
+def counter_policy(check: QuotaCheck, used: int, now: datetime) -> QuotaPolicy:
+    """The header view of a daily or monthly counter at ``used``."""
+    assert check.window is not None
+    return QuotaPolicy(
+        name=check.kind,
+        scope=check.scope_kind,
+        limit=check.limit,
+        remaining=max(0, check.limit - used),
+        reset_seconds=check.window.seconds_left(now),
+        window_seconds=check.window.seconds,
+    )
+
+
+def quota_reserve(*, principal: Principal, units: int) -> Reservation:
+    """Admit ``units`` instances (and one request) against every applicable limit, or refuse.
+
+    Raises ``RateLimited`` (token bucket empty) or ``QuotaExceeded`` (daily or
+    monthly quota), each with ``Retry-After`` and a ``limit`` member naming the
+    limit; ``QuotaBackendUnavailable`` (503) when the backend cannot answer and
+    ``QUOTA_FAIL_OPEN`` is off.  A refused request consumes nothing.
+    """
+    if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+        raise ValueError(f"units must be a non-negative int, got {units!r}")
+    now = datetime.now(UTC)
+    checks = quota_checks(principal.effective_quota_scopes(), now)
+    if not checks:
+        return Reservation(units=units)
+    if redis_enabled():
+        from tenants.services import quota_redis
+
+        try:
+            policies, charges = quota_redis.reserve(checks=checks, units=units, now=now)
+        except QuotaRefusal as refusal:
+            raise _refusal_error(refusal, units=units, now=now) from None
+        except RedisError as exc:
+            return _backend_down(exc, units=units)
+        return Reservation(units=units, backend="redis", policies=policies, charges=charges)
+    from tenants.services import quota_db
+
+    try:
+        policies, charges = quota_db.reserve(checks=checks, units=units, now=now)
+    except QuotaRefusal as refusal:
+        raise _refusal_error(refusal, units=units, now=now) from None
+    except DatabaseError as exc:
+        # The embedded backend is the database the audit record goes to as
+        # well: admitting "open" would only fail one step later, so it fails closed.
+        logger.error("quota database unavailable", extra={"error": str(exc)})
+        raise QuotaBackendUnavailable("Quota counters are unavailable; the request was not admitted.") from exc
+    return Reservation(units=units, backend="db", policies=policies, charges=charges)
+
+
+def quota_refund(*, reservation: Reservation, units: int | None = None) -> None:
+    """Give back ``units`` (all still charged by default) of a reservation; never raises for backend trouble.
+
+    A refund that cannot reach the backend is logged: the counter stays high
+    until it is next rebuilt from the audit record, which never counted the
+    refunded instances (the pipeline writes ``units`` net of refunds).
+    """
+    remaining = reservation.units - reservation.refunded
+    amount = remaining if units is None else min(units, remaining)
+    if amount <= 0:
+        return
+    if reservation.charges:
+        try:
+            if reservation.backend == "redis":
+                from tenants.services import quota_redis
+
+                quota_redis.refund(charges=reservation.charges, units=amount)
+            else:
+                from tenants.services import quota_db
+
+                quota_db.refund(charges=reservation.charges, units=amount)
+        except (RedisError, DatabaseError) as exc:
+            logger.warning("quota refund failed", extra={"error": str(exc), "units": amount})
+    reservation.refunded += amount
+
+
+_last_fail_open_log = 0.0
+
+
+def _backend_down(exc: Exception, *, units: int) -> Reservation:
+    """Redis unreachable: fail closed (503) by default, or admit unchecked when configured to."""
+    global _last_fail_open_log
+    if not settings.QUOTA_FAIL_OPEN:
+        logger.error("quota backend unavailable; failing closed", extra={"error": str(exc)})
+        raise QuotaBackendUnavailable(
+            "The quota service is unreachable; the request was not admitted. Retry shortly."
+        ) from exc
+    now = time.monotonic()
+    # One warning a few seconds is enough to page someone; one per request would flood the logs.
+    if now - _last_fail_open_log > 5.0:
+        _last_fail_open_log = now
+        logger.warning("quota backend unavailable; failing open", extra={"error": str(exc)})
+    return Reservation(units=units, fail_open=True, backend="fail-open")
+
+
+def _refusal_error(refusal: QuotaRefusal, *, units: int, now: datetime) -> DomainError:
+    check = refusal.check
+    whose = "this key" if check.scope_kind == "key" else "this tenant"
+    retry = str(refusal.retry_after)
+    if check.kind == RATE:
+        return RateLimited(
+            f"{_PERIOD_LABELS[RATE]} of {check.rate:g} requests/s (burst {check.limit}) for {whose} exceeded; "
+            f"retry in {retry} s.",
+            headers={
+                "Retry-After": retry,
+                "RateLimit-Limit": str(check.limit),
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": retry,
+            },
+            limit=RATE,
+            scope=check.scope_kind,
+            retry_after=refusal.retry_after,
+        )
+    assert check.window is not None
+    used = int(refusal.current)
+    return QuotaExceeded(
+        f"{_PERIOD_LABELS[check.kind]} of {check.limit} instances for {whose} cannot admit {units} more "
+        f"({used} used); it resets at {check.window.end.strftime('%Y-%m-%dT%H:%M:%SZ')}.",
+        headers={
+            "Retry-After": retry,
+            "RateLimit-Limit": str(check.limit),
+            "RateLimit-Remaining": str(max(0, check.limit - used)),
+            "RateLimit-Reset": retry,
+        },
+        limit=check.kind,
+        scope=check.scope_kind,
+        quota=check.limit,
+        used=used,
+        requested=units,
+        resets_at=check.window.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        retry_after=refusal.retry_after,
+    )
+
+
+def quota_state_of(*, reservation: Reservation) -> dict:
+    """A JSON-safe record of a reservation, so another process can refund it later (batch jobs)."""
+    return {
+        "backend": reservation.backend,
+        "units": reservation.units,
+        "refunded": reservation.refunded,
+        "fail_open": reservation.fail_open,
+        "charges": [
+            {
+                "counter_id": charge.counter_id,
+                "tenant_id": charge.tenant_id,
+                "period": charge.period,
+                "period_start": charge.period_start.isoformat(),
+                "redis_key": charge.redis_key,
+            }
+            for charge in reservation.charges
+        ],
+    }
+
+
+def quota_refund_state(*, state: dict, units: int) -> None:
+    """Refund ``units`` of a reservation recorded with ``quota_state_of`` (never more than it reserved).
+
+    The caller tracks what it already refunded; like ``quota_refund`` this never
+    raises for backend trouble.
+    """
+    if not state or units <= 0:
+        return
+    reservation = Reservation(
+        units=int(state.get("units", 0)),
+        fail_open=bool(state.get("fail_open", False)),
+        backend=str(state.get("backend", "none")),
+        charges=tuple(
+            Charge(
+                counter_id=str(c["counter_id"]),
+                tenant_id=int(c["tenant_id"]),
+                period=str(c["period"]),
+                period_start=date.fromisoformat(str(c["period_start"])),
+                redis_key=str(c.get("redis_key", "")),
+            )
+            for c in state.get("charges", ())
+        ),
+        refunded=int(state.get("refunded", 0)),
+    )
+    quota_refund(reservation=reservation, units=units)

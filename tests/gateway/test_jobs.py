@@ -1,0 +1,154 @@
+"""Batch jobs: acceptance through the pipeline, execution logic, idempotency, cancellation, isolation.
+
+The task's logic runs inline here (eager Celery); test_e2e runs the same path on
+a real worker process and broker.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from gateway.jobs.models import BatchJob
+from gateway.jobs.services import ExecutionOutcome, batch_job_execute
+from policy.audit.models import AuditEvent
+from tests.support import assert_problem
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+
+@pytest.fixture(autouse=True)
+def _jobs_dir(settings, tmp_path):
+    settings.JOBS_DIR = str(tmp_path / "jobs")
+    settings.JOB_CHUNK_SIZE = 300
+
+
+def submit(client, caller, rows, key=None, **extra):
+    headers = dict(caller.headers)
+    if key:
+        headers["HTTP_IDEMPOTENCY_KEY"] = key
+    body = {"model": "digits", "instances": rows, "purpose": "research", **extra}
+    return client.post("/v1/jobs", data=json.dumps(body), content_type="application/json", **headers)
+
+
+def test_job_runs_to_completion_with_progress_audit_and_results(
+    client, digits, make_caller, digit_rows, celery_eager, django_capture_on_commit_callbacks
+):
+    caller = make_caller()
+    rows = digit_rows[:1000].tolist()
+    with django_capture_on_commit_callbacks(execute=True):
+        accepted = submit(client, caller, rows)
+    assert accepted.status_code == 202, accepted.content
+    job_id = accepted.json()["id"]
+    assert accepted["Location"] == f"/v1/jobs/{job_id}"
+    job = client.get(f"/v1/jobs/{job_id}", **caller.headers).json()
+    assert job["status"] == "succeeded" and job["progress"] == {"done": 1000, "total": 1000}
+    assert len(job["results"]) == 1000
+    assert [r["label"] for r in job["results"][:3]] == [0, 1, 2]
+    lines = b"".join(client.get(job["results_url"], **caller.headers).streaming_content).splitlines()
+    assert len(lines) == 1000 and json.loads(lines[5])["index"] == 5
+    chunks = AuditEvent.objects.filter(action="job.chunk", detail__job_id=job_id)
+    assert chunks.count() == 4  # 300 + 300 + 300 + 100
+    assert AuditEvent.objects.filter(action="job.succeeded", detail__job_id=job_id).count() == 1
+    accept_event = AuditEvent.objects.get(request_id=accepted["X-Request-ID"], event_type="request")
+    assert accept_event.units == 1000 and accept_event.http_status == 202
+
+
+def test_npy_and_csv_uploads(client, digits, make_caller, digit_rows, settings):
+    caller = make_caller()
+    buffer = io.BytesIO()
+    np.save(buffer, digit_rows[:10])
+    buffer.seek(0)
+    buffer.name = "batch.npy"
+    response = client.post("/v1/jobs", data={"model": "digits", "purpose": "research", "file": buffer}, **caller.headers)
+    assert response.status_code == 202, response.content
+    assert response.json()["progress"]["total"] == 10
+    csv = io.BytesIO("\n".join(",".join(str(v) for v in row) for row in digit_rows[:4]).encode())
+    csv.name = "batch.csv"
+    response = client.post("/v1/jobs", data={"model": "digits", "purpose": "research", "file": csv}, **caller.headers)
+    assert response.status_code == 202 and response.json()["progress"]["total"] == 4
+    for name, payload in (("bad.csv", b"not,numbers\nat,all"), ("empty.npy", b""), ("x.txt", b"1,2")):
+        bad = io.BytesIO(payload)
+        bad.name = name
+        response = client.post("/v1/jobs", data={"model": "digits", "file": bad}, **caller.headers)
+        assert_problem(response, 400, "invalid_input")
+
+
+def test_idempotent_resubmission_returns_the_same_job(client, digits, make_caller, digit_rows):
+    caller = make_caller(daily_instances=100)
+    first = submit(client, caller, digit_rows[:50].tolist(), key="abc-1")
+    again = submit(client, caller, digit_rows[:50].tolist(), key="abc-1")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert BatchJob.objects.count() == 1
+    # the replay consumed nothing: 50 more instances still fit the daily 100
+    assert submit(client, caller, digit_rows[:50].tolist(), key="abc-2").status_code == 202
+    assert_problem(submit(client, caller, digit_rows[:7].tolist(), key="abc-1"), 409, "idempotency_key_reused")
+
+
+def test_cancelling_a_queued_job_refunds_its_quota(client, digits, make_caller, digit_rows):
+    caller = make_caller(daily_instances=100)
+    job_id = submit(client, caller, digit_rows[:100].tolist()).json()["id"]
+    assert_problem(submit(client, caller, digit_rows[:1].tolist()), 429, "quota_exceeded")
+    cancelled = client.delete(f"/v1/jobs/{job_id}", **caller.headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["units_refunded"] == 100
+    assert submit(client, caller, digit_rows[:100].tolist()).status_code == 202
+    final = AuditEvent.objects.get(action="job.cancelled", detail__job_id=job_id)
+    assert final.units == -100
+
+
+def test_another_tenants_job_is_404(client, digits, make_caller, digit_rows):
+    owner, other = make_caller(), make_caller()
+    job_id = submit(client, owner, digit_rows[:5].tolist()).json()["id"]
+    assert_problem(client.get(f"/v1/jobs/{job_id}", **other.headers), 404, "job_not_found")
+    assert_problem(client.delete(f"/v1/jobs/{job_id}", **other.headers), 404, "job_not_found")
+    assert_problem(client.get(f"/v1/jobs/{job_id}/results", **other.headers), 404, "job_not_found")
+    assert_problem(client.get("/v1/jobs/not-a-uuid", **other.headers), 404, "job_not_found")
+    assert client.get("/v1/jobs", **other.headers).json()["jobs"] == []
+
+
+def test_concurrent_job_limit(client, digits, make_caller, digit_rows):
+    caller = make_caller(max_concurrent_jobs=1)
+    assert submit(client, caller, digit_rows[:5].tolist()).status_code == 202
+    assert_problem(submit(client, caller, digit_rows[:5].tolist()), 429, "too_many_jobs")
+
+
+def test_job_scope_and_size_limits(client, digits, make_caller, digit_rows):
+    no_scope = make_caller(scopes=["predict"])
+    assert_problem(submit(client, no_scope, digit_rows[:5].tolist()), 403, "insufficient_scope")
+    small = make_caller(max_job_instances=10)
+    assert_problem(submit(client, small, digit_rows[:11].tolist()), 400, "batch_too_large")
+    assert_problem(submit(client, small, [[1.0] * 3]), 400, "invalid_input")
+
+
+def test_execution_is_idempotent_and_completes_exactly_once(client, digits, make_caller, digit_rows):
+    caller = make_caller()
+    job_id = submit(client, caller, digit_rows[:700].tolist()).json()["id"]
+    assert batch_job_execute(job_id=job_id, worker="w1") == ExecutionOutcome.FINISHED
+    assert batch_job_execute(job_id=job_id, worker="w2") == ExecutionOutcome.ALREADY_FINISHED
+    job = BatchJob.objects.get(id=job_id)
+    assert job.status == "succeeded" and job.completions == 1 and job.done == 700
+
+
+def test_a_live_lease_keeps_a_second_worker_out_and_an_expired_one_is_resumed(client, digits, make_caller, digit_rows):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    caller = make_caller()
+    job_id = submit(client, caller, digit_rows[:900].tolist()).json()["id"]
+    # worker w1 "died" after two chunks, holding a live lease
+    BatchJob.objects.filter(id=job_id).update(
+        status="running", lease_owner="w1", done=600, lease_expires_at=timezone.now() + timedelta(seconds=30)
+    )
+    assert batch_job_execute(job_id=job_id, worker="w2") == ExecutionOutcome.LEASED_ELSEWHERE
+    BatchJob.objects.filter(id=job_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert batch_job_execute(job_id=job_id, worker="w2") == ExecutionOutcome.FINISHED
+    job = BatchJob.objects.get(id=job_id)
+    assert job.done == 900 and job.completions == 1
+    # only the remaining chunk ran on w2
+    assert AuditEvent.objects.filter(action="job.chunk", detail__job_id=job_id).count() == 1

@@ -1,0 +1,175 @@
+"""Django admin: usage chart, keys shown once, revoke/rotate actions, audited staff changes."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from policy.audit.models import AuditEvent
+from policy.audit.services import audit_event_record
+from tenants.models import ApiKey, Plan, Tenant
+from tenants.services import api_key_authenticate
+from tests.tenants.conftest import caches_expire, issue_key
+from tests.tenants.factories import PlanFactory, TenantFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+
+@pytest.fixture
+def staff_client(client):
+    user = get_user_model().objects.create_superuser("alice", "alice@example.com", "pw-not-used-elsewhere")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def acme(db):
+    return TenantFactory(slug="acme", plan=PlanFactory(daily_instances=1000, monthly_instances=20000))
+
+
+def _key_form(tenant, **overrides):
+    data = {"tenant": tenant.pk, "name": "from-admin", "scopes": ["predict", "usage:read"], "allowed_models": "digits"}
+    data.update(overrides)
+    return data
+
+
+def test_tenant_page_shows_chart_and_quota_consumption(staff_client, acme):
+    issue_key(acme)
+    audit_event_record(event_type="request", tenant_id=acme.pk, tenant_slug=acme.slug, http_status=200, units=12)
+    audit_event_record(event_type="request", tenant_id=acme.pk, http_status=429, error_code="quota_exceeded")
+    response = staff_client.get(f"/admin/tenants/tenant/{acme.pk}/change/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="maas-usage-chart"' in html
+    assert html.count("<rect") >= 90
+    assert 'id="tenant-quota"' in html and "1000" in html and "20000" in html
+    assert "2 requests, 12 instances" in html
+    assert "quota_exceeded 1" in html
+    assert "cdn" not in html.lower()
+
+
+def test_changelists_search_and_filter(staff_client, acme):
+    issue_key(acme)
+    assert staff_client.get("/admin/tenants/tenant/?q=acme&status__exact=active").status_code == 200
+    assert staff_client.get("/admin/tenants/apikey/?q=acme&revoked__exact=0").status_code == 200
+    assert staff_client.get("/admin/tenants/plan/?q=plan").status_code == 200
+    assert staff_client.get("/admin/tenants/apikey/add/").status_code == 200
+
+
+def test_creating_a_key_shows_the_secret_once(staff_client, acme):
+    response = staff_client.post("/admin/tenants/apikey/add/", _key_form(acme))
+    assert response.status_code == 200, response.content[:2000]
+    assert "no-store" in response["Cache-Control"]
+    html = response.content.decode()
+    key = ApiKey.objects.get(tenant=acme, name="from-admin")
+    start = html.index('class="maas-new-key"')
+    raw = html[html.index(">", start) + 1 : html.index("</code>", start)]
+    assert raw.startswith(key.prefix + ".")
+    principal = api_key_authenticate(raw_key=raw)
+    assert principal.scopes == frozenset({"predict", "usage:read"})
+    assert principal.allowed_models == frozenset({"digits"})
+    assert key.created_by == "staff:alice"
+    # Never again: the change page shows no secret.
+    change = staff_client.get(f"/admin/tenants/apikey/{key.pk}/change/").content.decode()
+    assert raw.split(".")[1] not in change
+    assert AuditEvent.objects.get(action="api_key.create").actor == "staff:alice"
+
+
+def test_revoke_and_rotate_actions(staff_client, acme):
+    first, second = issue_key(acme), issue_key(acme)
+    response = staff_client.post(
+        "/admin/tenants/apikey/", {"action": "revoke_keys", "_selected_action": [first.key.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    assert ApiKey.objects.get(pk=first.key.pk).revoked
+    assert AuditEvent.objects.get(action="api_key.revoke").actor == "staff:alice"
+
+    response = staff_client.post(
+        "/admin/tenants/apikey/", {"action": "rotate_keys", "_selected_action": [second.key.pk]}
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    successor = ApiKey.objects.get(rotated_from=second.key)
+    start = html.index('class="maas-new-key"')
+    raw = html[html.index(">", start) + 1 : html.index("</code>", start)]
+    caches_expire()
+    assert api_key_authenticate(raw_key=raw).key_prefix == successor.prefix
+    assert api_key_authenticate(raw_key=second.raw_key).key_prefix == second.key.prefix  # grace period
+
+
+def test_key_edit_is_audited(staff_client, acme):
+    issued = issue_key(acme)
+    data = _key_form(acme, name="renamed", scopes=["predict"], allowed_models="", daily_instances="5")
+    data.pop("tenant")
+    response = staff_client.post(f"/admin/tenants/apikey/{issued.key.pk}/change/", data)
+    assert response.status_code == 302, response.content[:3000]
+    key = ApiKey.objects.get(pk=issued.key.pk)
+    assert (key.name, key.scopes, key.daily_instances) == ("renamed", ["predict"], 5)
+    event = AuditEvent.objects.get(action="api_key.update")
+    assert event.actor == "staff:alice" and event.detail["before"]["name"] == issued.key.name
+
+
+def _tenant_form(tenant: Tenant, **changes) -> dict:
+    data = {
+        "name": tenant.name,
+        "contact": tenant.contact,
+        "region": tenant.region,
+        "plan": tenant.plan_id,
+        "status": tenant.status,
+        "suspended_reason": tenant.suspended_reason,
+        "identity_verified": "on" if tenant.identity_verified else "",
+        "approved_purposes": '["research"]',
+        "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0",
+        "api_keys-MIN_NUM_FORMS": "0",
+        "api_keys-MAX_NUM_FORMS": "1000",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v != ""}
+
+
+def test_tenant_edit_is_audited_with_before_and_after(staff_client, acme):
+    response = staff_client.post(f"/admin/tenants/tenant/{acme.pk}/change/", _tenant_form(acme, daily_instances="77"))
+    assert response.status_code == 302, response.content[:3000]
+    assert Tenant.objects.get(pk=acme.pk).daily_instances == 77
+    event = AuditEvent.objects.get(action="tenant.update")
+    assert event.actor == "staff:alice"
+    assert event.detail["before"]["daily_instances"] is None and event.detail["after"]["daily_instances"] == 77
+
+
+def test_suspension_without_reason_is_a_form_error(staff_client, acme):
+    response = staff_client.post(f"/admin/tenants/tenant/{acme.pk}/change/", _tenant_form(acme, status="suspended"))
+    assert response.status_code == 200
+    assert "A suspension needs a reason." in response.content.decode()
+    assert Tenant.objects.get(pk=acme.pk).status == "active"
+
+
+def test_plan_edit_is_audited(staff_client, acme):
+    plan = acme.plan
+    response = staff_client.post(
+        f"/admin/tenants/plan/{plan.pk}/change/",
+        {
+            "name": plan.name,
+            "daily_instances": "5",
+            "max_batch": "8",
+            "max_body_bytes": "1000",
+            "max_concurrent_jobs": "1",
+            "max_job_instances": "10",
+        },
+    )
+    assert response.status_code == 302, response.content[:3000]
+    assert Plan.objects.get(pk=plan.pk).daily_instances == 5
+    assert AuditEvent.objects.get(action="plan.update").actor == "staff:alice"
+
+
+def test_tenant_created_in_admin_is_audited(staff_client):
+    plan = PlanFactory()
+    data = _tenant_form(
+        Tenant(name="Beta", region="us", plan=plan, identity_verified=True), slug="beta", approved_purposes='["demo"]'
+    )
+    response = staff_client.post("/admin/tenants/tenant/add/", data)
+    assert response.status_code == 302, response.content[:3000]
+    tenant = Tenant.objects.get(slug="beta")
+    assert tenant.verified_by == "staff:alice" and tenant.approved_purposes == ["demo"]
+    event = AuditEvent.objects.get(action="tenant.create")
+    assert event.actor == "staff:alice" and event.detail["before"] is None and event.detail["after"]["region"] == "us"
