@@ -44,12 +44,12 @@ INFERENCE_LATENCY = Histogram(
 AUDIT_WRITTEN = Counter("maas_audit_events_written_total", "Audit events written by the request pipeline.")
 AUDIT_FAILED = Counter("maas_audit_write_failures_total", "Audit inserts that failed (request answered 503).")
 AUDIT_SEALED = Gauge(
-    "maas_audit_events_sealed", "Audit events sealed into signed blocks.", multiprocess_mode="liveall"
+    "maas_audit_events_sealed", "Audit events sealed into signed blocks.", multiprocess_mode="mostrecent"
 )
 AUDIT_UNSEALED = Gauge(
-    "maas_audit_events_unsealed", "Audit events not yet sealed.", multiprocess_mode="liveall"
+    "maas_audit_events_unsealed", "Audit events not yet sealed.", multiprocess_mode="mostrecent"
 )
-JOBS = Gauge("maas_jobs", "Batch jobs by state.", ["state"], multiprocess_mode="liveall")
+JOBS = Gauge("maas_jobs", "Batch jobs by state.", ["state"], multiprocess_mode="mostrecent")
 
 
 def request_done(*, endpoint: str, status: int, tenant: str, seconds: float) -> None:

@@ -8,3 +8,10 @@ class InferenceConfig(AppConfig):
 
     name = "inference"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the ``model`` readiness check (the default model loads, with its provider)."""
+        from gateway.health import register_readiness_check
+        from inference.selectors import model_readiness
+
+        register_readiness_check("model", model_readiness)

@@ -1,0 +1,240 @@
+"""Django admin for the model registry and training runs.
+
+Every change goes through the services, so admin changes are audited and
+reach all gateway processes exactly like command-line changes: versions are
+activated, rolled back and retired with actions, governance fields are
+edited through ``model_version_update``, and "Add training run" records a
+run that a Celery worker executes (training never runs in a web process).
+Registry rows cannot be added or deleted here: files are registered with
+``register_model`` or trained, and withdrawn by retiring them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from gateway.errors import DomainError
+from inference.models import ModelVersion, TrainingRun
+from inference.runtime import sessions
+from inference.services import (
+    model_version_activate,
+    model_version_retire,
+    model_version_rollback,
+    model_version_update,
+    training_run_create,
+)
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+def _pretty_json(value: Any) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """Registry rows with lifecycle actions; checksum, signature and lineage are read-only."""
+
+    list_display = (
+        "name",
+        "version",
+        "status",
+        "accuracy_display",
+        "sha256_prefix",
+        "risk_tier",
+        "region",
+        "provider_display",
+        "created_by",
+        "created_at",
+        "activated_at",
+    )
+    list_filter = ("status", "name", "risk_tier", "region")
+    search_fields = ("name", "sha256", "created_by")
+    ordering = ("name", "-version")
+    actions = ("activate_selected", "rollback_selected", "retire_selected")
+    fields = (
+        "name",
+        "version",
+        "status",
+        "risk_tier",
+        "region",
+        "model_card",
+        "file_path",
+        "sha256",
+        "file_size",
+        "input_width",
+        "value_min",
+        "value_max",
+        "labels",
+        "signature_display",
+        "metrics_display",
+        "lineage_display",
+        "created_by",
+        "created_at",
+        "activated_at",
+        "retired_at",
+    )
+    readonly_fields = tuple(f for f in fields if f not in {"risk_tier", "region", "model_card"})
+
+    @admin.display(description="accuracy")
+    def accuracy_display(self, obj: ModelVersion) -> str:
+        return f"{obj.accuracy:.4f}" if obj.accuracy is not None else "-"
+
+    @admin.display(description="SHA-256")
+    def sha256_prefix(self, obj: ModelVersion) -> str:
+        return obj.sha256[:12]
+
+    @admin.display(description="provider (this process)")
+    def provider_display(self, obj: ModelVersion) -> str:
+        loaded = sessions.peek(obj.name, obj.version)
+        return loaded.provider if loaded else "not loaded"
+
+    @admin.display(description="signature")
+    def signature_display(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.signature)
+
+    @admin.display(description="metrics")
+    def metrics_display(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.metrics)
+
+    @admin.display(description="lineage")
+    def lineage_display(self, obj: ModelVersion) -> str:
+        return _pretty_json(obj.lineage)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelVersion | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
+        """Governance edits go through the audited service, never a bare ``save()``."""
+        try:
+            model_version_update(
+                version=obj,
+                actor=_actor(request),
+                risk_tier=form.cleaned_data.get("risk_tier"),
+                region=form.cleaned_data.get("region"),
+                model_card=form.cleaned_data.get("model_card"),
+            )
+        except DomainError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+
+    def _run(self, request: HttpRequest, rows: QuerySet[ModelVersion], call: Any, verb: str) -> None:
+        for row in rows:
+            try:
+                result = call(row)
+            except DomainError as exc:
+                self.message_user(request, f"{row.ref}: {exc.detail}", messages.ERROR)
+            else:
+                self.message_user(request, f"{verb} {result.ref}.", messages.SUCCESS)
+
+    @admin.action(description="Activate selected versions (one per model)")
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        if len(names) != len(set(names)):
+            self.message_user(request, "Select at most one version per model to activate.", messages.ERROR)
+            return
+        self._run(
+            request, queryset, lambda row: model_version_activate(version=row, actor=_actor(request)), "Activated"
+        )
+
+    @admin.action(description="Roll back: re-activate the previously active version")
+    def rollback_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        for name in sorted(set(queryset.values_list("name", flat=True))):
+            try:
+                version = model_version_rollback(name=name, actor=_actor(request))
+            except DomainError as exc:
+                self.message_user(request, f"{name}: {exc.detail}", messages.ERROR)
+            else:
+                self.message_user(request, f"Rolled back {name} to {version.ref}.", messages.SUCCESS)
+
+    @admin.action(description="Retire selected versions")
+    def retire_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        self._run(request, queryset, lambda row: model_version_retire(version=row, actor=_actor(request)), "Retired")
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    """Start training ("Add training run") and follow its progress; a Celery worker does the work."""
+
+    list_display = (
+        "id",
+        "model_name",
+        "status",
+        "progress_display",
+        "message",
+        "model_version",
+        "requested_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "model_name")
+    ordering = ("-created_at",)
+    actions = ("start_again",)
+    request_fields = ("model_name", "epochs", "batch_size", "seed", "activate", "region", "risk_tier")
+    result_fields = (
+        "status",
+        "progress_display",
+        "message",
+        "model_version",
+        "error",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+
+    @admin.display(description="progress")
+    def progress_display(self, obj: TrainingRun) -> str:
+        return f"{obj.progress:.0%}"
+
+    def get_fields(self, request: HttpRequest, obj: TrainingRun | None = None) -> tuple[str, ...]:
+        return self.request_fields if obj is None else self.request_fields + self.result_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: TrainingRun | None = None) -> tuple[str, ...]:
+        return () if obj is None else self.request_fields + self.result_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: TrainingRun | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: TrainingRun, form: Any, change: bool) -> None:
+        """Adding a run records it and enqueues the Celery task (after commit); nothing trains here."""
+        if change:
+            return
+        run = training_run_create(
+            actor=_actor(request),
+            model_name=obj.model_name,
+            epochs=obj.epochs,
+            batch_size=obj.batch_size,
+            seed=obj.seed,
+            activate=obj.activate,
+            region=obj.region,
+            risk_tier=obj.risk_tier,
+        )
+        obj.pk = run.pk
+        obj.status = run.status
+        self.message_user(request, f"Training run #{run.pk} queued; a worker will train {run.model_name}.")
+
+    @admin.action(description="Start again with the same settings")
+    def start_again(self, request: HttpRequest, queryset: QuerySet[TrainingRun]) -> None:
+        for run in queryset:
+            new = training_run_create(
+                actor=_actor(request),
+                model_name=run.model_name,
+                epochs=run.epochs,
+                batch_size=run.batch_size,
+                seed=run.seed,
+                activate=run.activate,
+                region=run.region,
+                risk_tier=run.risk_tier,
+            )
+            self.message_user(request, f"Training run #{new.pk} queued (settings of #{run.pk}).")

@@ -1,0 +1,39 @@
+"""Errors of the model registry and serving core, on top of :mod:`gateway.errors`.
+
+Services raise these; the gateway's one exception handler renders them as
+problem documents like every other :class:`gateway.errors.DomainError`.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import Conflict, InvalidInput
+
+
+class BatchTooLarge(InvalidInput):
+    """More instances in one request than the caller's plan allows (still a 400: the request is wrong)."""
+
+    code, title = "batch_too_large", "Batch too large"
+
+
+class ModelIntegrityFailed(Conflict):
+    """A model file is missing or does not match the checksum recorded when it was registered."""
+
+    code, title = "model_integrity_failed", "Model file failed verification"
+
+
+class ModelLifecycleConflict(Conflict):
+    """A registry transition that the version's current state does not allow."""
+
+    code, title = "model_lifecycle_conflict", "Model lifecycle conflict"
+
+
+class InvalidModelFile(InvalidInput):
+    """An ONNX file that cannot be registered (unreadable, or not a classifier over one 2-D input)."""
+
+    code, title = "invalid_model_file", "Invalid model file"
+
+
+class TrainingFailed(Conflict):
+    """Training finished without a version that may be registered (e.g. the parity gate refused the export)."""
+
+    code, title = "training_failed", "Training failed"

@@ -1,0 +1,391 @@
+"""Registry writes: register, train, activate, roll back, retire and re-describe model versions.
+
+Every change is one transaction that also bumps the ``models`` generation (so
+every gateway process picks up the new active version within about a second)
+and writes a ``model.lifecycle`` audit event; if the audit insert fails, the
+change is rolled back (EU AI Act Art. 12: substantial modifications must be
+recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from gateway.errors import InvalidInput
+from gateway.invalidation import MODELS, generation_bump
+from inference.errors import (
+    InvalidModelFile,
+    ModelIntegrityFailed,
+    ModelLifecycleConflict,
+    TrainingFailed,
+)
+from inference.models import ModelVersion, RiskTier, model_name_validator
+from inference.runtime import ModelLoadError, read_verified
+from inference.selectors import model_spec_from_row
+from inference.store import (
+    InvalidOnnxFile,
+    onnx_signature,
+    place_model_file,
+    probe_classes,
+    relative_path,
+    sha256_bytes,
+    stage_model_file,
+)
+from policy.audit.models import AuditEvent
+from policy.audit.services import audit_change_record
+
+logger = logging.getLogger("inference.registry")
+
+NO_TRAINING_LINEAGE = "no training lineage"
+_REGISTER_ATTEMPTS = 5
+
+
+def _audit(
+    *, actor: str, action: str, version: ModelVersion | None, target: str, before: Any, after: Any, **extra: Any
+):
+    details: dict[str, Any] = dict(extra)
+    if version is not None:
+        details.update(model_name=version.name, model_version=version.version, model_sha256=version.sha256)
+    audit_change_record(
+        actor=actor,
+        action=action,
+        target=target,
+        before=before,
+        after=after,
+        event_type=AuditEvent.Type.MODEL_LIFECYCLE,
+        extra=details,
+    )
+
+
+def governance_fields_check(*, name: str, risk_tier: str, region: str) -> None:
+    """Refuse a model name, risk tier or region that the registry cannot record (``InvalidInput``)."""
+    try:
+        model_name_validator(name)
+    except ValidationError as exc:
+        raise InvalidInput(f"Invalid model name {name!r}: {exc.messages[0]}") from None
+    if risk_tier not in RiskTier.values:
+        raise InvalidInput(f"Unknown risk tier {risk_tier!r}; choose one of {', '.join(RiskTier.values)}.")
+    if not region or len(region) > 16:
+        raise InvalidInput("A deployment region (1 to 16 characters, e.g. 'eu') is required.")
+
+
+def _metadata_props(data: bytes) -> dict[str, str]:
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # unreadable files are reported by onnx_signature with a precise message
+        return {}
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def model_version_register(
+    *,
+    name: str,
+    data: bytes,
+    actor: str,
+    value_min: float | None = None,
+    value_max: float | None = None,
+    labels: list[Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
+    risk_tier: str = RiskTier.LIMITED,
+    region: str = "eu",
+    model_card: str = "",
+    action: str = "model.register",
+) -> ModelVersion:
+    """Check an ONNX file, store it as the next version of ``name`` (staged) and record it.
+
+    The signature is read from the graph; the file must run in ONNX Runtime on
+    a batch of two.  Labels and the value range default to the ``maas.*``
+    metadata this project's exporter writes; a foreign file must state its
+    value range, and its labels default to ``0..classes-1``.  Without
+    ``lineage`` the version is marked as having no training lineage.
+    """
+    governance_fields_check(name=name, risk_tier=risk_tier, region=region)
+    try:
+        sig = onnx_signature(data)
+        n_classes = probe_classes(data, sig)
+    except InvalidOnnxFile as exc:
+        raise InvalidModelFile(f"Cannot register this file as {name!r}: {exc}.") from None
+    props = _metadata_props(data)
+    if labels is None and "maas.labels" in props:
+        labels = json.loads(props["maas.labels"])
+    if value_min is None and "maas.value_min" in props:
+        value_min = float(props["maas.value_min"])
+    if value_max is None and "maas.value_max" in props:
+        value_max = float(props["maas.value_max"])
+    if value_min is None:
+        value_min = 0.0
+    if value_max is None:
+        raise InvalidInput(
+            "State the model's input value range (value_max, e.g. 16 for 8x8 digits or 255 for MNIST): "
+            "this file does not record it."
+        )
+    if not value_min < value_max:
+        raise InvalidInput(f"The value range [{value_min:g}, {value_max:g}] is empty.")
+    labels = list(range(n_classes)) if labels is None else list(labels)
+    if len(labels) != n_classes:
+        raise InvalidModelFile(f"The file has {n_classes} output classes but {len(labels)} labels were given.")
+    if len(set(map(str, labels))) != len(labels):
+        raise InvalidInput("Class labels must be distinct.")
+    sha256 = sha256_bytes(data)
+    lineage = lineage or {"training": NO_TRAINING_LINEAGE, "source": "registered ONNX file"}
+    store_dir = settings.MODEL_STORE_DIR
+    staged = stage_model_file(store_dir=store_dir, name=name, data=data)
+    try:
+        for attempt in range(_REGISTER_ATTEMPTS):
+            try:
+                with transaction.atomic():
+                    latest = ModelVersion.objects.filter(name=name).aggregate(top=Max("version"))["top"] or 0
+                    version = ModelVersion.objects.create(
+                        name=name,
+                        version=latest + 1,
+                        file_path=relative_path(name, latest + 1),
+                        sha256=sha256,
+                        file_size=len(data),
+                        signature=sig.signature,
+                        input_width=sig.input_width,
+                        value_min=float(value_min),
+                        value_max=float(value_max),
+                        labels=labels,
+                        metrics=metrics or {},
+                        lineage=lineage,
+                        risk_tier=risk_tier,
+                        region=region,
+                        model_card=model_card,
+                        created_by=actor,
+                    )
+                    _audit(
+                        actor=actor,
+                        action=action,
+                        version=version,
+                        target=version.ref,
+                        before=None,
+                        after={"status": version.status, "sha256": sha256, "accuracy": version.accuracy},
+                        risk_tier=risk_tier,
+                        region=region,
+                    )
+                    # Last step inside the transaction: the row already owns this
+                    # version number, so no other registration can write this path.
+                    place_model_file(staged=staged, store_dir=store_dir, name=name, version=version.version)
+                return version
+            except IntegrityError:
+                # Another registration took this version number between our read and insert.
+                if attempt == _REGISTER_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def model_version_train(
+    *,
+    actor: str,
+    name: str = "digits",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    data_path: str | None = None,
+    risk_tier: str = RiskTier.LIMITED,
+    region: str = "eu",
+    activate: bool = False,
+    progress: Callable[[Any], None] | None = None,
+) -> ModelVersion:
+    """Train with TensorFlow, export to ONNX through the parity gate, register, optionally activate.
+
+    A refused export (parity gate, bad data) is audited and raised as
+    :class:`TrainingFailed`; nothing is registered then.
+    """
+    governance_fields_check(name=name, risk_tier=risk_tier, region=region)
+    from inference import training
+
+    defaults = training.TrainingConfig()
+    config = training.TrainingConfig(
+        epochs=defaults.epochs if epochs is None else epochs,
+        batch_size=defaults.batch_size if batch_size is None else batch_size,
+        seed=defaults.seed if seed is None else seed,
+        data_path=data_path,
+    )
+    try:
+        result = training.train_model(config, progress=progress)
+    except training.TrainingError as exc:
+        figures = getattr(exc, "figures", None)
+        _audit(
+            actor=actor,
+            action="model.train_refused",
+            version=None,
+            target=name,
+            before=None,
+            after=None,
+            error=str(exc),
+            figures=figures,
+            model_name=name,
+        )
+        raise TrainingFailed(str(exc), **({"figures": figures} if figures else {})) from exc
+    version = model_version_register(
+        name=name,
+        data=result.onnx_bytes,
+        actor=actor,
+        value_min=result.value_min,
+        value_max=result.value_max,
+        labels=result.labels,
+        metrics=result.metrics,
+        lineage=result.lineage,
+        risk_tier=risk_tier,
+        region=region,
+        model_card=training.model_card_text(name=name, result=result, risk_tier=risk_tier, region=region),
+        action="model.train",
+    )
+    if activate:
+        version = model_version_activate(version=version, actor=actor)
+    return version
+
+
+def model_file_verify(*, version: ModelVersion) -> None:
+    """Read the version's file and check size and SHA-256; :class:`ModelIntegrityFailed` names the version."""
+    try:
+        read_verified(model_spec_from_row(version))
+    except ModelLoadError as exc:
+        raise ModelIntegrityFailed(f"Model {version.ref} failed verification: {exc.reason}.") from None
+
+
+def _activate(*, version: ModelVersion, actor: str, action: str) -> ModelVersion:
+    model_file_verify(version=version)
+    try:
+        with transaction.atomic():
+            # Lock every version of the name: concurrent activations queue here
+            # and each one sees the other's result instead of colliding.
+            rows = {
+                row.pk: row for row in ModelVersion.objects.select_for_update().filter(name=version.name).order_by("pk")
+            }
+            target = rows.get(version.pk)
+            if target is None:
+                raise ModelLifecycleConflict(f"Model {version.ref} no longer exists.")
+            if target.status == ModelVersion.Status.RETIRED:
+                raise ModelLifecycleConflict(
+                    f"Model {target.ref} is retired and cannot be activated; register the file again as a new version."
+                )
+            if target.status == ModelVersion.Status.ACTIVE:
+                return target
+            previous = next((row for row in rows.values() if row.status == ModelVersion.Status.ACTIVE), None)
+            if previous is not None:
+                previous.status = ModelVersion.Status.STAGED
+                previous.save(update_fields=["status"])
+            target.status = ModelVersion.Status.ACTIVE
+            target.activated_at = timezone.now()
+            target.save(update_fields=["status", "activated_at"])
+            generation_bump(kind=MODELS)
+            _audit(
+                actor=actor,
+                action=action,
+                version=target,
+                target=target.name,
+                before={"active": previous.ref if previous else None},
+                after={"active": target.ref},
+            )
+    except IntegrityError as exc:
+        raise ModelLifecycleConflict(
+            f"Another version of {version.name!r} was activated at the same time; check list_models and retry."
+        ) from exc
+    logger.info("model activated", extra={"model": target.ref, "actor": actor, "action": action})
+    return target
+
+
+def model_version_activate(*, version: ModelVersion, actor: str) -> ModelVersion:
+    """Make ``version`` the one active version of its name (the previous one becomes staged).
+
+    The file is verified first, so a broken file is refused here rather than
+    in every gateway process.  Activating the active version is a no-op.
+    """
+    return _activate(version=version, actor=actor, action="model.activate")
+
+
+def model_version_rollback(*, name: str, actor: str) -> ModelVersion:
+    """Re-activate the version of ``name`` that was active before the current one."""
+    candidates = ModelVersion.objects.filter(name=name, activated_at__isnull=False).exclude(
+        status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
+    )
+    previous = candidates.order_by("-activated_at", "-version").first()
+    if previous is None:
+        raise ModelLifecycleConflict(f"Model {name!r} has no earlier active version to roll back to.")
+    return _activate(version=previous, actor=actor, action="model.rollback")
+
+
+def model_version_retire(*, version: ModelVersion, actor: str) -> ModelVersion:
+    """Withdraw a version for good; the active version must be replaced (or rolled back) first."""
+    with transaction.atomic():
+        target = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if target.status == ModelVersion.Status.RETIRED:
+            return target
+        if target.status == ModelVersion.Status.ACTIVE:
+            raise ModelLifecycleConflict(
+                f"Model {target.ref} is active; activate another version or roll back before retiring it."
+            )
+        before = target.status
+        target.status = ModelVersion.Status.RETIRED
+        target.retired_at = timezone.now()
+        target.save(update_fields=["status", "retired_at"])
+        generation_bump(kind=MODELS)
+        _audit(
+            actor=actor,
+            action="model.retire",
+            version=target,
+            target=target.ref,
+            before={"status": before},
+            after={"status": target.status},
+        )
+    return target
+
+
+def model_version_update(
+    *,
+    version: ModelVersion,
+    actor: str,
+    risk_tier: str | None = None,
+    region: str | None = None,
+    model_card: str | None = None,
+) -> ModelVersion:
+    """Change a version's governance facts (risk tier, region, model card), audited.
+
+    Risk tier and region feed policy decisions, so a change bumps the
+    ``models`` generation: every process re-reads them within about a second.
+    """
+    with transaction.atomic():
+        target = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        governance_fields_check(
+            name=target.name,
+            risk_tier=target.risk_tier if risk_tier is None else risk_tier,
+            region=target.region if region is None else region,
+        )
+        changes = {
+            field: value
+            for field, value in (("risk_tier", risk_tier), ("region", region), ("model_card", model_card))
+            if value is not None and getattr(target, field) != value
+        }
+        if not changes:
+            return target
+        before = {field: getattr(target, field) for field in changes}
+        for field, value in changes.items():
+            setattr(target, field, value)
+        target.save(update_fields=list(changes))
+        generation_bump(kind=MODELS)
+        _audit(
+            actor=actor,
+            action="model.update",
+            version=target,
+            target=target.ref,
+            # Model cards can be long: record that it changed, with the new text's size.
+            before={k: (v if k != "model_card" else f"{len(v)} characters") for k, v in before.items()},
+            after={k: (v if k != "model_card" else f"{len(v)} characters") for k, v in changes.items()},
+        )
+    return target

@@ -1,0 +1,42 @@
+"""The ORT-vs-TensorFlow benchmark: every case timed, outputs compared, report shapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inference import benchmark
+from tests.support import ROOT
+
+
+def test_benchmark_report_covers_every_case(fake_training):
+    report = benchmark.run_benchmark(epochs=1, iterations=25, seconds_per_case=0.01)
+    cases = {(r["case"], r["batch"]) for r in report["results"]}
+    assert cases == {(c, b) for c in ("onnxruntime", "tf model(x)", "tf predict") for b in (1, 64)}
+    for row in report["results"]:
+        assert row["iterations"] >= 20
+        assert 0 < row["median_ms"] <= row["p99_ms"] and row["throughput_per_s"] > 0
+    assert [r["batch"] for r in report["ratios"]] == [1, 64]
+    assert all(r["ort_over_tf_call"] > 0 and r["ort_over_tf_predict"] > 0 for r in report["ratios"])
+    assert report["agreement"]["ok"] and report["agreement"]["max_abs_diff"] <= 1e-5
+    assert report["settings"]["ort_intra_op_threads"] == 1
+    text = benchmark.format_report(report)
+    assert "median ms" in text and "outputs agree: yes" in text and "vs predict" in text
+
+
+@pytest.mark.slow
+def test_bench_script_runs_standalone_with_json_output():
+    result = subprocess.run(
+        [sys.executable, "bench/inference.py", "--epochs", "1", "--iterations", "20", "--seconds", "0.01", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["settings"]["tf_intra_op_threads"] == 1 and report["agreement"]["ok"]
+    assert "timing onnxruntime at batch 1" in result.stderr

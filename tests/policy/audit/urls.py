@@ -1,0 +1,12 @@
+"""URLconf of the audit HTTP tests: the audit routes and the admin only (no other app's routes)."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+handler404 = "gateway.errors.handler404"
+handler500 = "gateway.errors.handler500"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("policy.audit.urls")),
+]
