@@ -1,0 +1,559 @@
+"""Django admin for policy formulation, kill switches and the human-review queue.
+
+Every write goes through ``policy.services`` (never ``obj.save()``), so admin
+edits are validated like imports, versioned, audited and propagated to every
+process.  Validation runs in the forms, so a rule that cannot be evaluated is
+shown on the form instead of being stored.  Versions are read-only, policies
+and kill switches are never deleted (they explain past decisions), and every
+page requires the matching model permission.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from gateway.errors import DomainError
+from policy import services
+from policy.documents import check_scope_target, check_window, versioned_spec
+from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
+from policy.rules import RULE_TYPES, RuleError, validate_document
+from policy.selectors import request_decisions_get
+
+_FAILED = "_policy_admin_failed"
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+def _service_failed(request: HttpRequest, exc: DomainError) -> None:
+    """A service refused after form validation (a concurrent edit): report it and stay on the form."""
+    messages.error(request, exc.detail)
+    setattr(request, _FAILED, True)
+
+
+class _ReadOnlyChangeMixin:
+    """Change pages of rows that only services may modify: no Save buttons, no direct saves."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if object_id is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "show_save": False,
+                "show_save_and_continue": False,
+                "show_save_and_add_another": False,
+            }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _reason_action(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    title: str,
+    label: str,
+    eligible: Callable[[Any], bool],
+    apply: Callable[[Any, str], None],
+) -> HttpResponse | None:
+    """An admin action that asks for mandatory text (a reason or note) before acting on each row."""
+    rows = [obj for obj in queryset if eligible(obj)]
+    if not rows:
+        modeladmin.message_user(request, "None of the selected rows can take this action.", messages.WARNING)
+        return None
+    form = _ReasonForm(request.POST if "apply" in request.POST else None, label=label)
+    if "apply" in request.POST and form.is_valid():
+        done = 0
+        for obj in rows:
+            try:
+                apply(obj, form.cleaned_data["text"])
+                done += 1
+            except DomainError as exc:
+                modeladmin.message_user(request, f"{obj}: {exc.detail}", messages.ERROR)
+        if done:
+            modeladmin.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "rows": rows,
+        "form": form,
+        "action": request.POST.get("action"),
+        "opts": modeladmin.model._meta,
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/policy/action_with_text.html", context)
+
+
+class _ReasonForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), strip=True)
+
+    def __init__(self, *args, label: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["text"].label = label
+
+
+# --- policies ---------------------------------------------------------------------
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON textarea that shows the stored document indented, as staff will edit it."""
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+_RULE_HELP = "; ".join(f"{name}: {rule.doc}" for name, rule in RULE_TYPES.items())
+
+
+class PolicyForm(forms.ModelForm):
+    """The policy editor: rules as JSON, plus the mandatory reason every version keeps."""
+
+    document = PrettyJSONField(
+        label="Rules",
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "class": "vLargeTextField"}),
+        help_text=('A list of rules {"id", "type", "mode": "enforce"|"monitor", "params"}. Types: ' + _RULE_HELP + "."),
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 100}),
+        help_text="Why this change? Kept with the new version and in the audit trail.",
+    )
+
+    class Meta:
+        model = Policy
+        fields = ["name", "scope", "tenant_slug", "model_name", "enabled", "effective_from", "effective_until"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.current_version_id and not self.is_bound:
+            self.initial["document"] = self.instance.current_version.document
+        elif not self.instance.pk:
+            self.initial.setdefault("document", [])
+
+    def clean(self):
+        cleaned = super().clean()
+        if "document" in cleaned:
+            try:
+                cleaned["rules"] = validate_document(cleaned["document"])
+            except RuleError as exc:
+                self.add_error("document", str(exc))
+        if not self.instance.pk:
+            try:
+                check_scope_target(
+                    scope=cleaned.get("scope", ""),
+                    tenant_slug=cleaned.get("tenant_slug", ""),
+                    model_name=cleaned.get("model_name", ""),
+                )
+            except RuleError as exc:
+                self.add_error(None, str(exc))
+        try:
+            check_window(cleaned.get("effective_from"), cleaned.get("effective_until"))
+        except RuleError as exc:
+            self.add_error("effective_until", str(exc))
+        if self.instance.pk and "rules" in cleaned and not self.errors:
+            current = self.instance.current_version
+            before = versioned_spec(
+                rules=current.document if current else [],
+                enabled=self.instance.enabled,
+                effective_from=self.instance.effective_from,
+                effective_until=self.instance.effective_until,
+            )
+            after = versioned_spec(
+                rules=cleaned["rules"],
+                enabled=cleaned.get("enabled", False),
+                effective_from=cleaned.get("effective_from"),
+                effective_until=cleaned.get("effective_until"),
+            )
+            if current is not None and before == after:
+                self.add_error(None, "Nothing changed: no new version was created.")
+        return cleaned
+
+    def _post_clean(self):
+        # The instance is written by the service; assigning cleaned values to it
+        # here would make the "unchanged" comparison above meaningless.
+        if self.instance.pk is None:
+            super()._post_clean()
+
+
+class PolicyVersionInline(admin.TabularInline):
+    """The version history on a policy's page (read-only)."""
+
+    model = PolicyVersion
+    fields = ["number", "created_at", "author", "reason"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-number"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    """Create and edit policies; each save creates a new immutable version through the service."""
+
+    form = PolicyForm
+    list_display = ["name", "scope", "target", "enabled", "effective_from", "effective_until", "version", "updated_at"]
+    list_filter = ["scope", "enabled"]
+    search_fields = ["name", "tenant_slug", "model_name"]
+    inlines = [PolicyVersionInline]
+
+    @admin.display(description="current version")
+    def version(self, obj: Policy) -> str:
+        return str(obj.version_number or "-")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("current_version")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return ["name", "scope", "tenant_slug", "model_name", "created_at", "updated_at"]
+        return []
+
+    def get_fields(self, request, obj=None):
+        fields = ["name", "scope", "tenant_slug", "model_name", "enabled", "effective_from", "effective_until"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [*fields, "created_at", "updated_at"]
+        return [*fields, "document", "reason"] + (["created_at", "updated_at"] if obj is not None else [])
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            if change:
+                services.policy_update(
+                    policy=obj,
+                    document=data["rules"],
+                    enabled=data["enabled"],
+                    effective_from=data["effective_from"],
+                    effective_until=data["effective_until"],
+                    actor=_actor(request),
+                    reason=data["reason"],
+                )
+            else:
+                created = services.policy_create(
+                    name=data["name"],
+                    scope=data["scope"],
+                    tenant_slug=data["tenant_slug"],
+                    model_name=data["model_name"],
+                    document=data["rules"],
+                    enabled=data["enabled"],
+                    effective_from=data["effective_from"],
+                    effective_until=data["effective_until"],
+                    actor=_actor(request),
+                    reason=data["reason"],
+                )
+                obj.pk = created.pk
+                obj.current_version = created.current_version
+                obj._state.adding = False
+        except DomainError as exc:
+            _service_failed(request, exc)
+
+    def save_related(self, request, form, formsets, change):
+        # Versions are created by the service; the inline is display-only.
+        if not getattr(request, _FAILED, False):
+            super().save_related(request, form, formsets, change)
+
+    def log_addition(self, request, obj, message):
+        if not getattr(request, _FAILED, False):
+            super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        if not getattr(request, _FAILED, False):
+            super().log_change(request, obj, message)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(request, _FAILED, False):
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if getattr(request, _FAILED, False):
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+
+# --- versions (read-only) ------------------------------------------------------------
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    """Every version ever stored, with its diff; plus which versions decided a given request."""
+
+    list_display = ["label", "policy", "number", "author", "created_at", "short_reason"]
+    list_filter = ["policy__scope", "policy"]
+    search_fields = ["policy__name", "author", "reason"]
+    list_select_related = ["policy"]
+    fields = [
+        "policy",
+        "number",
+        "author",
+        "created_at",
+        "reason",
+        "enabled",
+        "effective_from",
+        "effective_until",
+        "rules",
+        "diff_view",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="reason")
+    def short_reason(self, obj: PolicyVersion) -> str:
+        return obj.reason if len(obj.reason) <= 80 else obj.reason[:79] + "…"
+
+    @admin.display(description="rules")
+    def rules(self, obj: PolicyVersion) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.document, indent=2, ensure_ascii=False))
+
+    @admin.display(description="diff against the previous version")
+    def diff_view(self, obj: PolicyVersion) -> str:
+        return format_html("<pre>{}</pre>", obj.diff or "(no diff)")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        urls = super().get_urls()
+        custom = [
+            path(
+                "decided-by/",
+                self.admin_site.admin_view(self.decided_by_view),
+                name="policy_policyversion_decided_by",
+            )
+        ]
+        return custom + urls
+
+    def decided_by_view(self, request: HttpRequest) -> HttpResponse:
+        """Read-only: look up a request id in the audit trail and show the policy versions that decided it."""
+        if not (self.has_view_permission(request) and request.user.has_perm("audit.view_auditevent")):
+            raise PermissionDenied
+        request_id = request.GET.get("request_id", "").strip()
+        rows = []
+        for item in request_decisions_get(request_id=request_id):
+            links = format_html_join(
+                ", ",
+                "{}",
+                (
+                    (
+                        format_html(
+                            '<a href="{}">{}</a>',
+                            reverse("admin:policy_policyversion_change", args=[version.pk]),
+                            label,
+                        )
+                        if version is not None
+                        else format_html("{} (not found)", label),
+                    )
+                    for label, version in item["versions"]
+                ),
+            )
+            rows.append({"event": item["event"], "links": links})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Which policy versions decided a request",
+            "opts": self.model._meta,
+            "request_id": request_id,
+            "rows": rows,
+        }
+        return TemplateResponse(request, "admin/policy/decided_by.html", context)
+
+
+# --- kill switches ---------------------------------------------------------------------
+
+
+class KillSwitchForm(forms.ModelForm):
+    """Engaging a kill switch: target and a mandatory reason."""
+
+    class Meta:
+        model = KillSwitch
+        fields = ["target_type", "target", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        target_type, target = cleaned.get("target_type"), (cleaned.get("target") or "").strip()
+        if (
+            target_type
+            and target
+            and KillSwitch.objects.filter(target_type=target_type, target=target, lifted_at__isnull=True).exists()
+        ):
+            raise forms.ValidationError(f"A kill switch for {target_type} {target!r} is already engaged.")
+        return cleaned
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    """Engaged or lifted."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Engaged"), ("lifted", "Lifted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(lifted_at__isnull=True)
+        if self.value() == "lifted":
+            return queryset.filter(lifted_at__isnull=False)
+        return queryset
+
+
+@admin.register(KillSwitch)
+class KillSwitchAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
+    """Engage (add) and lift (action, with reason) kill switches; both are recorded."""
+
+    form = KillSwitchForm
+    list_display = ["target_type", "target", "is_active", "created_by", "created_at", "lifted_by", "lifted_at"]
+    list_filter = [ActiveFilter, "target_type"]
+    search_fields = ["target", "reason", "created_by"]
+    actions = ["lift_selected"]
+
+    @admin.display(boolean=True, description="engaged")
+    def is_active(self, obj: KillSwitch) -> bool:
+        return obj.active
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return [
+                "target_type",
+                "target",
+                "reason",
+                "created_by",
+                "created_at",
+                "lifted_by",
+                "lifted_at",
+                "lift_reason",
+            ]
+        return []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["target_type", "target", "reason"]
+        return self.get_readonly_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = form.cleaned_data
+        try:
+            created = services.kill_switch_engage(
+                target_type=data["target_type"], target=data["target"], reason=data["reason"], actor=_actor(request)
+            )
+            obj.pk = created.pk
+            obj._state.adding = False
+        except DomainError as exc:
+            _service_failed(request, exc)
+
+    def log_addition(self, request, obj, message):
+        if not getattr(request, _FAILED, False):
+            super().log_addition(request, obj, message)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(request, _FAILED, False):
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.action(description="Lift selected kill switches (reason required)", permissions=["change"])
+    def lift_selected(self, request, queryset):
+        actor = _actor(request)
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Lift kill switches",
+            label="Reason for lifting",
+            eligible=lambda obj: obj.active,
+            apply=lambda obj, text: services.kill_switch_lift(kill_switch=obj, actor=actor, reason=text),
+        )
+
+
+# --- human review queue ------------------------------------------------------------------
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
+    """The human-oversight queue: low-confidence predictions, marked reviewed with a note."""
+
+    list_display = [
+        "created_at",
+        "request_id",
+        "tenant_slug",
+        "model",
+        "label",
+        "top_probability",
+        "status",
+        "reviewer",
+        "reviewed_at",
+    ]
+    list_filter = ["status", "model_name", "tenant_slug"]
+    search_fields = ["request_id", "tenant_slug", "model_name"]
+    readonly_fields = [
+        "audit_seq",
+        "request_id",
+        "tenant_id",
+        "tenant_slug",
+        "key_prefix",
+        "model_name",
+        "model_version",
+        "label",
+        "top_probability",
+        "status",
+        "reviewer",
+        "note",
+        "reviewed_at",
+        "created_at",
+    ]
+    actions = ["mark_reviewed"]
+
+    @admin.display(description="model")
+    def model(self, obj: ReviewItem) -> str:
+        return f"{obj.model_name}@{obj.model_version}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        # Review items change only through the "mark reviewed" action.
+        return
+
+    @admin.action(description="Mark selected as reviewed (note required)", permissions=["change"])
+    def mark_reviewed(self, request, queryset):
+        actor = _actor(request)
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Mark reviewed",
+            label="Review note",
+            eligible=lambda obj: obj.status == ReviewItem.Status.PENDING,
+            apply=lambda obj, text: services.review_item_resolve(item=obj, actor=actor, note=text),
+        )

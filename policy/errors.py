@@ -1,0 +1,40 @@
+"""Domain errors of policy formulation (subclasses of the gateway hierarchy).
+
+Execution errors are the gateway's own: ``PolicyDenied`` (raised by the
+pipeline from a deny decision) and ``PolicyUnavailable`` (policy state could
+not be loaded: fail closed with 503).
+"""
+
+from __future__ import annotations
+
+from gateway.errors import Conflict, NotFound, ValidationFailed
+
+
+class PolicyInvalid(ValidationFailed):
+    """A policy (or import file) that the evaluator could not evaluate; the detail says why."""
+
+    code, title = "policy_invalid", "Invalid policy"
+
+
+class PolicyUnchanged(ValidationFailed):
+    """An edit that changes nothing: no version is created for it."""
+
+    code, title = "policy_unchanged", "Policy unchanged"
+
+
+class PolicyNotFound(NotFound):
+    """No policy with that name."""
+
+    code, title = "policy_not_found", "Policy not found"
+
+
+class KillSwitchConflict(Conflict):
+    """Engaging a target that is already blocked, or lifting a switch that is already lifted."""
+
+    code, title = "kill_switch_conflict", "Kill switch conflict"
+
+
+class ReviewItemConflict(Conflict):
+    """Reviewing an item that was already reviewed."""
+
+    code, title = "review_item_conflict", "Review item already reviewed"
