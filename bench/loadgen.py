@@ -38,11 +38,13 @@ class LoadResult:
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
-        index = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
+        index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
         return ordered[index]
 
 
-def _worker(url: str, body: bytes, headers: dict[str, str], threads: int, duration: float, start_at: float, queue) -> None:
+def _worker(
+    url: str, body: bytes, headers: dict[str, str], threads: int, duration: float, start_at: float, queue
+) -> None:
     parts = urlsplit(url)
     host, port, path = parts.hostname, parts.port or 80, parts.path
     latencies: list[float] = []
@@ -107,9 +109,7 @@ def run_load(
     per = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     queue: mp.Queue = mp.Queue()
     start_at = time.time() + 0.3
-    procs = [
-        mp.Process(target=_worker, args=(url, body, headers, n, duration, start_at, queue)) for n in per if n
-    ]
+    procs = [mp.Process(target=_worker, args=(url, body, headers, n, duration, start_at, queue)) for n in per if n]
     for proc in procs:
         proc.start()
     results = [queue.get(timeout=duration + 60) for _ in procs]

@@ -58,7 +58,11 @@ def sample_instance() -> list[float]:
 
 def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
     result = subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
+        [PY, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        text=True,
         stdout=subprocess.PIPE if capture else None,
     )
     return result.stdout if capture else ""
@@ -94,16 +98,39 @@ def prepare(env: dict[str, str]) -> str:
     manage(env, "bootstrap")
     if not _tenant_exists(env):
         manage(env, "create_tenant", "bench", "--name", "Benchmark", "--region", "eu", "--verified", capture=True)
-    manage(env, "set_quota", "bench", "--rate", "1000000", "--burst", "1000000", "--daily", "1000000000000",
-           "--monthly", "1000000000000", capture=True)
-    out = manage(env, "create_api_key", "bench", "--name", "bench", "--scopes", "predict", "jobs", "usage:read", capture=True)
+    manage(
+        env,
+        "set_quota",
+        "bench",
+        "--rate",
+        "1000000",
+        "--burst",
+        "1000000",
+        "--daily",
+        "1000000000000",
+        "--monthly",
+        "1000000000000",
+        capture=True,
+    )
+    out = manage(
+        env, "create_api_key", "bench", "--name", "bench", "--scopes", "predict", "jobs", "usage:read", capture=True
+    )
     return out.strip().splitlines()[-1].strip()
 
 
 def _tenant_exists(env: dict[str, str]) -> bool:
     out = subprocess.run(
-        [PY, "-c", "import django,os;django.setup();from tenants.models import Tenant;print(Tenant.objects.filter(slug='bench').exists())"],
-        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"}, text=True, capture_output=True, check=True,
+        [
+            PY,
+            "-c",
+            "import django;django.setup();from tenants.models import Tenant;"
+            "print(Tenant.objects.filter(slug='bench').exists())",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"},
+        text=True,
+        capture_output=True,
+        check=True,
     ).stdout
     return "True" in out
 
@@ -117,9 +144,19 @@ def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Pop
         f.unlink()
     env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "gateway.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--config", "python:gateway.gunicorn_conf"],
-        cwd=ROOT, env=env, start_new_session=True,
+        [
+            str(BIN / "gunicorn"),
+            "gateway.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--config",
+            "python:gateway.gunicorn_conf",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     for _ in range(150):
         try:
@@ -154,8 +191,10 @@ def cpu_seconds(pids: list[int]) -> float:
 def bodies(instance: list[float]) -> dict[str, bytes]:
     v1 = json.dumps({"instances": [instance], "purpose": "research"}).encode()
     v2 = json.dumps(
-        {"inputs": [{"name": "pixels", "shape": [1, len(instance)], "datatype": "FP32", "data": instance}],
-         "parameters": {"purpose": "research"}}
+        {
+            "inputs": [{"name": "pixels", "shape": [1, len(instance)], "datatype": "FP32", "data": instance}],
+            "parameters": {"purpose": "research"},
+        }
     ).encode()
     return {name: (v2 if "v2" in name else v1) for name in VARIANTS}
 
@@ -178,19 +217,34 @@ def measure_backend(name: str, args, instance: list[float]) -> list[dict]:
                 for variant, path in VARIANTS.items():
                     pids = worker_pids(server.pid)
                     cpu_before = cpu_seconds(pids)
-                    result = run_load(base + path, body=payloads[variant], headers=headers,
-                                      concurrency=concurrency, duration=args.duration)
+                    result = run_load(
+                        base + path,
+                        body=payloads[variant],
+                        headers=headers,
+                        concurrency=concurrency,
+                        duration=args.duration,
+                    )
                     cpu = cpu_seconds(pids) - cpu_before
                     row = {
-                        "backend": name, "variant": variant, "concurrency": concurrency, "repeat": repeat,
-                        "rps": result.rps(), "p50_ms": result.percentile(50) * 1000,
-                        "p95_ms": result.percentile(95) * 1000, "p99_ms": result.percentile(99) * 1000,
+                        "backend": name,
+                        "variant": variant,
+                        "concurrency": concurrency,
+                        "repeat": repeat,
+                        "rps": result.rps(),
+                        "p50_ms": result.percentile(50) * 1000,
+                        "p95_ms": result.percentile(95) * 1000,
+                        "p99_ms": result.percentile(99) * 1000,
                         "cpu_us_per_req": (cpu / result.requests * 1e6) if result.requests else float("nan"),
-                        "requests": result.requests, "errors": result.errors, "statuses": result.statuses,
+                        "requests": result.requests,
+                        "errors": result.errors,
+                        "statuses": result.statuses,
                     }
                     rows.append(row)
-                    log(f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps  p50 {row['p50_ms']:6.2f} ms"
-                        f"  p99 {row['p99_ms']:6.2f} ms  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}")
+                    log(
+                        f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps"
+                        f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
+                        f"  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}"
+                    )
     finally:
         import signal
 
@@ -205,11 +259,19 @@ def medians(rows: list[dict]) -> list[dict]:
         groups.setdefault((row["backend"], row["variant"], row["concurrency"]), []).append(row)
     out = []
     for (backend, variant, concurrency), items in groups.items():
-        out.append({
-            "backend": backend, "variant": variant, "concurrency": concurrency,
-            **{k: statistics.median(r[k] for r in items) for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_req")},
-            "errors": sum(r["errors"] for r in items), "runs": len(items),
-        })
+        out.append(
+            {
+                "backend": backend,
+                "variant": variant,
+                "concurrency": concurrency,
+                **{
+                    k: statistics.median(r[k] for r in items)
+                    for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_req")
+                },
+                "errors": sum(r["errors"] for r in items),
+                "runs": len(items),
+            }
+        )
     return out
 
 
@@ -220,7 +282,7 @@ def inprocess_baselines(args) -> dict:
     env.pop("REDIS_URL", None)
     cmd = [PY, "manage.py", "bench_inference", "--json"]
     if args.smoke:
-        cmd += ["--quick"]
+        cmd += ["--epochs", "2", "--seconds", "0.2"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -228,16 +290,24 @@ def inprocess_baselines(args) -> dict:
 def component_benches(args) -> dict:
     """Per-stage microbenchmarks (auth+quota, policy, audit) that the apps provide."""
     results = {}
+    smoke = args.smoke
     for name, script, extra in (
-        ("auth_quota", "bench/auth_quota.py", []),
-        ("policy", "bench/policy.py", []),
-        ("audit", "bench/audit.py", ["--events", str(args.audit_events)]),
+        ("auth_quota", "bench/auth_quota.py", ["--iterations", "200", "--runs", "1"] if smoke else []),
+        ("policy", "bench/policy.py", ["--runs", "1", "--decisions", "2000"] if smoke else []),
+        ("audit", "bench/audit.py", ["--events", str(args.audit_events)] + (["--records", "200"] if smoke else [])),
     ):
         env = dict(os.environ)
         env["MAAS_VAR_DIR"] = str(ROOT / "var" / "bench-embedded")
         try:
-            out = subprocess.run([PY, script, "--json", *extra], cwd=ROOT, env=env, text=True,
-                                 capture_output=True, check=True, timeout=600).stdout
+            out = subprocess.run(
+                [PY, script, "--json", *extra],
+                cwd=ROOT,
+                env=env,
+                text=True,
+                capture_output=True,
+                check=True,
+                timeout=600,
+            ).stdout
             results[name] = json.loads(out.strip().splitlines()[-1])
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
             results[name] = {"error": str(exc)[:500]}
@@ -246,11 +316,13 @@ def component_benches(args) -> dict:
 
 def render(table: list[dict], baselines: dict, components: dict, args) -> str:
     lines = [
-        "# Benchmark results", "",
+        "# Benchmark results",
+        "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"gunicorn {args.workers} sync workers; load from a separate process on loopback; "
-        f"{args.repeats} interleaved repeats of {args.duration}s per cell, medians.", "",
-        "| backend | variant | c | req/s | p50 ms | p95 ms | p99 ms | CPU µs/req | G/B4 thr | p50 − B4 ms |",
+        f"{args.repeats} interleaved repeats of {args.duration}s per cell, medians.",
+        "",
+        "| backend | variant | c | req/s | p50 ms | p95 ms | p99 ms | CPU µs/req | G/B4 thr | p50 - B4 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     index = {(r["backend"], r["variant"], r["concurrency"]): r for r in table}
@@ -282,8 +354,15 @@ def chart(table: list[dict], path: Path) -> None:
             ax = axes[row_index][col]
             for i, variant in enumerate(VARIANTS):
                 values = [
-                    next((r[metric] for r in table if r["backend"] == backend and r["variant"] == variant
-                          and r["concurrency"] == c), 0) for c in concurrencies
+                    next(
+                        (
+                            r[metric]
+                            for r in table
+                            if r["backend"] == backend and r["variant"] == variant and r["concurrency"] == c
+                        ),
+                        0,
+                    )
+                    for c in concurrencies
                 ]
                 ax.bar([x + i * width for x in range(len(concurrencies))], values, width, label=variant)
             ax.set_xticks([x + width * (len(VARIANTS) - 1) / 2 for x in range(len(concurrencies))])
@@ -323,8 +402,11 @@ def main() -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".md").write_text(report)
-    output.with_suffix(".json").write_text(json.dumps({"table": table, "raw": rows, "baselines": baselines,
-                                                        "components": components}, indent=2, default=str))
+    output.with_suffix(".json").write_text(
+        json.dumps(
+            {"table": table, "raw": rows, "baselines": baselines, "components": components}, indent=2, default=str
+        )
+    )
     chart(table, output.with_suffix(".png"))
     print(report)
     log(f"==> done in {time.monotonic() - started:.0f}s; wrote {output}.md/.json/.png")

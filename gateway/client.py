@@ -17,11 +17,15 @@ stable ``code``; 429 (rate limits) and 503 answers are retried, honouring
 
 from __future__ import annotations
 
+import email.utils
+import math
 import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -123,10 +127,14 @@ class MaaSClient:
 
     def get_model(self, name: str) -> dict[str, Any]:
         """Metadata, signature, labels and model card of one model."""
-        return self._request("GET", f"/v1/models/{name}").json()
+        return self._request("GET", f"/v1/models/{quote(name, safe='')}").json()
 
     def predict(
-        self, model: str, instances: Sequence[Sequence[float]], *, purpose: str | None = None,
+        self,
+        model: str,
+        instances: Sequence[Sequence[float]],
+        *,
+        purpose: str | None = None,
         version: int | None = None,
     ) -> dict[str, Any]:
         """A synchronous prediction; returns the response body."""
@@ -135,12 +143,17 @@ class MaaSClient:
             body["purpose"] = purpose
         if version is not None:
             body["version"] = version
-        return self._request("POST", f"/v1/models/{model}/predict", json=body).json()
+        return self._request("POST", f"/v1/models/{quote(model, safe='')}/predict", json=body).json()
 
     # -- jobs -------------------------------------------------------------------
     def submit_job(
-        self, model: str, instances: Sequence[Sequence[float]], *, purpose: str | None = None,
-        version: int | None = None, idempotency_key: str | None = None,
+        self,
+        model: str,
+        instances: Sequence[Sequence[float]],
+        *,
+        purpose: str | None = None,
+        version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Queue an asynchronous batch prediction; resubmitting with the same key returns the same job."""
         body: dict[str, Any] = {"model": model, "instances": [list(map(float, row)) for row in instances]}
@@ -153,11 +166,11 @@ class MaaSClient:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """Status, progress and (when done) results of a job."""
-        return self._request("GET", f"/v1/jobs/{job_id}").json()
+        return self._request("GET", f"/v1/jobs/{quote(str(job_id), safe='')}").json()
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job."""
-        return self._request("DELETE", f"/v1/jobs/{job_id}").json()
+        return self._request("DELETE", f"/v1/jobs/{quote(str(job_id), safe='')}").json()
 
     def wait_job(
         self, job_id: str, *, timeout: float = 600.0, poll: float = 0.5, progress: bool = False
@@ -183,11 +196,26 @@ class MaaSClient:
 
 
 def _retry_after(response: requests.Response) -> float:
-    value = response.headers.get("Retry-After", "1")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
+    """Seconds to wait before retrying: ``Retry-After`` as delta-seconds or an HTTP-date (RFC 9110).
+
+    One second when the header is absent or unreadable; an HTTP-date in the past means now.
+    """
+    value = response.headers.get("Retry-After")
+    if value is None:
         return 1.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 1.0
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds):
+        return 1.0
+    return max(0.0, seconds)
 
 
 def _to_error(response: requests.Response) -> MaaSError:

@@ -33,22 +33,24 @@ REQUESTS = Counter(
     "maas_http_requests_total", "HTTP requests by endpoint, status and tenant.", ["endpoint", "status", "tenant"]
 )
 REQUEST_LATENCY = Histogram(
-    "maas_http_request_duration_seconds", "Whole-request latency by endpoint.", ["endpoint"],
+    "maas_http_request_duration_seconds",
+    "Whole-request latency by endpoint.",
+    ["endpoint"],
     buckets=_LATENCY_BUCKETS,
 )
 REFUSALS = Counter("maas_refusals_total", "Requests refused, by reason code.", ["reason"])
 INFERENCE_LATENCY = Histogram(
-    "maas_inference_duration_seconds", "ONNX Runtime inference latency by model and version.",
-    ["model", "version"], buckets=_LATENCY_BUCKETS,
+    "maas_inference_duration_seconds",
+    "ONNX Runtime inference latency by model and version.",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
 )
 AUDIT_WRITTEN = Counter("maas_audit_events_written_total", "Audit events written by the request pipeline.")
 AUDIT_FAILED = Counter("maas_audit_write_failures_total", "Audit inserts that failed (request answered 503).")
 AUDIT_SEALED = Gauge(
     "maas_audit_events_sealed", "Audit events sealed into signed blocks.", multiprocess_mode="mostrecent"
 )
-AUDIT_UNSEALED = Gauge(
-    "maas_audit_events_unsealed", "Audit events not yet sealed.", multiprocess_mode="mostrecent"
-)
+AUDIT_UNSEALED = Gauge("maas_audit_events_unsealed", "Audit events not yet sealed.", multiprocess_mode="mostrecent")
 JOBS = Gauge("maas_jobs", "Batch jobs by state.", ["state"], multiprocess_mode="mostrecent")
 
 
@@ -101,7 +103,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not _authorised(request):
         return problem_response(
             status=401 if not settings.METRICS_TOKEN or "HTTP_AUTHORIZATION" not in request.META else 403,
-            code="metrics_forbidden", title="Metrics are restricted",
+            code="metrics_forbidden",
+            title="Metrics are restricted",
             detail="Log in as staff or send Authorization: Bearer <METRICS_TOKEN>.",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )

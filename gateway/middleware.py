@@ -70,7 +70,9 @@ class RequestContextMiddleware:
         match = getattr(request, "resolver_match", None)
         metrics.request_done(
             endpoint=match.route if match is not None else "unmatched",
-            status=response.status_code, tenant=current_tenant_slug(), seconds=latency_ms / 1000.0,
+            status=response.status_code,
+            tenant=current_tenant_slug(),
+            seconds=latency_ms / 1000.0,
         )
         access_log.info(
             "request",

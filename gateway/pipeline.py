@@ -49,7 +49,7 @@ from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict
 from policy.audit.services import audit_event_record, audit_input_digest
 from policy.evaluator import Decision
-from policy.services import policy_decide, review_item_create
+from policy.services import policy_decide, review_items_create
 from tenants.principal import Principal
 from tenants.services import api_key_authenticate, api_key_from_headers, quota_refund, quota_reserve
 
@@ -192,8 +192,11 @@ class GovernedCall:
         self.purpose = (purpose or "")[:100]
         if not model_permitted_for_key(principal=self.principal, model_name=self.model.name):
             self.decision = Decision(
-                allowed=False, rule_id="api_key.allowed_models", reason_code="model_not_allowed_for_key",
-                reason="This API key is not allowed to call this model.", policy_versions="",
+                allowed=False,
+                rule_id="api_key.allowed_models",
+                reason_code="model_not_allowed_for_key",
+                reason="This API key is not allowed to call this model.",
+                policy_versions="",
             )
         else:
             self.decision = policy_decide(
@@ -210,9 +213,7 @@ class GovernedCall:
         assert self.principal is not None
         limit = max_batch if max_batch is not None else self.principal.limits.max_batch
         if units > limit:
-            raise BatchTooLarge(
-                f"Batch of {units} instances exceeds this plan's maximum of {limit}.", max_batch=limit
-            )
+            raise BatchTooLarge(f"Batch of {units} instances exceeds this plan's maximum of {limit}.", max_batch=limit)
         self.reservation = quota_reserve(principal=self.principal, units=units)
         self.units = units
 
@@ -252,8 +253,11 @@ class GovernedCall:
             self.prediction_summary = {"count": len(labels), "labels": counts, "needs_review": sum(flags)}
         self._flags_top = (labels, top, flags)
         return PredictionResult(
-            model_name=self.model.name, model_version=self.model.version, labels=labels,
-            probabilities=prediction.probabilities, needs_review=flags,
+            model_name=self.model.name,
+            model_version=self.model.version,
+            labels=labels,
+            probabilities=prediction.probabilities,
+            needs_review=flags,
             output_name=getattr(self.model, "output_name", "probabilities"),
             class_labels=list(self.model.labels),
         )
@@ -263,12 +267,13 @@ class GovernedCall:
         self._audit(status=status, error_code="")
         if self.needs_review and self.audit_seq is not None:
             labels, top, flags = self._flags_top
-            for label, p, flag in zip(labels, top, flags, strict=True):
-                if flag:
-                    review_item_create(
-                        audit_seq=self.audit_seq, request_id=current_request_id(), principal=self.principal,
-                        model=self.model.facts(), label=label, top_probability=float(p),
-                    )
+            review_items_create(
+                audit_seq=self.audit_seq,
+                request_id=current_request_id(),
+                principal=self.principal,
+                model=self.model.facts(),
+                predictions=[(label, float(p)) for label, p, flag in zip(labels, top, flags, strict=True) if flag],
+            )
         return self.response_headers()
 
     def response_headers(self) -> dict[str, str]:
@@ -306,19 +311,27 @@ class GovernedCall:
             "error_code": error_code,
             "raw_input": self.raw_input,
         }
-        if self.extra_detail:
-            fields["detail"] = self.extra_detail
+        detail = dict(self.extra_detail)
+        if decision is not None and decision.monitor_effects:
+            detail["monitor_effects"] = list(decision.monitor_effects)
+        if detail:
+            fields["detail"] = detail
         if principal is not None:
             fields.update(
-                actor=principal.actor, tenant_id=principal.tenant_id, tenant_slug=principal.tenant_slug,
-                key_prefix=principal.key_prefix, region=principal.region,
+                actor=principal.actor,
+                tenant_id=principal.tenant_id,
+                tenant_slug=principal.tenant_slug,
+                key_prefix=principal.key_prefix,
+                region=principal.region,
             )
         if model is not None:
             fields.update(model_name=model.name, model_version=model.version, model_sha256=model.sha256)
         if decision is not None:
             fields.update(
-                decision="allow" if decision.allowed else "deny", rule_id=decision.rule_id,
-                reason_code=decision.reason_code, policy_versions=decision.policy_versions,
+                decision="allow" if decision.allowed else "deny",
+                rule_id=decision.rule_id,
+                reason_code=decision.reason_code,
+                policy_versions=decision.policy_versions,
                 monitor_denials=list(decision.monitor_denials),
             )
         if self.reservation is not None:

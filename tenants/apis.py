@@ -133,6 +133,10 @@ class _KeyOutputSerializer(serializers.ModelSerializer):
         return "active"
 
 
+class _KeyListOutputSerializer(serializers.Serializer):
+    keys = _KeyOutputSerializer(many=True)
+
+
 class ApiKeyListApi(TenantScopedApi):
     """``GET /v1/keys``: the caller's tenant's keys (prefixes and metadata, never secrets)."""
 
@@ -140,7 +144,7 @@ class ApiKeyListApi(TenantScopedApi):
     audit_action = "keys.list"
     OutputSerializer = _KeyOutputSerializer
 
-    @extend_schema(operation_id="keys_list", responses={200: _KeyOutputSerializer(many=True)}, tags=["keys"])
+    @extend_schema(operation_id="keys_list", responses={200: _KeyListOutputSerializer}, tags=["keys"])
     def get(self, request: Request) -> Response:
         """Every key of the caller's tenant, newest first."""
         keys = self.scoped(api_keys_of_tenant(tenant_id=self.principal.tenant_id))

@@ -15,6 +15,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "tenants.authentication.ApiKeyAuthentication"
     name = ["ApiKeyAuth", "ApiKeyHeader"]
 
+    def get_security_requirement(self, auto_schema):
+        """Either header will do (two alternatives, not both at once)."""
+        return [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}]
+
     def get_security_definition(self, auto_schema):
         """Bearer token in ``Authorization``, or ``X-API-Key``."""
         return [

@@ -11,10 +11,31 @@ from gateway.invalidation import clock
 
 @pytest.fixture(autouse=True)
 def _fresh_invalidation_clock():
-    """Every test starts by re-reading the generation table (no stale per-process caches)."""
+    """Every test starts with empty per-process caches.
+
+    Test transactions roll the generation counters back, so a cache filled in
+    one test could look current in the next; clearing them is the only safe start.
+    """
+    from policy.selectors import policy_state_cache_clear
+    from tenants.services import api_key_cache_clear
+
     clock.reset()
+    policy_state_cache_clear()
+    api_key_cache_clear()
     yield
     clock.reset()
+    policy_state_cache_clear()
+    api_key_cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_test_redis():
+    """Quota counters are keyed by tenant id, and every test database reuses ids: start each session empty."""
+    if settings.REDIS_URL:
+        from gateway.redis import redis_client
+
+        redis_client().flushdb()
+    yield
 
 
 @pytest.fixture

@@ -10,16 +10,58 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from gateway.errors import InvalidInput, MalformedRequest, ModelNotFound
-from gateway.openapi import PROBLEM_RESPONSES
+from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, model_permitted_for_key
 from inference.selectors import model_catalog_list, model_detail_get
 from policy.services import policy_models_visible
+
+# The registry stores versions as PositiveIntegerField: a larger number could
+# only overflow the database query, so it is refused as input instead.
+MAX_VERSION = 2**31 - 1
+# Purposes are audited and matched against policy verbatim; longer ones are refused, not truncated.
+PURPOSE_MAX_LENGTH = 100
+PURPOSE_HEADER = OpenApiParameter(
+    "X-Purpose",
+    {"type": "string", "maxLength": PURPOSE_MAX_LENGTH},
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Why the prediction is requested; takes precedence over the body's `purpose`.",
+)
+
+# A real handwritten zero (scikit-learn digits[0]) and the model's answer, for the examples.
+EXAMPLE_DIGIT = [
+    0.0, 0.0, 5.0, 13.0, 9.0, 1.0, 0.0, 0.0, 0.0, 0.0, 13.0, 15.0, 10.0, 15.0, 5.0, 0.0,
+    0.0, 3.0, 15.0, 2.0, 0.0, 11.0, 8.0, 0.0, 0.0, 4.0, 12.0, 0.0, 0.0, 8.0, 8.0, 0.0,
+    0.0, 5.0, 8.0, 0.0, 0.0, 9.0, 8.0, 0.0, 0.0, 4.0, 11.0, 0.0, 1.0, 12.0, 7.0, 0.0,
+    0.0, 2.0, 14.0, 5.0, 10.0, 12.0, 0.0, 0.0, 0.0, 0.0, 6.0, 13.0, 10.0, 0.0, 0.0, 0.0,
+]  # fmt: skip
+EXAMPLE_PROBABILITIES = [0.9987, 0.0, 0.0001, 0.0, 0.0002, 0.0003, 0.0004, 0.0, 0.0002, 0.0001]
+
+
+def requested_version(value: object) -> int | None:
+    """A version named in a request body: absent, or an integer from 1 to ``MAX_VERSION``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        raise InvalidInput(f"'version' must be an integer from 1 to {MAX_VERSION}.")
+    return value
+
+
+def requested_purpose(*, header: str | None, body: object) -> str | None:
+    """The declared purpose: the ``X-Purpose`` header, else the body's; each at most ``PURPOSE_MAX_LENGTH`` chars.
+
+    Both are checked even when the header wins: an invalid body is an error whatever the headers say.
+    """
+    for value in (header, body):
+        if value is not None and (not isinstance(value, str) or len(value) > PURPOSE_MAX_LENGTH):
+            raise InvalidInput(f"'purpose' must be a string of at most {PURPOSE_MAX_LENGTH} characters.")
+    return header or (body if isinstance(body, str) else None)
 
 
 def _model_summary(info: Any) -> dict[str, Any]:
@@ -37,7 +79,9 @@ def _model_summary(info: Any) -> dict[str, Any]:
 
 def visible_models(principal: Any) -> list[Any]:
     """The active models this key may call: key allow-list, then the policy decision."""
-    catalog = [info for info in model_catalog_list() if model_permitted_for_key(principal=principal, model_name=info.name)]
+    catalog = [
+        info for info in model_catalog_list() if model_permitted_for_key(principal=principal, model_name=info.name)
+    ]
     facts = {info.name: info.facts() for info in catalog}
     allowed = {f.name for f in policy_models_visible(principal=principal, models=list(facts.values()))}
     return [info for info in catalog if info.name in allowed]
@@ -62,7 +106,11 @@ class ModelsListApi(APIView):
     class OutputSerializer(serializers.Serializer):
         models = ModelSummarySerializer(many=True)
 
-    @extend_schema(operation_id="models_list", responses={200: OutputSerializer, **PROBLEM_RESPONSES}, tags=["models"])
+    @extend_schema(
+        operation_id="models_list",
+        responses={200: OutputSerializer, **problem_responses(401, 403, 503)},
+        tags=["models"],
+    )
     def get(self, request: Request) -> JsonResponse:
         with GovernedCall(request._request, scope="predict", endpoint="models.list") as call:
             principal = call.authenticate()
@@ -78,7 +126,12 @@ class ModelDetailApi(APIView):
         model_card = serializers.CharField()
         metrics = serializers.DictField()
 
-    @extend_schema(operation_id="models_retrieve", responses={200: OutputSerializer, **PROBLEM_RESPONSES}, tags=["models"])
+    @extend_schema(
+        operation_id="models_retrieve",
+        parameters=[MODEL_NAME_PARAMETER],
+        responses={200: OutputSerializer, **problem_responses(401, 403, 404, 503)},
+        tags=["models"],
+    )
     def get(self, request: Request, name: str) -> JsonResponse:
         with GovernedCall(request._request, scope="predict", endpoint="models.detail") as call:
             principal = call.authenticate()
@@ -106,9 +159,28 @@ class ModelPredictApi(APIView):
     parser_classes: list = []
 
     class InputSerializer(serializers.Serializer):
-        instances = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), min_length=1)
-        purpose = serializers.CharField(required=False, max_length=100)
-        version = serializers.IntegerField(required=False, min_value=1)
+        instances = serializers.ListField(
+            child=serializers.ListField(child=serializers.FloatField()),
+            min_length=1,
+            help_text="One list of the model's input width (see `signature`) of finite numbers per instance.",
+        )
+        purpose = serializers.CharField(
+            required=False,
+            allow_null=True,
+            allow_blank=True,
+            max_length=PURPOSE_MAX_LENGTH,
+            help_text="Why the prediction is requested (policy); the `X-Purpose` header takes precedence.",
+        )
+        version = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=MAX_VERSION,
+            help_text="Pin a version; absent or null: the active one.",
+        )
+
+        class Meta:
+            reject_unknown_fields = True
 
     class OutputSerializer(serializers.Serializer):
         model = serializers.CharField()
@@ -118,11 +190,27 @@ class ModelPredictApi(APIView):
 
     @extend_schema(
         operation_id="models_predict",
-        request=InputSerializer,
-        responses={200: OutputSerializer, **PROBLEM_RESPONSES, 413: OpenApiResponse(description="Body too large")},
-        parameters=[OpenApiParameter("X-Purpose", str, OpenApiParameter.HEADER, required=False)],
+        request={"application/json": InputSerializer},
+        responses={200: OutputSerializer, **problem_responses(400, 401, 403, 404, 413, 415, 429, 503)},
+        parameters=[
+            MODEL_NAME_PARAMETER,
+            PURPOSE_HEADER,
+            *RATE_LIMIT_HEADERS,
+            RETRY_AFTER_HEADER,
+        ],
         examples=[
-            OpenApiExample("one digit", request_only=True, value={"instances": [[0.0] * 64], "purpose": "research"})
+            OpenApiExample("one digit", request_only=True, value={"instances": [EXAMPLE_DIGIT], "purpose": "research"}),
+            OpenApiExample(
+                "prediction",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "model": "digits",
+                    "version": 1,
+                    "request_id": "9f1c2e7a4b5d4c3e8a6f0b1d2c3e4f5a",
+                    "predictions": [{"label": 0, "probabilities": EXAMPLE_PROBABILITIES, "needs_review": False}],
+                },
+            ),
         ],
         tags=["models"],
     )
@@ -138,12 +226,8 @@ class ModelPredictApi(APIView):
             instances = body.get("instances")
             if not isinstance(instances, list) or not instances:
                 raise InvalidInput("'instances' must be a non-empty list of instances.")
-            version = body.get("version")
-            if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-                raise InvalidInput("'version' must be a positive integer.")
-            purpose = request.META.get("HTTP_X_PURPOSE") or body.get("purpose")
-            if purpose is not None and not isinstance(purpose, str):
-                raise InvalidInput("'purpose' must be a string.")
+            version = requested_version(body.get("version"))
+            purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=body.get("purpose"))
             call.resolve_model(name=name, version=version)
             call.decide(purpose=purpose)
             call.reserve(units=len(instances))

@@ -21,10 +21,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from gateway.api.v1 import MAX_VERSION, requested_purpose, visible_models
 from gateway.errors import DomainError, InvalidInput, MalformedRequest, ModelNotFound, PayloadTooLarge
 from gateway.logging import current_request_id
 from gateway.pipeline import GovernedCall
-from gateway.api.v1 import visible_models
 from inference.selectors import model_serving_get
 
 logger = logging.getLogger("gateway.v2")
@@ -33,9 +33,18 @@ SERVER_NAME = "maas-gateway"
 SERVER_VERSION = "1.0.0"
 
 _DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
 }
 
 
@@ -57,7 +66,9 @@ def v2_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             response = view(request, *args, **kwargs)
             if response.status_code == 405:
                 return v2_error(
-                    status=405, message=f"Method {request.method} is not allowed here.", code="method_not_allowed",
+                    status=405,
+                    message=f"Method {request.method} is not allowed here.",
+                    code="method_not_allowed",
                     headers={"Allow": response.get("Allow", "")},
                 )
             return response
@@ -73,8 +84,9 @@ def v2_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 def _version(version: str | None) -> int | None:
     if version is None:
         return None
-    if not version.isdigit() or int(version) < 1:
-        raise ModelNotFound(f"Model version {version!r} does not exist.")
+    # isdecimal, not isdigit: "²" is a digit that int() refuses; the registry holds at most MAX_VERSION.
+    if not version.isdecimal() or len(version) > 10 or not 1 <= int(version) <= MAX_VERSION:
+        raise ModelNotFound(f"Model version {version[:20]!r} does not exist.")
     return int(version)
 
 
@@ -146,7 +158,7 @@ def _split_body(request: HttpRequest, max_bytes: int) -> tuple[dict[str, Any], b
         raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds this plan's limit of {max_bytes} bytes.")
     header_len = request.META.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
     if header_len is not None:
-        if not header_len.isdigit() or int(header_len) > len(raw):
+        if not header_len.isdecimal() or int(header_len) > len(raw):
             raise MalformedRequest("Inference-Header-Content-Length does not fit the body.")
         head, binary = raw[: int(header_len)], raw[int(header_len) :]
     else:
@@ -174,7 +186,8 @@ def _input_tensor(body: dict[str, Any], binary: bytes, *, input_name: str, width
         raise InvalidInput(f"Unsupported datatype {datatype!r}; send FP32 (or another numeric type).")
     shape = tensor.get("shape")
     if (
-        not isinstance(shape, list) or len(shape) != 2
+        not isinstance(shape, list)
+        or len(shape) != 2
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
         raise InvalidInput(f"'shape' must be [batch, {width}].")
@@ -183,9 +196,7 @@ def _input_tensor(body: dict[str, Any], binary: bytes, *, input_name: str, width
     if shape[0] == 0:
         raise InvalidInput("The batch is empty.")
     count = shape[0] * shape[1]
-    parameters = tensor.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise InvalidInput("'parameters' must be an object.")
+    parameters = _parameters(tensor, "An input's")
     binary_size = parameters.get("binary_data_size")
     if binary_size is not None:
         dtype = np.dtype(_DTYPES[datatype])
@@ -196,13 +207,25 @@ def _input_tensor(body: dict[str, Any], binary: bytes, *, input_name: str, width
         data = tensor.get("data")
         if not isinstance(data, list):
             raise InvalidInput("'data' must be a list (flat or nested) of numbers.")
-        try:
-            array = np.asarray(data, dtype=np.float64)
-        except (ValueError, TypeError):
-            raise InvalidInput("'data' must contain only numbers, nested evenly.") from None
+        array = _numbers(data)
         if array.size != count:
             raise InvalidInput(f"'data' has {array.size} values; shape {shape} needs {count}.")
     return array.astype(np.float32, copy=False).reshape(shape[0], shape[1])
+
+
+def _numbers(data: list[Any]) -> np.ndarray:
+    """JSON tensor data as float64: numbers only (no booleans, numeric strings or nulls), nested evenly."""
+    try:
+        leaves = np.asarray(data, dtype=object)
+    except ValueError:
+        raise InvalidInput("'data' must contain only numbers, nested evenly.") from None
+    # numpy would quietly turn true into 1.0 and "2.5" into 2.5; the protocol's numeric tensors hold numbers.
+    if not set(map(type, leaves.ravel().tolist())) <= {int, float}:
+        raise InvalidInput("'data' must contain only numbers, nested evenly.")
+    try:
+        return leaves.astype(np.float64)
+    except OverflowError:
+        raise InvalidInput("'data' holds an integer beyond the floating-point range.") from None
 
 
 @v2_view
@@ -213,12 +236,10 @@ def model_infer(request: HttpRequest, name: str, version: str | None = None) -> 
         principal = call.authenticate()
         body, binary = _split_body(request, principal.limits.max_body_bytes)
         model = call.resolve_model(name=name, version=_version(version))
-        parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise InvalidInput("'parameters' must be an object.")
-        purpose = request.META.get("HTTP_X_PURPOSE") or parameters.get("purpose")
-        if purpose is not None and not isinstance(purpose, str):
-            raise InvalidInput("'purpose' must be a string.")
+        parameters = _parameters(body, "The request's")
+        if not isinstance(body.get("id", ""), str):
+            raise InvalidInput("'id' must be a string.")
+        purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=parameters.get("purpose"))
         array = _input_tensor(body, binary, input_name=model.input_name, width=model.input_width)
         requested = _requested_outputs(body, parameters)
         call.decide(purpose=purpose)
@@ -232,22 +253,40 @@ def model_infer(request: HttpRequest, name: str, version: str | None = None) -> 
 
 def _requested_outputs(body: dict[str, Any], parameters: dict[str, Any]) -> dict[str, bool]:
     """Output name -> binary?  Defaults to every output."""
-    default_binary = bool(parameters.get("binary_data_output", False))
-    outputs = body.get("outputs")
-    if outputs is None:
+    default_binary = _flag(parameters, "binary_data_output", default=False)
+    if "outputs" not in body:
         return {"probabilities": default_binary, "label": default_binary}
+    outputs = body["outputs"]
     if not isinstance(outputs, list) or not outputs:
         raise InvalidInput("'outputs' must be a non-empty list.")
     requested: dict[str, bool] = {}
     for item in outputs:
         if not isinstance(item, dict) or item.get("name") not in ("probabilities", "label"):
             raise InvalidInput("Unknown output requested; this model offers 'probabilities' and 'label'.")
-        params = item.get("parameters") or {}
-        requested[item["name"]] = bool(params.get("binary_data", default_binary)) if isinstance(params, dict) else False
+        params = _parameters(item, "An output's")
+        requested[item["name"]] = _flag(params, "binary_data", default=default_binary)
     return requested
 
 
-def _infer_response(result: Any, requested: dict[str, bool], *, request_id: str, headers: dict[str, str]) -> HttpResponse:
+def _parameters(holder: dict[str, Any], whose: str) -> dict[str, Any]:
+    """The protocol's ``parameters`` member: absent, or an object (null, lists, strings are refused)."""
+    parameters = holder.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"{whose} 'parameters' must be an object.")
+    return parameters
+
+
+def _flag(parameters: dict[str, Any], name: str, *, default: bool) -> bool:
+    """A boolean protocol parameter; anything else is refused rather than guessed at."""
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"'{name}' must be true or false.")
+    return value
+
+
+def _infer_response(
+    result: Any, requested: dict[str, bool], *, request_id: str, headers: dict[str, str]
+) -> HttpResponse:
     tensors = {
         "probabilities": ("FP32", np.ascontiguousarray(result.probabilities, dtype=np.float32)),
         "label": ("INT64", np.asarray([int(label) for label in result.labels], dtype=np.int64)),
@@ -280,6 +319,11 @@ def _infer_response(result: Any, requested: dict[str, bool], *, request_id: str,
 
 
 __all__ = [
-    "health_live", "health_ready", "model_infer", "model_metadata", "model_ready", "model_serving_get",
+    "health_live",
+    "health_ready",
+    "model_infer",
+    "model_metadata",
+    "model_ready",
+    "model_serving_get",
     "server_metadata",
 ]

@@ -8,13 +8,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from django.http.multipartparser import MultiPartParserError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from gateway.api.v1 import (
+    EXAMPLE_DIGIT,
+    EXAMPLE_PROBABILITIES,
+    MAX_VERSION,
+    PURPOSE_HEADER,
+    PURPOSE_MAX_LENGTH,
+    requested_purpose,
+    requested_version,
+)
 from gateway.errors import InvalidInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.jobs.models import BatchJob
 from gateway.jobs.selectors import batch_job_get, batch_jobs_for_tenant
@@ -25,7 +37,7 @@ from gateway.jobs.services import (
     batch_job_results,
     request_digest,
 )
-from gateway.openapi import PROBLEM_RESPONSES
+from gateway.openapi import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall
 from tenants.services import quota_state_of
 
@@ -58,22 +70,36 @@ def job_body(job: BatchJob, *, include_results: bool = True) -> dict[str, Any]:
     return body
 
 
+def _form_version(text: str) -> int | None:
+    """A multipart form's ``version`` (text): plain decimal digits naming a valid version."""
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if not text.isdecimal() or len(text) > len(str(MAX_VERSION)):
+        raise InvalidInput(f"'version' must be an integer from 1 to {MAX_VERSION}.")
+    return requested_version(int(text))
+
+
 def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str, Any], Any, bytes]:
     """JSON ``{"model", "instances", ...}`` or multipart with a ``.npy``/CSV ``file``."""
     declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if declared and declared.isdecimal() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"Body of {declared} bytes exceeds the job limit of {max_bytes} bytes.")
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        upload = request.FILES.get("file")
+        try:
+            upload = request.FILES.get("file")
+            form = request.POST
+        except MultiPartParserError as exc:  # no or a bad boundary, a truncated part...
+            raise MalformedRequest(f"The multipart body cannot be parsed: {exc}.") from None
+        except RequestDataTooBig:
+            raise PayloadTooLarge("The multipart form fields are too large.") from None
+        except SuspiciousOperation as exc:  # too many fields or files
+            raise MalformedRequest(str(exc)) from None
         if upload is None:
             raise InvalidInput("Multipart submissions need a 'file' part (.npy or .csv).")
         raw = upload.read()
-        fields = {k: request.POST.get(k) for k in ("model", "purpose", "version") if request.POST.get(k) is not None}
+        fields: dict[str, Any] = {k: form.get(k) for k in ("model", "purpose", "version") if form.get(k) is not None}
         if "version" in fields:
-            if not str(fields["version"]).isdigit():
-                raise InvalidInput("'version' must be a positive integer.")
-            fields["version"] = int(fields["version"])
+            fields["version"] = _form_version(fields["version"])
         name = (upload.name or "").lower()
         try:
             if name.endswith(".npy"):
@@ -107,24 +133,69 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
     return body, body.get("instances"), raw
 
 
+class JobProgressSerializer(serializers.Serializer):
+    """Instances done out of the job's total."""
+
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class JobResultSerializer(serializers.Serializer):
+    """One instance's prediction in a finished job."""
+
+    label = serializers.JSONField()
+    probabilities = serializers.ListField(child=serializers.FloatField())
+
+
 class JobSerializer(serializers.Serializer):
-    """A batch job as the API shows it."""
+    """A batch job as the API shows it (``job_body``)."""
 
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=BatchJob.Status.choices)
     model = serializers.CharField()
     version = serializers.IntegerField()
-    purpose = serializers.CharField()
-    progress = serializers.DictField(child=serializers.IntegerField())
-    needs_review = serializers.IntegerField()
-    results_url = serializers.CharField(required=False)
-    results = serializers.ListField(child=serializers.DictField(), required=False)
+    purpose = serializers.CharField(allow_blank=True)
+    progress = JobProgressSerializer()
+    needs_review = serializers.IntegerField(help_text="Instances flagged for human review so far.")
+    created_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    units_refunded = serializers.IntegerField(help_text="Quota units given back (instances never run).")
+    error = serializers.CharField(allow_null=True)
+    results_url = serializers.CharField(required=False, help_text="Once succeeded: every prediction as JSON Lines.")
+    results = JobResultSerializer(
+        many=True, required=False, help_text=f"Inline once succeeded, for jobs of up to {INLINE_RESULTS_MAX} instances."
+    )
 
 
 class JobListSerializer(serializers.Serializer):
     """A page of jobs."""
 
     jobs = JobSerializer(many=True)
+
+
+EXAMPLE_JOB = {
+    "id": "3f0e6d52-8a53-4c8e-9d52-0f8c5b1e2a77",
+    "status": "queued",
+    "model": "digits",
+    "version": 1,
+    "purpose": "research",
+    "progress": {"done": 0, "total": 2},
+    "needs_review": 0,
+    "created_at": "2025-01-01T12:00:00+00:00",
+    "started_at": None,
+    "finished_at": None,
+    "units_refunded": 0,
+    "error": None,
+}
+EXAMPLE_FINISHED_JOB = EXAMPLE_JOB | {
+    "status": "succeeded",
+    "progress": {"done": 2, "total": 2},
+    "started_at": "2025-01-01T12:00:01+00:00",
+    "finished_at": "2025-01-01T12:00:02+00:00",
+    "results_url": "/v1/jobs/3f0e6d52-8a53-4c8e-9d52-0f8c5b1e2a77/results",
+    "results": [{"label": 0, "probabilities": EXAMPLE_PROBABILITIES}] * 2,
+}
 
 
 class JobsApi(APIView):
@@ -134,15 +205,53 @@ class JobsApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField()
-        instances = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), min_length=1)
-        purpose = serializers.CharField(required=False)
-        version = serializers.IntegerField(required=False, min_value=1)
+        instances = serializers.ListField(
+            child=serializers.ListField(child=serializers.FloatField()),
+            min_length=1,
+            help_text="Up to the plan's job size; each a list of the model's input width of finite numbers.",
+        )
+        purpose = serializers.CharField(
+            required=False, allow_null=True, allow_blank=True, max_length=PURPOSE_MAX_LENGTH
+        )
+        version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_VERSION)
+
+        class Meta:
+            reject_unknown_fields = True
+
+    class UploadSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text="A 2-D `.npy` array or a `.csv` of numbers, one instance per row.")
+        model = serializers.CharField()
+        purpose = serializers.CharField(required=False, allow_blank=True, max_length=PURPOSE_MAX_LENGTH)
+        version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VERSION)
 
     @extend_schema(
         operation_id="jobs_create",
-        request=InputSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
-        responses={202: JobSerializer, **PROBLEM_RESPONSES, 409: OpenApiResponse(description="Idempotency key reused")},
+        request={"application/json": InputSerializer, "multipart/form-data": UploadSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Resubmitting with the same key (and body) returns the same job.",
+            ),
+            OpenApiParameter(
+                "Location", str, OpenApiParameter.HEADER, response=[202], required=True, description="The job's URL."
+            ),
+            PURPOSE_HEADER,
+            *RATE_LIMIT_HEADERS,
+            RETRY_AFTER_HEADER,
+        ],
+        responses={202: JobSerializer, **problem_responses(400, 401, 403, 404, 409, 413, 415, 429, 503)},
+        examples=[
+            OpenApiExample(
+                "two digits",
+                request_only=True,
+                media_type="application/json",
+                value={"model": "digits", "purpose": "research", "instances": [EXAMPLE_DIGIT, EXAMPLE_DIGIT]},
+            ),
+            OpenApiExample("accepted", response_only=True, status_codes=["202"], value=EXAMPLE_JOB),
+        ],
         tags=["jobs"],
     )
     def post(self, request: Request) -> JsonResponse:
@@ -152,9 +261,7 @@ class JobsApi(APIView):
         idempotency_key = django_request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200]
         with GovernedCall(django_request, scope="jobs", endpoint="jobs.submit") as call:
             principal = call.authenticate()
-            fields, instances, digest_source = _parse_submission(
-                django_request, max_bytes=settings.JOB_MAX_BODY_BYTES
-            )
+            fields, instances, digest_source = _parse_submission(django_request, max_bytes=settings.JOB_MAX_BODY_BYTES)
             digest = request_digest(digest_source)
             existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
             if existing is not None:
@@ -165,13 +272,10 @@ class JobsApi(APIView):
             model_name = fields.get("model")
             if not isinstance(model_name, str) or not model_name:
                 raise InvalidInput("'model' must name a model.")
-            version = fields.get("version")
-            if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-                raise InvalidInput("'version' must be a positive integer.")
-            purpose = django_request.META.get("HTTP_X_PURPOSE") or fields.get("purpose")
-            if purpose is not None and not isinstance(purpose, str):
-                raise InvalidInput("'purpose' must be a string.")
-            count = len(instances) if isinstance(instances, list | np.ndarray) else 0
+            version = requested_version(fields.get("version"))
+            purpose = requested_purpose(header=django_request.META.get("HTTP_X_PURPOSE"), body=fields.get("purpose"))
+            # A 0-d array (np.save of a scalar) has no len(); it is no batch either.
+            count = len(instances) if isinstance(instances, list) or getattr(instances, "ndim", 0) >= 1 else 0
             if count == 0:
                 raise InvalidInput("'instances' must be a non-empty list of instances.")
             model = call.resolve_model(name=model_name, version=version)
@@ -181,21 +285,34 @@ class JobsApi(APIView):
             batch = call.validate(instances, max_batch=limit)
             with transaction.atomic():
                 acceptance = batch_job_accept(
-                    principal=principal, model=model, batch=batch, purpose=call.purpose,
-                    policy_versions=decision.policy_versions, review_threshold=decision.review_threshold,
-                    quota_state=quota_state_of(reservation=call.reservation), idempotency_key=idempotency_key,
-                    digest=digest, request_id=django_request.request_id,
+                    principal=principal,
+                    model=model,
+                    batch=batch,
+                    purpose=call.purpose,
+                    policy_versions=decision.policy_versions,
+                    review_threshold=decision.review_threshold,
+                    quota_state=quota_state_of(reservation=call.reservation),
+                    idempotency_key=idempotency_key,
+                    digest=digest,
+                    request_id=django_request.request_id,
                 )
                 call.extra_detail = {"job_id": str(acceptance.job.id)}
                 headers = call.record_success(status=202)
         headers["Location"] = f"/v1/jobs/{acceptance.job.id}"
         return JsonResponse(job_body(acceptance.job, include_results=False), status=202, headers=headers)
 
-    @extend_schema(operation_id="jobs_list", responses={200: JobListSerializer, **PROBLEM_RESPONSES}, tags=["jobs"])
+    @extend_schema(
+        operation_id="jobs_list",
+        responses={200: JobListSerializer, **problem_responses(401, 403, 503)},
+        tags=["jobs"],
+    )
     def get(self, request: Request) -> JsonResponse:
         with GovernedCall(request._request, scope="jobs", endpoint="jobs.list") as call:
             principal = call.authenticate()
-            jobs = [job_body(job, include_results=False) for job in batch_jobs_for_tenant(tenant_id=principal.tenant_id)[:100]]
+            jobs = [
+                job_body(job, include_results=False)
+                for job in batch_jobs_for_tenant(tenant_id=principal.tenant_id)[:100]
+            ]
             headers = call.record_success()
         return JsonResponse({"jobs": jobs}, headers=headers)
 
@@ -203,7 +320,12 @@ class JobsApi(APIView):
 class JobDetailApi(APIView):
     """``GET /v1/jobs/{id}`` (status, progress, results) and ``DELETE`` (cancel)."""
 
-    @extend_schema(operation_id="jobs_retrieve", responses={200: JobSerializer, **PROBLEM_RESPONSES}, tags=["jobs"])
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        responses={200: JobSerializer, **problem_responses(401, 403, 404, 503)},
+        examples=[OpenApiExample("finished", response_only=True, status_codes=["200"], value=EXAMPLE_FINISHED_JOB)],
+        tags=["jobs"],
+    )
     def get(self, request: Request, job_id: str) -> JsonResponse:
         with GovernedCall(request._request, scope="jobs", endpoint="jobs.detail") as call:
             principal = call.authenticate()
@@ -212,7 +334,11 @@ class JobDetailApi(APIView):
             headers = call.record_success()
         return JsonResponse(body, headers=headers)
 
-    @extend_schema(operation_id="jobs_cancel", responses={200: JobSerializer, **PROBLEM_RESPONSES}, tags=["jobs"])
+    @extend_schema(
+        operation_id="jobs_cancel",
+        responses={200: JobSerializer, **problem_responses(401, 403, 404, 503)},
+        tags=["jobs"],
+    )
     def delete(self, request: Request, job_id: str) -> JsonResponse:
         with GovernedCall(request._request, scope="jobs", endpoint="jobs.cancel") as call:
             principal = call.authenticate()
@@ -228,7 +354,13 @@ class JobResultsApi(APIView):
 
     @extend_schema(
         operation_id="jobs_results",
-        responses={(200, "application/x-ndjson"): OpenApiResponse(description="One JSON object per instance"), **PROBLEM_RESPONSES},
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description='One JSON object per line and instance: `{"index": 0, "label": 7, "probabilities": []}`.',
+            ),
+            **problem_responses(400, 401, 403, 404, 503),
+        },
         tags=["jobs"],
     )
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:

@@ -35,7 +35,6 @@ from tenants.services import quota_refund_state
 logger = logging.getLogger("gateway.jobs")
 
 
-
 def job_dir(job_id: Any) -> Path:
     """Where a job's input and results live."""
     return Path(settings.JOBS_DIR) / str(job_id)
@@ -84,11 +83,22 @@ def batch_job_accept(
             headers={"Retry-After": "5"},
         )
     job = BatchJob(
-        tenant_id=principal.tenant_id, tenant_slug=principal.tenant_slug, key_id=principal.key_id,
-        key_prefix=principal.key_prefix, idempotency_key=idempotency_key, request_digest=digest,
-        model_name=model.name, model_version=model.version, model_sha256=model.sha256, purpose=purpose,
-        policy_versions=policy_versions, review_threshold=review_threshold, total=int(batch.shape[0]),
-        units_reserved=int(batch.shape[0]), quota_state=quota_state, request_id=request_id,
+        tenant_id=principal.tenant_id,
+        tenant_slug=principal.tenant_slug,
+        key_id=principal.key_id,
+        key_prefix=principal.key_prefix,
+        idempotency_key=idempotency_key,
+        request_digest=digest,
+        model_name=model.name,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        purpose=purpose,
+        policy_versions=policy_versions,
+        review_threshold=review_threshold,
+        total=int(batch.shape[0]),
+        units_reserved=int(batch.shape[0]),
+        quota_state=quota_state,
+        request_id=request_id,
     )
     path = job_dir(job.id)
     path.mkdir(parents=True, exist_ok=True)
@@ -127,8 +137,10 @@ def _claim(job_id: str, worker: str) -> bool:
         BatchJob.objects.filter(id=job_id, status__in=BatchJob.ACTIVE)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=worker))
         .update(
-            status=BatchJob.Status.RUNNING, lease_owner=worker,
-            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS), attempts=F("attempts") + 1,
+            status=BatchJob.Status.RUNNING,
+            lease_owner=worker,
+            lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
         )
     )
 
@@ -174,7 +186,8 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
                 flagged = int((np.asarray(prediction.top_probabilities) < job.review_threshold).sum())
             _audit_chunk(job, model, chunk, prediction, start=done, end=end, flagged=flagged)
             updated = BatchJob.objects.filter(id=job.id, lease_owner=worker, status=BatchJob.Status.RUNNING).update(
-                done=end, needs_review=F("needs_review") + flagged,
+                done=end,
+                needs_review=F("needs_review") + flagged,
                 lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
             )
             if not updated:
@@ -196,29 +209,42 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
-def _audit_chunk(job: BatchJob, model: Any, chunk: np.ndarray, prediction: Any, *, start: int, end: int, flagged: int) -> None:
+def _audit_chunk(
+    job: BatchJob, model: Any, chunk: np.ndarray, prediction: Any, *, start: int, end: int, flagged: int
+) -> None:
     counts: dict[str, int] = {}
     for label in prediction.labels:
         counts[str(label)] = counts.get(str(label), 0) + 1
     audit_event_record(
-        event_type="job", action="job.chunk", request_id=job.request_id,
-        actor=f"tenant:{job.tenant_slug}/key:{job.key_prefix}", tenant_id=job.tenant_id,
-        tenant_slug=job.tenant_slug, key_prefix=job.key_prefix, model_name=model.name,
-        model_version=model.version, model_sha256=model.sha256, decision="allow",
-        policy_versions=job.policy_versions, purpose=job.purpose,
-        input_digest=audit_input_digest(payload=chunk.tobytes()), units=0,
+        event_type="job",
+        action="job.chunk",
+        request_id=job.request_id,
+        actor=f"tenant:{job.tenant_slug}/key:{job.key_prefix}",
+        tenant_id=job.tenant_id,
+        tenant_slug=job.tenant_slug,
+        key_prefix=job.key_prefix,
+        model_name=model.name,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        decision="allow",
+        policy_versions=job.policy_versions,
+        purpose=job.purpose,
+        input_digest=audit_input_digest(payload=chunk.tobytes()),
+        units=0,
         prediction={"count": end - start, "labels": counts, "needs_review": flagged},
-        needs_review=flagged > 0, detail={"job_id": str(job.id), "start": start, "end": end},
+        needs_review=flagged > 0,
+        detail={"job_id": str(job.id), "start": start, "end": end},
     )
 
 
 def _finish(job: BatchJob, worker: str, status: str, error: str = "") -> bool:
     """The one transition to a final state: only the lease holder, only once."""
     with transaction.atomic():
-        updated = BatchJob.objects.filter(
-            id=job.id, status=BatchJob.Status.RUNNING, lease_owner=worker
-        ).update(
-            status=status, finished_at=timezone.now(), error=error, completions=F("completions") + 1,
+        updated = BatchJob.objects.filter(id=job.id, status=BatchJob.Status.RUNNING, lease_owner=worker).update(
+            status=status,
+            finished_at=timezone.now(),
+            error=error,
+            completions=F("completions") + 1,
             lease_expires_at=None,
         )
         if not updated:
@@ -226,10 +252,17 @@ def _finish(job: BatchJob, worker: str, status: str, error: str = "") -> bool:
         job.refresh_from_db()
         _refund_unrun(job)
         audit_event_record(
-            event_type="job", action=f"job.{status}", request_id=job.request_id,
-            actor=f"tenant:{job.tenant_slug}/key:{job.key_prefix}", tenant_id=job.tenant_id,
-            tenant_slug=job.tenant_slug, key_prefix=job.key_prefix, model_name=job.model_name,
-            model_version=job.model_version, model_sha256=job.model_sha256, units=-job.units_refunded,
+            event_type="job",
+            action=f"job.{status}",
+            request_id=job.request_id,
+            actor=f"tenant:{job.tenant_slug}/key:{job.key_prefix}",
+            tenant_id=job.tenant_id,
+            tenant_slug=job.tenant_slug,
+            key_prefix=job.key_prefix,
+            model_name=job.model_name,
+            model_version=job.model_version,
+            model_sha256=job.model_sha256,
+            units=-job.units_refunded,
             error_code=("job_failed" if status == BatchJob.Status.FAILED else ""),
             detail={"job_id": str(job.id), "done": job.done, "total": job.total, "refunded": job.units_refunded},
         )
@@ -255,7 +288,8 @@ def batch_job_cancel(*, job: BatchJob, actor: str) -> BatchJob:
     with transaction.atomic():
         if job.status == BatchJob.Status.QUEUED:
             updated = BatchJob.objects.filter(id=job.id, status=BatchJob.Status.QUEUED).update(
-                status=BatchJob.Status.RUNNING, lease_owner=f"cancel:{actor}",
+                status=BatchJob.Status.RUNNING,
+                lease_owner=f"cancel:{actor}",
                 lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
             )
             if updated:
@@ -289,7 +323,14 @@ def batch_job_results(*, job: BatchJob) -> tuple[np.ndarray, list[Any]]:
 
 
 __all__ = [
-    "Acceptance", "ExecutionOutcome", "audit_input_digest", "batch_job_accept", "batch_job_cancel",
-    "batch_job_execute", "batch_job_find_idempotent", "batch_job_results", "batch_jobs_recover",
+    "Acceptance",
+    "ExecutionOutcome",
+    "audit_input_digest",
+    "batch_job_accept",
+    "batch_job_cancel",
+    "batch_job_execute",
+    "batch_job_find_idempotent",
+    "batch_job_results",
+    "batch_jobs_recover",
     "request_digest",
 ]

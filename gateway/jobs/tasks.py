@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
-
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from gateway.jobs.services import ExecutionOutcome, batch_job_execute, batch_jobs_recover
 
 
 @shared_task(
-    bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True, max_retries=20,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=20,
 )
 def batch_job_run(self, job_id: str) -> str:
     """Run or resume one job; a job leased by a live worker is retried after the lease."""

@@ -85,7 +85,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "gateway.errors.problem_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "gateway.openapi.GatewayAutoSchema",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -101,6 +101,7 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "SECURITY": [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "gateway.openapi.v2_paths_hook"],
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dj_database_url
 
+from policy.audit.schedule import audit_beat_schedule
+
 from .env import VAR_DIR, env_int, env_str
 
 DATABASE_URL = env_str("DATABASE_URL", "")
@@ -95,3 +97,5 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "batch-jobs-recover": {"task": "gateway.jobs.tasks.batch_jobs_recover_task", "schedule": 30.0},
 }
+# Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
+CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))

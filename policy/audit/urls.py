@@ -1,3 +1,11 @@
-"""HTTP routes of this app (mounted at the root by gateway.urls)."""
+"""HTTP routes of the audit trail (mounted at the root by gateway.urls)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from policy.audit.apis import AuditExportApi, AuditExportManifestApi, AuditPublicKeyApi
+
+urlpatterns = [
+    path("v1/audit/public-key", AuditPublicKeyApi.as_view(), name="audit-public-key"),
+    path("v1/audit/export", AuditExportApi.as_view(), name="audit-export"),
+    path("v1/audit/exports/<int:export_id>/manifest", AuditExportManifestApi.as_view(), name="audit-export-manifest"),
+]

@@ -55,12 +55,21 @@ def make_caller() -> Callable[..., Caller]:
     counter = {"n": 0}
 
     def _make(
-        slug: str | None = None, *, scopes: list[str] | None = None, models: list[str] | None = None,
-        region: str = "eu", verified: bool = True, purposes: list[str] | None = None, **quota: object,
+        slug: str | None = None,
+        *,
+        scopes: list[str] | None = None,
+        models: list[str] | None = None,
+        region: str = "eu",
+        verified: bool = True,
+        purposes: list[str] | None = None,
+        **quota: object,
     ) -> Caller:
         counter["n"] += 1
         tenant = tenant_create(
-            slug=slug or f"tenant-{counter['n']}", actor="test", region=region, identity_verified=verified,
+            slug=slug or f"tenant-{counter['n']}",
+            actor="test",
+            region=region,
+            identity_verified=verified,
             approved_purposes=purposes if purposes is not None else ["research"],
         )
         if quota:

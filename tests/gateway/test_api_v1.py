@@ -50,8 +50,11 @@ def test_version_can_be_pinned_and_unknown_version_is_404(client, digits, make_c
     caller = make_caller()
     ok = post(client, PREDICT, {"instances": digit_rows[:1].tolist(), "version": digits.version}, caller)
     assert ok.status_code == 200
-    assert_problem(post(client, PREDICT, {"instances": digit_rows[:1].tolist(), "version": 99}, caller), 404,
-                   "model_version_not_found")
+    assert_problem(
+        post(client, PREDICT, {"instances": digit_rows[:1].tolist(), "version": 99}, caller),
+        404,
+        "model_version_not_found",
+    )
 
 
 def test_listing_and_detail_show_callable_models(client, digits, make_caller):
@@ -75,8 +78,11 @@ def test_key_allow_list_hides_model_from_listing_and_denies_predict(client, digi
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "missing_api_key"), ({"HTTP_AUTHORIZATION": "Bearer maas_nope.nope"}, "invalid_api_key"),
-     ({"HTTP_X_API_KEY": "garbage"}, "invalid_api_key")],
+    [
+        ({}, "missing_api_key"),
+        ({"HTTP_AUTHORIZATION": "Bearer maas_nope.nope"}, "invalid_api_key"),
+        ({"HTTP_X_API_KEY": "garbage"}, "invalid_api_key"),
+    ],
 )
 def test_authentication_failures_are_401_and_audited(client, digits, headers, code):
     response = client.post(PREDICT, data="{}", content_type="application/json", **headers)

@@ -16,8 +16,12 @@ INFER = "/v2/models/digits/infer"
 
 def infer_body(rows, **extra):
     array = np.asarray(rows, dtype=np.float32)
-    return {"inputs": [{"name": "pixels", "shape": list(array.shape), "datatype": "FP32",
-                        "data": array.reshape(-1).tolist()}], **extra}
+    return {
+        "inputs": [
+            {"name": "pixels", "shape": list(array.shape), "datatype": "FP32", "data": array.reshape(-1).tolist()}
+        ],
+        **extra,
+    }
 
 
 def post(client, path, body, caller, **headers):
@@ -81,10 +85,25 @@ def test_requested_outputs_and_binary_output(client, digits, make_caller, digit_
 def test_binary_input(client, digits, make_caller, digit_rows):
     caller = make_caller()
     array = digit_rows[:2].astype("<f4")
-    head = json.dumps({"inputs": [{"name": "pixels", "shape": [2, 64], "datatype": "FP32",
-                                   "parameters": {"binary_data_size": array.nbytes}}]}).encode()
-    response = client.post(INFER, data=head + array.tobytes(), content_type="application/octet-stream",
-                           HTTP_INFERENCE_HEADER_CONTENT_LENGTH=str(len(head)), **caller.headers)
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "shape": [2, 64],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": array.nbytes},
+                }
+            ]
+        }
+    ).encode()
+    response = client.post(
+        INFER,
+        data=head + array.tobytes(),
+        content_type="application/octet-stream",
+        HTTP_INFERENCE_HEADER_CONTENT_LENGTH=str(len(head)),
+        **caller.headers,
+    )
     assert response.status_code == 200, response.content
     assert {o["name"]: o for o in response.json()["outputs"]}["label"]["data"] == [0, 1]
 
@@ -102,7 +121,9 @@ def test_binary_input(client, digits, make_caller, digit_rows):
         ("unknown output", lambda b: {**b, "outputs": [{"name": "logits"}]}, 400, "invalid_input"),
     ],
 )
-def test_bad_v2_requests_use_the_protocol_error_shape(client, digits, make_caller, digit_rows, case, mutate, status, code):
+def test_bad_v2_requests_use_the_protocol_error_shape(
+    client, digits, make_caller, digit_rows, case, mutate, status, code
+):
     caller = make_caller()
     assert_v2_error(post(client, INFER, mutate(infer_body(digit_rows[:2])), caller), status, code)
 

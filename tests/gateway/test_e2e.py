@@ -44,14 +44,19 @@ def server(env, digits):
 def test_rest_predict_against_a_real_server(server, make_caller, digit_rows):
     caller = make_caller()
     response = requests.post(
-        f"{server}/v1/models/digits/predict", headers=caller.http_headers,
-        json={"instances": digit_rows[:4].tolist(), "purpose": "research"}, timeout=30,
+        f"{server}/v1/models/digits/predict",
+        headers=caller.http_headers,
+        json={"instances": digit_rows[:4].tolist(), "purpose": "research"},
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     assert [p["label"] for p in response.json()["predictions"]] == [0, 1, 2, 3]
     assert AuditEvent.objects.filter(request_id=response.headers["X-Request-ID"], http_status=200).count() == 1
-    assert_problem(requests.get(f"{server}/v1/models/digits/predict", headers=caller.http_headers, timeout=10), 405,
-                   "method_not_allowed")
+    assert_problem(
+        requests.get(f"{server}/v1/models/digits/predict", headers=caller.http_headers, timeout=10),
+        405,
+        "method_not_allowed",
+    )
 
 
 def test_v2_infer_through_the_standard_triton_client(server, make_caller, digit_rows):
@@ -67,10 +72,13 @@ def test_v2_infer_through_the_standard_triton_client(server, make_caller, digit_
     for binary in (True, False):
         tensor = httpclient.InferInput("pixels", [3, 64], "FP32")
         tensor.set_data_from_numpy(digit_rows[:3], binary_data=binary)
-        outputs = [httpclient.InferRequestedOutput("probabilities", binary_data=binary),
-                   httpclient.InferRequestedOutput("label", binary_data=binary)]
-        result = client.infer("digits", [tensor], outputs=outputs, headers=caller.http_headers,
-                              parameters={"purpose": "research"})
+        outputs = [
+            httpclient.InferRequestedOutput("probabilities", binary_data=binary),
+            httpclient.InferRequestedOutput("label", binary_data=binary),
+        ]
+        result = client.infer(
+            "digits", [tensor], outputs=outputs, headers=caller.http_headers, parameters={"purpose": "research"}
+        )
         assert result.as_numpy("probabilities").shape == (3, 10)
         assert result.as_numpy("label").tolist() == [0, 1, 2]
     # default request: no outputs named, binary everything
@@ -84,8 +92,9 @@ def test_v2_infer_through_the_standard_triton_client(server, make_caller, digit_
 
 def _predict_once(args: tuple[str, str, list[float]]) -> tuple[int, str, str | None]:
     url, key, row = args
-    response = requests.post(url, headers={"Authorization": f"Bearer {key}"},
-                             json={"instances": [row], "purpose": "research"}, timeout=60)
+    response = requests.post(
+        url, headers={"Authorization": f"Bearer {key}"}, json={"instances": [row], "purpose": "research"}, timeout=60
+    )
     code = response.json().get("code", "") if response.status_code != 200 else ""
     return response.status_code, code, response.headers.get("Retry-After")
 
@@ -130,12 +139,20 @@ def test_job_of_ten_thousand_instances_on_a_real_worker(server, env, make_caller
     caller = make_caller()
     instances = np.resize(digit_rows, (10_000, 64)).tolist()
     with celery_worker(**env):
-        submitted = requests.post(f"{server}/v1/jobs", headers={**caller.http_headers, "Idempotency-Key": "big-1"},
-                                  json={"model": "digits", "purpose": "research", "instances": instances}, timeout=60)
+        submitted = requests.post(
+            f"{server}/v1/jobs",
+            headers={**caller.http_headers, "Idempotency-Key": "big-1"},
+            json={"model": "digits", "purpose": "research", "instances": instances},
+            timeout=60,
+        )
         assert submitted.status_code == 202, submitted.text
         location = server + submitted.headers["Location"]
-        again = requests.post(f"{server}/v1/jobs", headers={**caller.http_headers, "Idempotency-Key": "big-1"},
-                              json={"model": "digits", "purpose": "research", "instances": instances}, timeout=60)
+        again = requests.post(
+            f"{server}/v1/jobs",
+            headers={**caller.http_headers, "Idempotency-Key": "big-1"},
+            json={"model": "digits", "purpose": "research", "instances": instances},
+            timeout=60,
+        )
         assert again.json()["id"] == submitted.json()["id"]
         progress: list[int] = []
 
@@ -159,9 +176,13 @@ def _big_job(server: str, caller, digit_rows, n: int = 100_000) -> str:
 
     buffer = io.BytesIO()
     np.save(buffer, instances)
-    response = requests.post(f"{server}/v1/jobs", headers=caller.http_headers, timeout=120,
-                             data={"model": "digits", "purpose": "research"},
-                             files={"file": ("batch.npy", buffer.getvalue())})
+    response = requests.post(
+        f"{server}/v1/jobs",
+        headers=caller.http_headers,
+        timeout=120,
+        data={"model": "digits", "purpose": "research"},
+        files={"file": ("batch.npy", buffer.getvalue())},
+    )
     assert response.status_code == 202, response.text
     return response.json()["id"]
 

@@ -63,7 +63,9 @@ def test_npy_and_csv_uploads(client, digits, make_caller, digit_rows, settings):
     np.save(buffer, digit_rows[:10])
     buffer.seek(0)
     buffer.name = "batch.npy"
-    response = client.post("/v1/jobs", data={"model": "digits", "purpose": "research", "file": buffer}, **caller.headers)
+    response = client.post(
+        "/v1/jobs", data={"model": "digits", "purpose": "research", "file": buffer}, **caller.headers
+    )
     assert response.status_code == 202, response.content
     assert response.json()["progress"]["total"] == 10
     csv = io.BytesIO("\n".join(",".join(str(v) for v in row) for row in digit_rows[:4]).encode())

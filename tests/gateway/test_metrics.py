@@ -35,7 +35,8 @@ def test_metrics_count_requests_refusals_and_inference(client, admin_user, digit
     families = _families(client.get("/metrics").content.decode())
     requests_total = {
         (s.labels["endpoint"], s.labels["status"], s.labels["tenant"]): s.value
-        for s in families["maas_http_requests"].samples if s.name.endswith("_total")
+        for s in families["maas_http_requests"].samples
+        if s.name.endswith("_total")
     }
     route = "v1/models/<str:name>/predict"
     assert requests_total[(route, "200", caller.tenant.slug)] >= 1
@@ -53,16 +54,22 @@ def test_metrics_aggregate_across_gunicorn_workers(tmp_path, settings, model_sto
     prom = tmp_path / "prom"
     prom.mkdir()
     caller = make_caller()
-    with gateway_server(workers=2, MODEL_STORE_DIR=str(model_store), PROMETHEUS_MULTIPROC_DIR=str(prom),
-                        METRICS_TOKEN="tok-123456789") as base:
+    with gateway_server(
+        workers=2, MODEL_STORE_DIR=str(model_store), PROMETHEUS_MULTIPROC_DIR=str(prom), METRICS_TOKEN="tok-123456789"
+    ) as base:
         for _ in range(12):
-            response = requests.post(f"{base}/v1/models/digits/predict", headers=caller.http_headers,
-                                     json={"instances": digit_rows[:1].tolist(), "purpose": "research"}, timeout=30)
+            response = requests.post(
+                f"{base}/v1/models/digits/predict",
+                headers=caller.http_headers,
+                json={"instances": digit_rows[:1].tolist(), "purpose": "research"},
+                timeout=30,
+            )
             assert response.status_code == 200
         text = requests.get(f"{base}/metrics", headers={"Authorization": "Bearer tok-123456789"}, timeout=10).text
     families = _families(text)
     total = sum(
-        s.value for s in families["maas_http_requests"].samples
+        s.value
+        for s in families["maas_http_requests"].samples
         if s.name.endswith("_total") and s.labels["endpoint"] == "v1/models/<str:name>/predict"
     )
     assert total == 12

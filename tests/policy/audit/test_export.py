@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from policy.audit.canonical import canonical_json
+from policy.audit.errors import InvalidExportFilter
 from policy.audit.models import AuditEvent
 from policy.audit.selectors import ExportFilters, audit_public_key_info
 from policy.audit.services import audit_export_write, audit_seal
@@ -193,3 +194,22 @@ def test_offline_verifier_runs_without_django(tmp_path, sealed):
     assert "FAILED" in failed.stdout
     missing = subprocess.run([*command[:-1], str(tmp_path / "nope.json")], env=env, capture_output=True, text=True)
     assert missing.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-03-01", "2026-03-01T00:00:00.000000Z"),
+        ("2026-03-01T10:00:00Z", "2026-03-01T10:00:00.000000Z"),
+        ("2026-03-01T12:00:00+02:00", "2026-03-01T10:00:00.000000Z"),
+    ],
+)
+def test_filter_dates_are_read_as_utc(raw, expected):
+    assert ExportFilters.from_mapping({"since": raw}).as_dict()["since"] == expected
+
+
+def test_invalid_filters_are_domain_errors():
+    with pytest.raises(InvalidExportFilter):
+        ExportFilters.from_mapping({"since": "2026-03-02", "until": "2026-03-01"})
+    with pytest.raises(InvalidExportFilter):
+        ExportFilters.from_mapping({"event_type": "bogus"})

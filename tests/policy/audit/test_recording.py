@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.db import DatabaseError
+from django.db import OperationalError
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from gateway.errors import AuditUnavailable
@@ -82,6 +83,20 @@ def test_each_request_outcome_is_recorded_with_its_fields(status, error_code, de
         assert stored.policy_versions == "baseline@3,tenant:acme@1"
 
 
+def test_returned_event_matches_the_stored_row():
+    event = audit_event_record(
+        event_type=AuditEvent.Type.REQUEST,
+        **_request_fields(200, "", "allow", 1),
+        prediction={"labels": [3], "top_probabilities": [0.25]},
+        monitor_denials=[{"rule_id": "purpose", "reason": "monitor"}],
+        detail={"nested": {"b": [1, 2.5, None]}},
+    )
+    stored = AuditEvent.objects.get(seq=event.seq)
+    for field in AuditEvent._meta.concrete_fields:
+        assert getattr(event, field.attname) == getattr(stored, field.attname), field.name
+    assert not event._state.adding
+
+
 def test_sequence_is_monotonic():
     seqs = [audit_event_record(event_type=AuditEvent.Type.REQUEST, http_status=200).seq for _ in range(5)]
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
@@ -136,11 +151,13 @@ def test_change_record_keeps_before_and_after():
 
 
 def test_database_failure_raises_audit_unavailable(monkeypatch):
-    def broken(*args, **kwargs):
-        raise DatabaseError("disk full")
+    def broken(self, sql, params=None):
+        raise OperationalError("database is locked")
 
-    monkeypatch.setattr(AuditEvent.objects, "create", broken)
+    monkeypatch.setattr(CursorWrapper, "execute", broken)
     with pytest.raises(AuditUnavailable) as excinfo:
         audit_event_record(event_type=AuditEvent.Type.REQUEST, http_status=200)
+    monkeypatch.undo()
+    assert not AuditEvent.objects.exists()
     assert excinfo.value.status == 503
     assert excinfo.value.code == "audit_unavailable"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import threading
 import uuid
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection, transaction
 
+from gateway.health import readiness_report
 from policy.audit.blocks import header_bytes, header_hash, load_public_key, verify_signature
 from policy.audit.canonical import canonical_bytes, canonical_event
 from policy.audit.merkle import leaf_hash, merkle_root
@@ -103,11 +106,10 @@ def test_rolled_back_insert_leaves_a_legitimate_gap(events):
 def test_a_sealer_that_lost_the_race_starts_over(events, monkeypatch):
     stale = sealing_module._head_snapshot()
     audit_seal(max_blocks=1)  # another sealer got block 1 in first
-    calls = iter([stale])
-    real = sealing_module._head_snapshot
-    monkeypatch.setattr(sealing_module, "_head_snapshot", lambda: next(calls, None) or real())
-    result = audit_seal()
-    assert result.blocks == [2, 3]
+    monkeypatch.setattr(sealing_module, "_head_snapshot", lambda: stale)
+    assert sealing_module._seal_next_block(block_size=BLOCK_SIZE, horizon=events[-1].seq) is False
+    monkeypatch.undo()
+    assert audit_seal().blocks == [2, 3]
     assert SealedBlock.objects.count() == 3
     assert audit_verify().ok
 
@@ -161,3 +163,18 @@ def test_a_sealer_holding_its_lock_does_not_block_request_inserts():
     finally:
         release.set()
         thread.join(30)
+
+
+def test_seal_command_reports_what_it_did(events):
+    out = io.StringIO()
+    call_command("seal_audit", "--max-blocks", "2", stdout=out)
+    assert "Sealed 2 block(s) 1-2: 10 events" in out.getvalue()
+    call_command("seal_audit", stdout=out)
+    call_command("seal_audit", stdout=out)
+    assert "Nothing to seal" in out.getvalue()
+
+
+def test_readiness_reports_the_signing_key_and_seal_head(sealed):
+    _, results = readiness_report()
+    assert results["audit"]["status"] == "ok"
+    assert results["audit"]["sealed_through"] == sealed[-1].seq

@@ -1,0 +1,60 @@
+"""Writes and side effects of the audit trail, one module per concern.
+
+``recording`` (the per-request INSERT and change records), ``sealing``
+(signed Merkle blocks), ``verification`` (``verify_audit``), ``export``
+(streamed, manifest-signed exports), ``retention`` (retention periods, legal
+holds, purge) and ``compliance`` (the compliance officer group).  Everything
+public is re-exported here: callers import from ``policy.audit.services``.
+"""
+
+from policy.audit.services.compliance import COMPLIANCE_GROUP_NAME, compliance_group_ensure
+from policy.audit.services.export import (
+    ExportStream,
+    audit_export_file,
+    audit_export_request,
+    audit_export_run,
+    audit_export_stream,
+    audit_export_write,
+    export_file_path,
+)
+from policy.audit.services.recording import (
+    audit_change_record,
+    audit_event_record,
+    audit_input_digest,
+    redact_secrets,
+)
+from policy.audit.services.retention import (
+    PurgeResult,
+    audit_purge,
+    legal_hold_place,
+    legal_hold_release,
+    retention_set,
+)
+from policy.audit.services.sealing import SealResult, audit_seal
+from policy.audit.services.verification import VerifyProblem, VerifyReport, audit_verify
+
+__all__ = [
+    "COMPLIANCE_GROUP_NAME",
+    "ExportStream",
+    "PurgeResult",
+    "SealResult",
+    "VerifyProblem",
+    "VerifyReport",
+    "audit_change_record",
+    "audit_event_record",
+    "audit_export_file",
+    "audit_export_request",
+    "audit_export_run",
+    "audit_export_stream",
+    "audit_export_write",
+    "audit_input_digest",
+    "audit_purge",
+    "audit_seal",
+    "audit_verify",
+    "compliance_group_ensure",
+    "export_file_path",
+    "legal_hold_place",
+    "legal_hold_release",
+    "redact_secrets",
+    "retention_set",
+]
