@@ -284,7 +284,15 @@ def inprocess_baselines(args) -> dict:
     if args.smoke:
         cmd += ["--epochs", "2", "--seconds", "0.2"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return _json_report(out)
+
+
+def _json_report(out: str) -> dict:
+    """The JSON a sub-benchmark printed: its whole stdout, or its last line after progress text."""
+    try:
+        return json.loads(out)
+    except ValueError:
+        return json.loads(out.strip().splitlines()[-1])
 
 
 def component_benches(args) -> dict:
@@ -308,7 +316,7 @@ def component_benches(args) -> dict:
                 check=True,
                 timeout=600,
             ).stdout
-            results[name] = json.loads(out.strip().splitlines()[-1])
+            results[name] = _json_report(out)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
             results[name] = {"error": str(exc)[:500]}
     return results
@@ -382,7 +390,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     parser.add_argument("--backends", default="embedded,postgres+redis")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--audit-events", type=int, default=1_000_000)
+    parser.add_argument("--audit-events", type=int, default=100_000)
     parser.add_argument("--output", default=str(RESULTS / "latest"))
     args = parser.parse_args()
     if args.smoke:

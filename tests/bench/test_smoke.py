@@ -1,0 +1,33 @@
+"""The benchmark harness in its smoke mode, so that ``make bench`` cannot rot (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_bench_smoke_produces_table_json_and_chart(tmp_path):
+    output = tmp_path / "latest"
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(output.with_suffix(".json").read_text())
+    variants = {row["variant"] for row in report["table"]}
+    assert {"B4 bare view", "A1 +auth", "A2 +quota", "A3 +policy", "G governed v1", "G2 governed v2"} <= variants
+    for row in report["table"]:
+        assert row["rps"] > 0 and row["errors"] == 0, row
+    assert report["baselines"] and all("error" not in v for v in report["components"].values())
+    assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| backend | variant |" in output.with_suffix(".md").read_text()
