@@ -220,3 +220,63 @@ def test_a_worker_killed_mid_job_is_resumed_and_completes_exactly_once(server, e
     assert AuditEvent.objects.filter(action="job.succeeded", detail__job_id=job_id).count() == 1
     probabilities = np.load(os.path.join(env["JOBS_DIR"], job_id, "probabilities.npy"))
     assert probabilities.shape == (job.total, 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_policy_change_while_requests_flow_records_the_deciding_version(server, make_caller, digit_rows):
+    from threading import Event, Thread
+
+    from policy.services import policy_create, policy_update
+
+    caller = make_caller(slug="flow")
+    allow = [{"id": "digits-only", "type": "model_access", "mode": "enforce", "params": {"models": ["digits"]}}]
+    deny = [{"id": "no-digits", "type": "model_access", "mode": "enforce", "params": {"deny_models": ["digits"]}}]
+    policy = policy_create(
+        name="tenant:flow",
+        scope="tenant",
+        tenant_slug="flow",
+        document=allow,
+        actor="staff:test",
+        reason="allow digits",
+    )
+    answers: list[tuple[int, str, str]] = []
+    stop = Event()
+
+    def flow() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            response = session.post(
+                f"{server}/v1/models/digits/predict",
+                headers=caller.http_headers,
+                json={"instances": digit_rows[:1].tolist(), "purpose": "research"},
+                timeout=30,
+            )
+            code = response.json().get("code", "") if response.status_code != 200 else ""
+            answers.append((response.status_code, code, response.headers["X-Request-ID"]))
+
+    threads = [Thread(target=flow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        _wait_for(lambda: len(answers) >= 10, timeout=30, interval=0.05)
+        policy_update(policy=policy, document=deny, actor="staff:test", reason="incident: stop digits")
+        time.sleep(2.5)  # the cross-process invalidation bound is about one second
+        seen = len(answers)
+        _wait_for(lambda: len(answers) >= seen + 20, timeout=60, interval=0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    statuses = {status for status, _, _ in answers}
+    assert statuses == {200, 403}, statuses
+    for status, code, request_id in answers:
+        event = AuditEvent.objects.get(request_id=request_id, event_type="request")
+        # the version recorded is the one that decided: v1 allowed, v2 denied
+        if status == 200:
+            assert "tenant:flow@1" in event.policy_versions.split(","), event.policy_versions
+            assert event.decision == "allow"
+        else:
+            assert code == "policy_denied"
+            assert "tenant:flow@2" in event.policy_versions.split(","), event.policy_versions
+            assert event.decision == "deny" and event.rule_id.endswith("no-digits")
+    # within the invalidation bound every process has switched: the last answers are all denials
+    assert all(status == 403 for status, _, _ in answers[-10:])
