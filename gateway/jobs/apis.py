@@ -27,7 +27,7 @@ from gateway.api.v1 import (
     requested_purpose,
     requested_version,
 )
-from gateway.errors import InvalidInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from gateway.jobs.models import BatchJob
 from gateway.jobs.selectors import batch_job_get, batch_jobs_for_tenant
 from gateway.jobs.services import (
@@ -38,7 +38,7 @@ from gateway.jobs.services import (
     request_digest,
 )
 from gateway.openapi import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
-from gateway.pipeline import GovernedCall
+from gateway.pipeline import GovernedCall, body_json
 from tenants.services import quota_state_of
 
 INLINE_RESULTS_MAX = 1000
@@ -114,23 +114,13 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
             raise InvalidInput(f"The file could not be read as numbers: {exc}.") from None
         digest_source = json.dumps(fields, sort_keys=True).encode() + raw
         return fields, instances, digest_source
-    if content_type and not content_type.endswith(("/json", "+json")):
-        raise UnsupportedMediaType(f"Send application/json or multipart/form-data, not {content_type}.")
-    raw = request.body
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds the job limit of {max_bytes} bytes.")
-    if not raw:
-        raise MalformedRequest("The request body is empty; send a JSON object.")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedRequest(f"The body is not valid JSON: {exc}.") from None
+    body = body_json(request, max_bytes=max_bytes)
     if not isinstance(body, dict):
         raise MalformedRequest("The body must be a JSON object.")
     unknown = set(body) - {"model", "instances", "purpose", "version"}
     if unknown:
         raise InvalidInput(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-    return body, body.get("instances"), raw
+    return body, body.get("instances"), request.body
 
 
 class JobProgressSerializer(serializers.Serializer):
