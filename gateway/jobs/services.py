@@ -117,9 +117,18 @@ def batch_job_accept(
 
 
 def _enqueue(job_id: Any) -> None:
+    """Hand the job to the broker; if the broker is down the job stays queued in the database.
+
+    The job row is already committed (the submission was accepted and audited),
+    so a broker outage must not turn that into an error: the beat task
+    ``batch_jobs_recover_task`` re-enqueues queued jobs once the broker is back.
+    """
     from gateway.jobs.tasks import batch_job_run
 
-    batch_job_run.delay(str(job_id))
+    try:
+        batch_job_run.delay(str(job_id))
+    except Exception as exc:  # kombu/redis raise many connection error types
+        logger.warning("broker unavailable; job left for recovery", extra={"job_id": str(job_id), "error": str(exc)})
 
 
 class ExecutionOutcome:

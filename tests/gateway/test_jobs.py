@@ -154,3 +154,27 @@ def test_a_live_lease_keeps_a_second_worker_out_and_an_expired_one_is_resumed(cl
     assert job.done == 900 and job.completions == 1
     # only the remaining chunk ran on w2
     assert AuditEvent.objects.filter(action="job.chunk", detail__job_id=job_id).count() == 1
+
+
+def test_a_broker_outage_leaves_the_accepted_job_queued_for_recovery(
+    client, digits, make_caller, digit_rows, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from gateway.jobs import tasks
+    from gateway.jobs.services import batch_jobs_recover
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(tasks.batch_job_run, "delay", broker_down)
+    caller = make_caller()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = submit(client, caller, digit_rows[:5].tolist())
+    assert response.status_code == 202
+    job = BatchJob.objects.get(id=response.json()["id"])
+    assert job.status == "queued"
+    sent: list[str] = []
+    monkeypatch.setattr(tasks.batch_job_run, "delay", lambda job_id: sent.append(job_id))
+    assert batch_jobs_recover(stale_after_seconds=0) == 1
+    assert sent == [str(job.id)]
