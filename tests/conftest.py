@@ -85,3 +85,15 @@ def trained():
 def onnx_bytes(trained) -> bytes:
     """The exported, parity-checked ONNX file of the session's model."""
     return trained.onnx_bytes
+
+
+@pytest.fixture
+def model_store(settings, tmp_path):
+    """A private, empty model store and a process with no cached sessions."""
+    from inference.selectors import serving_caches_clear
+
+    store = tmp_path / "models"
+    settings.MODEL_STORE_DIR = str(store)
+    serving_caches_clear()
+    yield store
+    serving_caches_clear()

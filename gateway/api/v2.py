@@ -25,7 +25,6 @@ from gateway.api.v1 import MAX_VERSION, requested_purpose, visible_models
 from gateway.errors import DomainError, InvalidInput, MalformedRequest, ModelNotFound, PayloadTooLarge
 from gateway.logging import current_request_id
 from gateway.pipeline import GovernedCall
-from inference.selectors import model_serving_get
 
 logger = logging.getLogger("gateway.v2")
 
@@ -324,6 +323,5 @@ __all__ = [
     "model_infer",
     "model_metadata",
     "model_ready",
-    "model_serving_get",
     "server_metadata",
 ]

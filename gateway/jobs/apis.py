@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
@@ -245,8 +246,6 @@ class JobsApi(APIView):
         tags=["jobs"],
     )
     def post(self, request: Request) -> JsonResponse:
-        from django.conf import settings
-
         django_request = request._request
         idempotency_key = django_request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200]
         with GovernedCall(django_request, scope="jobs", endpoint="jobs.submit") as call:

@@ -334,7 +334,6 @@ def batch_job_results(*, job: BatchJob) -> tuple[np.ndarray, list[Any]]:
 __all__ = [
     "Acceptance",
     "ExecutionOutcome",
-    "audit_input_digest",
     "batch_job_accept",
     "batch_job_cancel",
     "batch_job_execute",

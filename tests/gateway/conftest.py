@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from inference.selectors import serving_caches_clear
 from tenants.services import api_key_cache_clear, api_key_create, tenant_create, tenant_quota_set
 
 
@@ -27,16 +26,6 @@ class Caller:
     @property
     def http_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
-
-
-@pytest.fixture
-def model_store(settings, tmp_path):
-    """A private model store directory for the test."""
-    store = tmp_path / "models"
-    settings.MODEL_STORE_DIR = str(store)
-    serving_caches_clear()
-    yield store
-    serving_caches_clear()
 
 
 @pytest.fixture

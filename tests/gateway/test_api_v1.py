@@ -200,14 +200,26 @@ def test_policy_denial_is_403_with_rule_and_audited(client, digits, make_caller,
     assert event.decision == "deny" and event.rule_id == body["rule_id"] and event.units == 0
 
 
-def test_low_confidence_predictions_are_flagged_for_review(client, digits, make_caller):
+def test_low_confidence_predictions_are_flagged_for_review(client, digits, make_caller, digit_rows):
     from policy.models import ReviewItem
+    from policy.services import policy_create
 
-    caller = make_caller()
-    ambiguous = [[8.0] * 64]
-    response = post(client, PREDICT, {"instances": ambiguous, "purpose": "research"}, caller)
-    assert response.status_code == 200
-    prediction = response.json()["predictions"][0]
-    event = AuditEvent.objects.get(request_id=response["X-Request-ID"])
-    assert event.needs_review == prediction["needs_review"]
-    assert ReviewItem.objects.filter(request_id=response["X-Request-ID"]).exists() == prediction["needs_review"]
+    strict, relaxed = make_caller(slug="strict"), make_caller(slug="relaxed")
+    policy_create(
+        name="tenant:strict",
+        scope="tenant",
+        tenant_slug="strict",
+        actor="staff:test",
+        reason="review everything",
+        document=[{"id": "review-all", "type": "human_oversight", "mode": "enforce", "params": {"threshold": 1.0}}],
+    )
+    body = {"instances": [[8.0] * 64, digit_rows[0].tolist()], "purpose": "research"}
+    flagged = post(client, PREDICT, body, strict)
+    assert flagged.status_code == 200
+    assert [p["needs_review"] for p in flagged.json()["predictions"]] == [True, True]
+    assert AuditEvent.objects.get(request_id=flagged["X-Request-ID"]).needs_review is True
+    assert ReviewItem.objects.filter(request_id=flagged["X-Request-ID"]).count() == 2
+    # the baseline threshold (0.6) does not flag a confident prediction
+    confident = post(client, PREDICT, {"instances": [digit_rows[0].tolist()], "purpose": "research"}, relaxed)
+    assert confident.json()["predictions"][0]["needs_review"] is False
+    assert not ReviewItem.objects.filter(request_id=confident["X-Request-ID"]).exists()

@@ -13,17 +13,12 @@ from typing import Any
 import pytest
 
 from inference.models import ModelVersion
-from inference.selectors import serving_caches_clear
 
 
 @pytest.fixture(autouse=True)
-def model_store(settings, tmp_path):
-    """Each test gets an empty model store and a process with no cached sessions."""
-    store = tmp_path / "models"
-    settings.MODEL_STORE_DIR = str(store)
-    serving_caches_clear()
-    yield store
-    serving_caches_clear()
+def _private_model_store(model_store):
+    """Every inference test gets the root ``model_store`` (an empty store, no cached sessions)."""
+    return model_store
 
 
 @pytest.fixture
