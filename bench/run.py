@@ -296,16 +296,35 @@ def _json_report(out: str) -> dict:
 
 
 def component_benches(args) -> dict:
-    """Per-stage microbenchmarks (auth+quota, policy, audit) that the apps provide."""
-    results = {}
+    """Per-stage microbenchmarks (auth, policy, quota; policy at scale; audit) that the apps provide.
+
+    With PostgreSQL + Redis among the backends, the quota is also measured on
+    that Redis and the audit write on that PostgreSQL (a throw-away database).
+    """
     smoke = args.smoke
-    for name, script, extra in (
-        ("auth_quota", "bench/auth_quota.py", ["--iterations", "200", "--runs", "1"] if smoke else []),
-        ("policy", "bench/policy.py", ["--runs", "1", "--decisions", "2000"] if smoke else []),
-        ("audit", "bench/audit.py", ["--events", str(args.audit_events)] + (["--records", "200"] if smoke else [])),
-    ):
+    with_services = "postgres+redis" in args.backends.split(",")
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+    database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/maas_bench")
+    audit_extra = ["--events", str(args.audit_events)] + (["--records", "200"] if smoke else [])
+    jobs = [
+        (
+            "auth_quota",
+            "bench/auth_quota.py",
+            (["--iterations", "200", "--runs", "1"] if smoke else [])
+            + (["--redis-url", redis_url] if with_services else []),
+            {},
+        ),
+        ("policy", "bench/policy.py", ["--runs", "1", "--decisions", "2000"] if smoke else [], {}),
+        ("audit", "bench/audit.py", audit_extra, {}),
+    ]
+    if with_services:
+        jobs.append(("audit_postgres", "bench/audit.py", audit_extra, {"DATABASE_URL": database_url}))
+    results = {}
+    for name, script, extra, overrides in jobs:
         env = dict(os.environ)
         env["MAAS_VAR_DIR"] = str(ROOT / "var" / "bench-embedded")
+        env.pop("DATABASE_URL", None)
+        env.update(overrides)
         try:
             out = subprocess.run(
                 [PY, script, "--json", *extra],
@@ -320,6 +339,47 @@ def component_benches(args) -> dict:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
             results[name] = {"error": str(exc)[:500]}
     return results
+
+
+def targets(table: list[dict], baselines: dict, components: dict) -> list[str]:
+    """The issue's budget, each figure computed from this run."""
+    index = {(r["backend"], r["variant"], r["concurrency"]): r for r in table}
+    lines = ["## Targets (issue #8), from this run", "", "| measure | backend | result | target |", "|---|---|---|---|"]
+    for backend in sorted({r["backend"] for r in table}):
+        for variant in ("G governed v1", "G2 governed v2"):
+            g8, b8 = index.get((backend, variant, 8)), index.get((backend, "B4 bare view", 8))
+            if g8 and b8 and b8["rps"]:
+                lines.append(
+                    f"| {variant.split()[0]}/B4 throughput, c=8 | {backend} | "
+                    f"{g8['rps'] / b8['rps']:.2f} ({g8['rps']:.0f} vs {b8['rps']:.0f} req/s) | ≥ 0.70 |"
+                )
+            g1, b1 = index.get((backend, variant, 1)), index.get((backend, "B4 bare view", 1))
+            if g1 and b1:
+                added = g1["p50_ms"] - b1["p50_ms"]
+                lines.append(f"| {variant.split()[0]} added p50, c=1 | {backend} | {added:+.2f} ms | ≤ 1 ms |")
+    for backend, row in (components.get("auth_quota") or {}).items():
+        if isinstance(row, dict) and "auth_quota_policy_cpu_us" in row:
+            lines.append(
+                f"| auth + quota + policy CPU (in-process) | {backend} | {row['auth_quota_policy_cpu_us']:.0f} µs "
+                f"(wall {row['auth_quota_policy_us']:.0f} µs) | ≤ 150 µs |"
+            )
+    for name in ("audit", "audit_postgres"):
+        row = components.get(name) or {}
+        if "record_us" in row:
+            lines.append(
+                f"| audit write: 1 INSERT, 1 round trip | {row.get('backend', name)} | p50 {row['record_us']:.0f} µs, "
+                f"CPU {row.get('record_cpu_us', float('nan')):.0f} µs | 1 round trip |"
+            )
+    ort, tf = _batch1(baselines)
+    if ort and tf:
+        lines.append(f"| ORT vs TF direct call, batch 1 | in-process | {tf / ort:.0f}x faster | ≥ 10x |")
+    return [*lines, ""]
+
+
+def _batch1(baselines: dict) -> tuple[float | None, float | None]:
+    """ONNX Runtime and TensorFlow direct-call median milliseconds at batch 1 (``bench_inference``'s report)."""
+    cases = {row.get("case"): row.get("median_ms") for row in baselines.get("results", []) if row.get("batch") == 1}
+    return cases.get("onnxruntime"), cases.get("tf model(x)")
 
 
 def render(table: list[dict], baselines: dict, components: dict, args) -> str:
@@ -342,7 +402,8 @@ def render(table: list[dict], baselines: dict, components: dict, args) -> str:
             f"| {r['backend']} | {r['variant']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
             f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_req']:.0f} | {ratio:.2f} | {added:+.2f} |"
         )
-    lines += ["", "## In-process inference baselines (B1, B2)", "", "```", json.dumps(baselines, indent=2), "```"]
+    lines += ["", *targets(table, baselines, components)]
+    lines += ["## In-process inference baselines (B1, B2)", "", "```", json.dumps(baselines, indent=2), "```"]
     lines += ["", "## Component microbenchmarks", "", "```", json.dumps(components, indent=2), "```", ""]
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ from gateway.logging import current_request_id, set_request_context
 from inference.errors import BatchTooLarge
 from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict
-from policy.audit.services import audit_event_record, audit_input_digest
+from policy.audit.services import audit_input_digest, audit_request_record
 from policy.evaluator import Decision
 from policy.services import policy_decide, review_items_create
 from tenants.principal import Principal
@@ -337,11 +337,11 @@ class GovernedCall:
         if self.reservation is not None:
             fields["quota_fail_open"] = bool(getattr(self.reservation, "fail_open", False))
         try:
-            event = audit_event_record(event_type="request", **fields)
+            seq = audit_request_record(**fields)
         except AuditUnavailable:
             # Nothing may be served unrecorded: give the quota back and answer 503.
             self._refund()
             metrics.audit_failed()
             raise
-        self.audit_seq = event.seq
+        self.audit_seq = seq
         metrics.audit_written()

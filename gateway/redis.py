@@ -2,17 +2,29 @@
 
 Short socket timeouts: a Redis outage must become a quick 503 (or a fail-open
 admission), never a request that hangs until the load balancer gives up.
+
+:func:`redis_evalsha` is the request path's one Redis call (the quota
+script).  It runs on a connection owned by the calling thread instead of
+checking one out of the pool: the checkout, its liveness poll and redis-py's
+retry and observability wrappers cost more CPU than the round trip itself
+(measured: 89 µs of client CPU per EVALSHA through the pool, 70 µs on a
+dedicated connection).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from typing import Any
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, ResponseError
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
+_local = threading.local()
 
 
 def redis_enabled() -> bool:
@@ -38,8 +50,45 @@ def redis_client() -> redis.Redis:
     return _client
 
 
+def _thread_connection() -> redis.Connection:
+    conn = getattr(_local, "connection", None)
+    # A connection inherited across fork() would share its socket with the parent.
+    if conn is None or _local.pid != os.getpid() or _local.client is not redis_client():
+        conn = redis.Connection(**redis_client().connection_pool.connection_kwargs)
+        _local.connection, _local.pid, _local.client = conn, os.getpid(), redis_client()
+    return conn
+
+
+def redis_evalsha(*, script: Script, keys: list[str], args: list[str]) -> Any:
+    """Run a registered script in one round trip on this thread's connection.
+
+    Loads the script once after ``NOSCRIPT`` (a restarted Redis forgets
+    scripts).  Connection trouble raises redis-py's ``ConnectionError`` or
+    ``TimeoutError`` and drops the connection, so the next call reconnects.
+    """
+    conn = _thread_connection()
+    try:
+        try:
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return conn.read_response()
+        except NoScriptError:
+            conn.send_command("SCRIPT", "LOAD", script.script)
+            conn.read_response()
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return conn.read_response()
+    except ResponseError:
+        raise  # an error reply leaves the connection in step
+    except BaseException:
+        conn.disconnect()
+        raise
+
+
 def redis_reset() -> None:
-    """Forget the client (tests that point REDIS_URL elsewhere)."""
+    """Forget the client and this thread's connection (tests that point REDIS_URL elsewhere)."""
     global _client
     with _lock:
         _client = None
+    conn = getattr(_local, "connection", None)
+    if conn is not None:
+        conn.disconnect()
+        _local.connection = None

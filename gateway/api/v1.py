@@ -15,6 +15,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from gateway.api.negotiation import JsonOnlyNegotiation
 from gateway.errors import InvalidInput, MalformedRequest, ModelNotFound
 from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, model_permitted_for_key
@@ -103,6 +104,8 @@ class ModelSummarySerializer(serializers.Serializer):
 class ModelsListApi(APIView):
     """``GET /v1/models``: the models this key may call (policy-filtered)."""
 
+    content_negotiation_class = JsonOnlyNegotiation
+
     class OutputSerializer(serializers.Serializer):
         models = ModelSummarySerializer(many=True)
 
@@ -121,6 +124,8 @@ class ModelsListApi(APIView):
 
 class ModelDetailApi(APIView):
     """``GET /v1/models/{name}``: metadata, signature, labels, versions, model card."""
+
+    content_negotiation_class = JsonOnlyNegotiation
 
     class OutputSerializer(ModelSummarySerializer):
         model_card = serializers.CharField()
@@ -154,6 +159,8 @@ class PredictionSerializer(serializers.Serializer):
 
 class ModelPredictApi(APIView):
     """``POST /v1/models/{name}/predict``: a governed synchronous prediction."""
+
+    content_negotiation_class = JsonOnlyNegotiation
 
     # The pipeline reads the raw body itself (after checking the plan's size limit).
     parser_classes: list = []

@@ -99,7 +99,9 @@ class AuditEvent(AppendOnlyModel):
     recorded_at = models.DateTimeField(db_default=Now(), editable=False)
     event_type = models.CharField(max_length=32, choices=Type.choices)
     action = models.CharField(max_length=64, blank=True, default="")
-    request_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    # Looked up by equality only: a Meta index, not db_index, which on PostgreSQL
+    # adds a second (varchar_pattern_ops) index that every INSERT would maintain.
+    request_id = models.CharField(max_length=128, blank=True, default="")
     actor = models.CharField(max_length=200, blank=True, default="")
     tenant_id = models.BigIntegerField(null=True, blank=True)
     tenant_slug = models.CharField(max_length=64, blank=True, default="")
@@ -133,6 +135,7 @@ class AuditEvent(AppendOnlyModel):
         indexes = [
             models.Index(fields=["tenant_id", "occurred_at"], name="audit_tenant_time"),
             models.Index(fields=["event_type", "occurred_at"], name="audit_type_time"),
+            models.Index(fields=["request_id"], name="audit_request_id"),
         ]
         # Nobody is ever granted add/change/delete: there are no such permissions.
         default_permissions = ("view",)

@@ -1,9 +1,9 @@
 """The Redis quota backend: one ``EVALSHA`` per request, counters rebuilt after a loss.
 
-The script is registered once per process (``register_script``); redis-py
-sends ``EVALSHA`` and reloads the source by itself after ``NoScriptError``
-(a restarted Redis forgets scripts), so a restart costs one extra round trip,
-never a failure.
+The script is registered once per process (``register_script``) and sent as
+``EVALSHA`` on the thread's own connection (``gateway.redis.redis_evalsha``),
+which reloads the source after ``NoScriptError`` (a restarted Redis forgets
+scripts), so a restart costs one extra round trip, never a failure.
 
 Rebuild: the script refuses to run while one of its daily/monthly counters is
 missing and names the missing ones instead; the caller sums the ``units`` of
@@ -26,7 +26,7 @@ from django.db import DatabaseError
 from redis.commands.core import Script
 
 from gateway.errors import QuotaBackendUnavailable
-from gateway.redis import redis_client
+from gateway.redis import redis_client, redis_evalsha
 from tenants.quota_windows import RATE, counter_ttl_seconds, redis_bucket_key, redis_counter_key
 from tenants.services.quotas import (
     Charge,
@@ -85,7 +85,7 @@ def reserve(
             args += ["c", str(check.limit), "0"]
     script = _script("reserve", _RESERVE_SOURCE)
     for _ in range(_SEED_ATTEMPTS):
-        reply = script(keys=keys, args=args, client=client)
+        reply = redis_evalsha(script=script, keys=keys, args=args)
         status = int(reply[0])
         if status == 1:
             return _admitted(checks, keys, [int(v) for v in reply[1:]], now)

@@ -46,6 +46,19 @@ def test_predict_answers_every_instance_and_audits_once(client, digits, make_cal
     assert caller.key not in json.dumps(event.detail) + event.actor
 
 
+def test_a_warm_governed_prediction_sends_one_statement_the_audit_insert(
+    client, digits, make_caller, digit_rows, django_assert_num_queries, settings, redis_clean
+):
+    """With quotas in Redis, the database sees exactly one statement per request (no health check SELECT 1)."""
+    settings.INVALIDATION_CHECK_SECONDS = 3600  # the once-a-second generation read is not per request
+    caller = make_caller()
+    body = {"instances": digit_rows[:1].tolist(), "purpose": "research"}
+    assert post(client, PREDICT, body, caller).status_code == 200  # warms caches, writes last_used_at
+    with django_assert_num_queries(1) as captured:
+        assert post(client, PREDICT, body, caller).status_code == 200
+    assert captured.captured_queries[0]["sql"].startswith('INSERT INTO "audit_auditevent"')
+
+
 def test_version_can_be_pinned_and_unknown_version_is_404(client, digits, make_caller, digit_rows):
     caller = make_caller()
     ok = post(client, PREDICT, {"instances": digit_rows[:1].tolist(), "version": digits.version}, caller)
@@ -170,7 +183,7 @@ def test_audit_failure_means_503_and_nothing_served(client, digits, make_caller,
         raise AuditUnavailable("The audit trail could not record this request; nothing was served.")
 
     caller = make_caller(daily_instances=5)
-    monkeypatch.setattr(pipeline, "audit_event_record", broken)
+    monkeypatch.setattr(pipeline, "audit_request_record", broken)
     response = post(client, PREDICT, {"instances": digit_rows[:5].tolist()}, caller)
     body = assert_problem(response, 503, "audit_unavailable")
     assert "predictions" not in body

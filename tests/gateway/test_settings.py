@@ -54,3 +54,29 @@ def test_embedded_secret_generated_once(tmp_path, monkeypatch):
     first = env.secret_from_env_or_file("SOME_SECRET", "some-secret")
     assert first == env.secret_from_env_or_file("SOME_SECRET", "some-secret")
     assert len(first) >= 32
+
+
+def _embedded_setting(tmp_path, expression: str, **extra: str) -> subprocess.CompletedProcess:
+    environ = {"MAAS_VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", **extra}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='gateway.settings'; django.setup();"
+            f"from django.conf import settings; print({expression})",
+        ],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_sqlite_syncs_every_commit_unless_told_otherwise(tmp_path):
+    expression = "settings.DATABASES['default']['OPTIONS']['init_command']"
+    assert "synchronous=FULL" in _embedded_setting(tmp_path, expression).stdout
+    assert "synchronous=NORMAL" in _embedded_setting(tmp_path, expression, SQLITE_SYNCHRONOUS="normal").stdout
+    refused = _embedded_setting(tmp_path, expression, SQLITE_SYNCHRONOUS="off")
+    assert refused.returncode != 0
+    assert "SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA" in refused.stderr

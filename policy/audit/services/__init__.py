@@ -21,6 +21,7 @@ from policy.audit.services.recording import (
     audit_change_record,
     audit_event_record,
     audit_input_digest,
+    audit_request_record,
     redact_secrets,
 )
 from policy.audit.services.retention import (
@@ -49,6 +50,7 @@ __all__ = [
     "audit_export_write",
     "audit_input_digest",
     "audit_purge",
+    "audit_request_record",
     "audit_seal",
     "audit_verify",
     "compliance_group_ensure",

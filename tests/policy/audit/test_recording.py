@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
@@ -151,13 +152,53 @@ def test_change_record_keeps_before_and_after():
 
 
 def test_database_failure_raises_audit_unavailable(monkeypatch):
-    def broken(self, sql, params=None):
+    def broken(self, sql, params=None, **kwargs):
         raise OperationalError("database is locked")
 
+    def broken_psycopg(self, query, params=None, **kwargs):
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    # SQLite goes through Django's cursor, PostgreSQL through a server-binding psycopg cursor.
     monkeypatch.setattr(CursorWrapper, "execute", broken)
+    monkeypatch.setattr(psycopg.Cursor, "execute", broken_psycopg)
     with pytest.raises(AuditUnavailable) as excinfo:
         audit_event_record(event_type=AuditEvent.Type.REQUEST, http_status=200)
     monkeypatch.undo()
     assert not AuditEvent.objects.exists()
     assert excinfo.value.status == 503
     assert excinfo.value.code == "audit_unavailable"
+
+
+def test_insert_parameters_are_what_the_orm_would_store():
+    from policy.audit.services import recording
+
+    fields = _request_fields(200, "", "allow", 1) | {
+        "occurred_at": timezone.now(),
+        "client_ip": "2001:db8::1",
+        "prediction": [{"label": 7, "top_probability": 0.99, "needs_review": False}],
+        "monitor_denials": ["r1"],
+        "latency_ms": 4.5,
+        "needs_review": True,
+    }
+    statement = recording._InsertStatement("default")
+    values = {recording._ATTNAMES[name]: value for name, value in fields.items()} | {"event_type": "request"}
+    event = AuditEvent(**values)
+    values["event_id"] = event.event_id
+    fast = statement.params(values, connection)
+    orm = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in statement.fields]
+
+    def plain(value):  # JSON adapters and the like compare by what they wrap
+        return getattr(value, "obj", value)
+
+    assert [plain(v) for v in fast] == [plain(v) for v in orm]
+    assert [type(v) for v in fast] == [type(v) for v in orm]
+
+
+def test_request_record_returns_the_stored_sequence_number():
+    from policy.audit.services import audit_request_record
+
+    seq = audit_request_record(**_request_fields(200, "", "allow", 1))
+    stored = AuditEvent.objects.get(seq=seq)
+    assert stored.event_type == AuditEvent.Type.REQUEST
+    assert stored.request_id == "req-200-0001"
+    assert stored.units == 1

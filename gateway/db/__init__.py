@@ -1,0 +1,1 @@
+"""Database backends of the gateway (a thin layer over Django's own)."""

@@ -1,0 +1,1 @@
+"""PostgreSQL backend: Django's, with pgbouncer-style idle health checks (see ``base``)."""
