@@ -382,7 +382,48 @@ def _batch1(baselines: dict) -> tuple[float | None, float | None]:
     return cases.get("onnxruntime"), cases.get("tf model(x)")
 
 
-def render(table: list[dict], baselines: dict, components: dict, args) -> str:
+def governed_profiles(args) -> dict:
+    """``bench/governed_profile.py`` on each backend (its database was prepared by ``measure_backend``)."""
+    results = {}
+    extra = ["--requests", "200", "--runs", "1"] if args.smoke else []
+    for backend in args.backends.split(","):
+        try:
+            out = subprocess.run(
+                [PY, "bench/governed_profile.py", "--backend", backend, "--json", *extra],
+                cwd=ROOT,
+                env=dict(os.environ),
+                text=True,
+                capture_output=True,
+                check=True,
+                timeout=600,
+            ).stdout
+            results[backend] = _json_report(out)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
+            results[backend] = {"error": str(exc)[:500]}
+    return results
+
+
+def render_profiles(profiles: dict) -> list[str]:
+    """The in-process decomposition of the governed path's CPU, per backend."""
+    lines = ["## Where the governed path's CPU goes (in-process, `bench/governed_profile.py`)", ""]
+    for backend, report in profiles.items():
+        if "error" in report:
+            lines += [f"{backend}: failed: {report['error']}", ""]
+            continue
+        lines += [f"| {backend} | CPU µs/req | wall µs/req |", "|---|---:|---:|"]
+        for name, row in report["paths"].items():
+            lines.append(f"| {name} | {row['cpu_us']:.0f} | {row['wall_us']:.0f} |")
+        for where in ("in_request", "alone"):
+            for name, row in report[where].items():
+                label = f"{name} call, {where.replace('_', ' ')}"
+                lines.append(f"| {label} | {row['cpu_us']:.0f} | {row['wall_us']:.0f} |")
+        lines.append("")
+        lines += [f"- {name}: {value:.0f} µs CPU" for name, value in report["decomposition_cpu_us"].items()]
+        lines.append("")
+    return lines
+
+
+def render(table: list[dict], baselines: dict, components: dict, args, profiles: dict | None = None) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -403,6 +444,7 @@ def render(table: list[dict], baselines: dict, components: dict, args) -> str:
             f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_req']:.0f} | {ratio:.2f} | {added:+.2f} |"
         )
     lines += ["", *targets(table, baselines, components)]
+    lines += render_profiles(profiles or {})
     lines += ["## In-process inference baselines (B1, B2)", "", "```", json.dumps(baselines, indent=2), "```"]
     lines += ["", "## Component microbenchmarks", "", "```", json.dumps(components, indent=2), "```", ""]
     return "\n".join(lines)
@@ -463,17 +505,21 @@ def main() -> int:
     for backend in args.backends.split(","):
         rows += measure_backend(backend, args, instance)
     table = medians(rows)
+    log("==> in-process profile of the governed path")
+    profiles = governed_profiles(args)
     log("==> in-process baselines (B1 ONNX Runtime, B2 TensorFlow)")
     baselines = inprocess_baselines(args)
     log("==> component microbenchmarks")
     components = component_benches(args)
-    report = render(table, baselines, components, args)
+    report = render(table, baselines, components, args, profiles)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".md").write_text(report)
     output.with_suffix(".json").write_text(
         json.dumps(
-            {"table": table, "raw": rows, "baselines": baselines, "components": components}, indent=2, default=str
+            {"table": table, "raw": rows, "baselines": baselines, "components": components, "profiles": profiles},
+            indent=2,
+            default=str,
         )
     )
     chart(table, output.with_suffix(".png"))

@@ -30,4 +30,11 @@ def test_bench_smoke_produces_table_json_and_chart(tmp_path):
         assert row["rps"] > 0 and row["errors"] == 0, row
     assert report["baselines"] and all("error" not in v for v in report["components"].values())
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| backend | variant |" in output.with_suffix(".md").read_text()
+    profile = report["profiles"]["embedded"]
+    assert "error" not in profile, profile
+    assert {"bare", "governed", "governed, round trips stubbed"} <= set(profile["paths"])
+    assert set(profile["in_request"]) == {"quota", "audit"}
+    markdown = output.with_suffix(".md").read_text()
+    assert "| backend | variant |" in markdown
+    assert "## Targets (issue #8), from this run" in markdown
+    assert "## Where the governed path's CPU goes" in markdown
