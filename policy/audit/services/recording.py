@@ -29,7 +29,7 @@ from policy.audit.models import AuditEvent
 logger = logging.getLogger("policy.audit")
 
 # seq and event_id are assigned on insert, recorded_at by the database.
-_FIELDS = {f.name for f in AuditEvent._meta.get_fields()} - {"seq", "event_id", "recorded_at"}
+_FIELDS = {f.name for f in AuditEvent._meta.concrete_fields} - {"seq", "event_id", "recorded_at"}
 _ATTNAMES = {f.name: f.attname for f in AuditEvent._meta.concrete_fields}
 
 # Names of members that must never reach the trail in clear (OWASP ASVS V16:
@@ -65,9 +65,9 @@ class _InsertStatement:
     Django's ``Model.save()`` rebuilds and recompiles a 34-column INSERT on
     every call, which measured about three quarters of the per-request audit
     cost.  Values are what each field's ``get_db_prep_save`` would produce
-    (plain strings, ints, bools and floats are passed as they are, which is
-    what that method returns for them), so what is stored is exactly what the
-    ORM would store; ``seq`` and the database-set ``recorded_at`` come back
+    (plain strings, bools and floats are passed as they are, which is what
+    that method returns for them), so what is stored is exactly what the ORM
+    would store; ``seq`` and the database-set ``recorded_at`` come back
     through ``RETURNING``.  (No ``pre_save``/``post_save`` signals are sent:
     nothing may hook into the audit write.)
 
@@ -122,11 +122,12 @@ class _InsertStatement:
         return seq, recorded_at
 
     def _execute_prepared(self, connection: Any, params: list[Any]) -> tuple[int, Any]:
-        # The same steps as ``connection.cursor()`` (health check, connect,
-        # error translation), but with a server-binding cursor: Django's
-        # psycopg cursors bind client-side.
+        # The same steps as ``connection.cursor()`` and its wrapper's execute
+        # (health check, connect, broken-transaction check, error translation),
+        # but with a server-binding cursor: Django's psycopg cursors bind client-side.
         connection.close_if_health_check_failed()
         connection.ensure_connection()
+        connection.validate_no_broken_transaction()
         started = time.monotonic()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(self.sql, params, prepare=True)
