@@ -52,6 +52,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench._common import request_audit_fields  # noqa: E402
 from policy.audit.models import AuditEvent  # noqa: E402
 from policy.audit.selectors import ExportFilters  # noqa: E402
 from policy.audit.services import (  # noqa: E402
@@ -72,35 +73,24 @@ def log(message: str, quiet: bool) -> None:
 
 
 def request_fields(i: int) -> dict:
-    """Fields of a realistic governed request (what the pipeline passes)."""
+    """Fields of a realistic governed request (the pipeline's key set; every 17th one denied)."""
     tenant = TENANTS[i % len(TENANTS)]
-    denied = i % 17 == 0
-    return {
-        "action": "predict",
-        "request_id": uuid.uuid4().hex,
-        "actor": f"tenant:{tenant}/key:mk_{i % 50:04d}",
-        "tenant_id": i % len(TENANTS) + 1,
-        "tenant_slug": tenant,
-        "key_prefix": f"mk_{i % 50:04d}",
-        "method": "POST",
-        "path": "/v1/models/digits/predict",
-        "http_status": 403 if denied else 200,
-        "latency_ms": 2.5 + (i % 100) / 10,
-        "client_ip": f"10.0.{i % 256}.{(i * 7) % 256}",
-        "model_name": "digits",
-        "model_version": 3,
-        "model_sha256": "5f" * 32,
-        "decision": "deny" if denied else "allow",
-        "rule_id": "tier.high" if denied else "baseline.allow",
-        "reason_code": "purpose_required" if denied else "",
-        "policy_versions": "baseline@3,tenant:acme@2",
-        "purpose": "fraud-detection",
-        "region": "eu",
-        "input_digest": audit_input_digest(payload=str(i).encode()),
-        "units": 0 if denied else 1,
-        "prediction": None if denied else {"labels": [i % 10], "top_probabilities": [0.93]},
-        "error_code": "policy_denied" if denied else "",
-    }
+    key_prefix = f"mk_{i % 50:04d}"
+    return request_audit_fields(
+        request_id=uuid.uuid4().hex,
+        input_digest=audit_input_digest(payload=str(i).encode()),
+        actor=f"tenant:{tenant}/key:{key_prefix}",
+        tenant_id=i % len(TENANTS) + 1,
+        tenant_slug=tenant,
+        key_prefix=key_prefix,
+        client_ip=f"10.0.{i % 256}.{(i * 7) % 256}",
+        latency_ms=2.5 + (i % 100) / 10,
+        model_version=3,
+        policy_versions=f"baseline@3,tenant:{tenant}@2",
+        label=i % 10,
+        top_probability=0.93,
+        deny=("baseline/tier-high", "purpose_required") if i % 17 == 0 else None,
+    )
 
 
 def bench_record(records: int) -> dict:

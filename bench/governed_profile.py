@@ -36,6 +36,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's directory comes first on sys.path (and bench/policy.py
+# would shadow the ``policy`` package): the repository root must come before it.
+sys.path.insert(0, str(ROOT))
+
+from bench._common import BACKENDS, backend_env, request_audit_fields  # noqa: E402
+
 VARIANTS = {
     "bare": "/bench/bare/digits/predict",
     "auth": "/bench/auth/digits/predict",
@@ -46,20 +52,13 @@ VARIANTS = {
 
 
 def _setup(backend: str) -> None:
-    os.environ["MAAS_VAR_DIR"] = str(ROOT / "var" / f"bench-{backend}")
-    os.environ["BENCH_ENDPOINTS"] = "true"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["INFERENCE_INTRA_OP_THREADS"] = "1"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gateway.settings"
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="maas-profile-prom-")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    if backend == "postgres+redis":
-        os.environ["DATABASE_URL"] = os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/maas_bench"
-        )
-        os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
-    sys.path.insert(0, str(ROOT))
+    # The whole environment is replaced, not patched, so that this process sees exactly
+    # what bench/run.py's gunicorn for the same backend saw (no stray DATABASE_URL).
+    env = backend_env(backend)
+    env["DJANGO_SETTINGS_MODULE"] = "gateway.settings"
+    env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="maas-profile-prom-")
+    os.environ.clear()
+    os.environ.update(env)
     import django
 
     django.setup()
@@ -120,7 +119,9 @@ def measure(*, backend: str, requests: int, runs: int) -> dict[str, Any]:
     from sklearn.datasets import load_digits
 
     from gateway import pipeline
+    from inference.selectors import model_serving_get
     from policy.audit.services import audit_request_record
+    from policy.services import policy_decide
     from tenants.models import Tenant
     from tenants.services import api_key_authenticate, api_key_create, quota_reserve
     from tenants.services.quotas import Reservation
@@ -176,29 +177,27 @@ def measure(*, backend: str, requests: int, runs: int) -> dict[str, Any]:
                 setattr(pipeline, name, function)
 
     principal = api_key_authenticate(raw_key=raw_key)
-    fields = {
-        "action": "models.predict",
-        "method": "POST",
-        "path": VARIANTS["governed"],
-        "http_status": 200,
-        "latency_ms": 1.5,
-        "client_ip": "127.0.0.1",
-        "purpose": "research",
-        "input_digest": "ab" * 32,
-        "units": 1,
-        "prediction": [{"label": 0, "top_probability": 0.999, "needs_review": False}],
-        "actor": principal.actor,
-        "tenant_id": principal.tenant_id,
-        "tenant_slug": principal.tenant_slug,
-        "key_prefix": principal.key_prefix,
-        "model_name": "digits",
-        "model_version": 1,
-        "decision": "allow",
-    }
+    model = model_serving_get(name="digits")
+    decision = policy_decide(principal=principal, model=model.facts(), purpose="research", action="predict")
+
+    # The row the governed request writes (same keys and value shapes); built once, like the
+    # in-request timer below, which sees only the call and not the building of its arguments.
+    fields = request_audit_fields(
+        request_id="",
+        input_digest="ab" * 32,
+        actor=principal.actor,
+        tenant_id=principal.tenant_id,
+        tenant_slug=principal.tenant_slug,
+        key_prefix=principal.key_prefix,
+        region=principal.region,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        policy_versions=decision.policy_versions,
+    )
     fns: dict[str, Callable[[], object]] = {name: request(path) for name, path in VARIANTS.items()}
     fns["governed, round trips stubbed"] = stubbed
     fns["quota call alone"] = lambda: quota_reserve(principal=principal, units=1)
-    fns["audit call alone"] = lambda: audit_request_record(request_id=os.urandom(16).hex(), **fields)
+    fns["audit call alone"] = lambda: audit_request_record(**fields | {"request_id": os.urandom(16).hex()})
     measured = _medians(fns, requests, runs)
     report: dict[str, Any] = {
         "backend": backend,
@@ -246,7 +245,7 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="postgres+redis", choices=["embedded", "postgres+redis"])
+    parser.add_argument("--backend", default="postgres+redis", choices=BACKENDS)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line at the end")

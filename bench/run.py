@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, backend_env  # noqa: E402
 from bench.loadgen import run_load  # noqa: E402
 
 PY = sys.executable
@@ -68,22 +69,8 @@ def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def backend_env(name: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["MAAS_VAR_DIR"] = str(ROOT / "var" / f"bench-{name}")
-    env["BENCH_ENDPOINTS"] = "true"
-    env["LOG_LEVEL"] = "WARNING"
-    env["INFERENCE_INTRA_OP_THREADS"] = "1"
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    if name == "postgres+redis":
-        env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/maas_bench")
-        env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
-        _create_pg_database(env["DATABASE_URL"])
-    return env
-
-
 def _create_pg_database(url: str) -> None:
+    """Create the benchmark's PostgreSQL database when it does not exist yet."""
     import psycopg
 
     base, _, dbname = url.rpartition("/")
@@ -95,6 +82,8 @@ def _create_pg_database(url: str) -> None:
 
 def prepare(env: dict[str, str]) -> str:
     """Migrate, model, a bench tenant whose limits never refuse (but are still enforced)."""
+    if "DATABASE_URL" in env:
+        _create_pg_database(env["DATABASE_URL"])
     manage(env, "bootstrap")
     if not _tenant_exists(env):
         manage(env, "create_tenant", "bench", "--name", "Benchmark", "--region", "eu", "--verified", capture=True)
@@ -276,15 +265,11 @@ def medians(rows: list[dict]) -> list[dict]:
 
 
 def inprocess_baselines(args) -> dict:
-    env = dict(os.environ)
-    env["MAAS_VAR_DIR"] = str(ROOT / "var" / "bench-embedded")
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
+    """B1 and B2 from ``manage.py bench_inference`` on the embedded backend; ``{"error": ...}`` if it fails."""
     cmd = [PY, "manage.py", "bench_inference", "--json"]
     if args.smoke:
         cmd += ["--epochs", "2", "--seconds", "0.2"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, check=True).stdout
-    return _json_report(out)
+    return _run_json(cmd, backend_env("embedded"))
 
 
 def _json_report(out: str) -> dict:
@@ -295,18 +280,35 @@ def _json_report(out: str) -> dict:
         return json.loads(out.strip().splitlines()[-1])
 
 
+def _run_json(cmd: list[str], env: dict[str, str], *, timeout: float = 600) -> dict:
+    """Run a sub-benchmark and return its JSON report, or ``{"error": ...}``.
+
+    One failing sub-benchmark must not lose the rest of a run that takes minutes:
+    the error is kept (with the end of its stderr) and shown in the report.
+    """
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, check=True, timeout=timeout).stdout
+        return _json_report(out)
+    except subprocess.CalledProcessError as exc:
+        return {"error": f"{exc}: {(exc.stderr or '')[-400:]}"}
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        return {"error": str(exc)[:500]}
+
+
 def component_benches(args) -> dict:
     """Per-stage microbenchmarks (auth, policy, quota; policy at scale; audit) that the apps provide.
 
-    With PostgreSQL + Redis among the backends, the quota is also measured on
-    that Redis and the audit write on that PostgreSQL (a throw-away database).
+    Each runs on the embedded environment (no ``DATABASE_URL``, no
+    ``REDIS_URL``) plus only its explicit overrides.  With PostgreSQL + Redis
+    among the backends, the quota is also measured on that Redis and the
+    audit write on that PostgreSQL (a throw-away database).
     """
     smoke = args.smoke
     with_services = "postgres+redis" in args.backends.split(",")
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
-    database_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/maas_bench")
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     audit_extra = ["--events", str(args.audit_events)] + (["--records", "200"] if smoke else [])
-    jobs = [
+    jobs: list[tuple[str, str, list[str], dict[str, str]]] = [
         (
             "auth_quota",
             "bench/auth_quota.py",
@@ -319,26 +321,11 @@ def component_benches(args) -> dict:
     ]
     if with_services:
         jobs.append(("audit_postgres", "bench/audit.py", audit_extra, {"DATABASE_URL": database_url}))
-    results = {}
-    for name, script, extra, overrides in jobs:
-        env = dict(os.environ)
-        env["MAAS_VAR_DIR"] = str(ROOT / "var" / "bench-embedded")
-        env.pop("DATABASE_URL", None)
-        env.update(overrides)
-        try:
-            out = subprocess.run(
-                [PY, script, "--json", *extra],
-                cwd=ROOT,
-                env=env,
-                text=True,
-                capture_output=True,
-                check=True,
-                timeout=600,
-            ).stdout
-            results[name] = _json_report(out)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
-            results[name] = {"error": str(exc)[:500]}
-    return results
+    embedded = backend_env("embedded")
+    return {
+        name: _run_json([PY, script, "--json", *extra], {**embedded, **overrides})
+        for name, script, extra, overrides in jobs
+    }
 
 
 def targets(table: list[dict], baselines: dict, components: dict) -> list[str]:
@@ -384,23 +371,12 @@ def _batch1(baselines: dict) -> tuple[float | None, float | None]:
 
 def governed_profiles(args) -> dict:
     """``bench/governed_profile.py`` on each backend (its database was prepared by ``measure_backend``)."""
-    results = {}
     extra = ["--requests", "200", "--runs", "1"] if args.smoke else []
-    for backend in args.backends.split(","):
-        try:
-            out = subprocess.run(
-                [PY, "bench/governed_profile.py", "--backend", backend, "--json", *extra],
-                cwd=ROOT,
-                env=dict(os.environ),
-                text=True,
-                capture_output=True,
-                check=True,
-                timeout=600,
-            ).stdout
-            results[backend] = _json_report(out)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as exc:
-            results[backend] = {"error": str(exc)[:500]}
-    return results
+    # The script builds its own environment for --backend (from this one, minus the user's services).
+    return {
+        backend: _run_json([PY, "bench/governed_profile.py", "--backend", backend, "--json", *extra], dict(os.environ))
+        for backend in args.backends.split(",")
+    }
 
 
 def render_profiles(profiles: dict) -> list[str]:

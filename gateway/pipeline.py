@@ -27,17 +27,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from gateway import metrics
 from gateway.errors import (
     AuditUnavailable,
     DomainError,
-    InsufficientScope,
     MalformedRequest,
     PayloadTooLarge,
     PolicyDenied,
@@ -51,7 +51,7 @@ from policy.audit.services import audit_input_digest, audit_request_record
 from policy.evaluator import Decision
 from policy.services import policy_decide, review_items_create
 from tenants.principal import Principal
-from tenants.services import api_key_authenticate, api_key_from_headers, quota_refund, quota_reserve
+from tenants.services import api_key_authenticate_request, principal_require_scope, quota_refund, quota_reserve
 
 logger = logging.getLogger("gateway.pipeline")
 
@@ -69,9 +69,6 @@ class PredictionResult:
     labels: list[Any]
     probabilities: np.ndarray
     needs_review: list[bool]
-    output_name: str
-    class_labels: list[Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -84,23 +81,52 @@ def model_permitted_for_key(*, principal: Principal, model_name: str) -> bool:
     return not principal.allowed_models or model_name in principal.allowed_models
 
 
-def body_json(request: HttpRequest, *, max_bytes: int) -> Any:
+def body_length_check(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's limit") -> None:
+    """Refuse a declared ``Content-Length`` that is no number (400) or exceeds ``max_bytes`` (413), unread."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if not declared:
+        return
+    # isdecimal, not isdigit: "²" is a digit that int() refuses, and so does Django's own
+    # int(CONTENT_LENGTH) when request.body is read, which would otherwise answer 500.
+    if not declared.isdecimal():
+        raise MalformedRequest("The Content-Length header is not a decimal number of bytes.")
+    if int(declared) > max_bytes:
+        raise PayloadTooLarge(f"Body of {declared} bytes exceeds {limit} of {max_bytes} bytes.")
+
+
+def body_read(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's limit") -> bytes:
+    """The raw body, within ``max_bytes`` by its declared and by its actual length; 413 otherwise."""
+    body_length_check(request, max_bytes=max_bytes, limit=limit)
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        # Django's own ceiling (DATA_UPLOAD_MAX_MEMORY_SIZE) is a size refusal too, not a 500.
+        raise PayloadTooLarge(f"The body exceeds the largest accepted size; {limit} is {max_bytes} bytes.") from None
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds {limit} of {max_bytes} bytes.")
+    return raw
+
+
+def json_parse(raw: bytes, *, what: str = "The body") -> Any:
+    """Decode JSON from a request; anything undecodable is a 400 ``malformed_request``, never a 500."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        # The C decoder recurses once per nesting level: b"[" * 100000 exhausts the stack.
+        raise MalformedRequest(f"{what} is nested too deeply to be parsed as JSON.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRequest(f"{what} is not valid JSON: {exc}.") from None
+
+
+def body_json(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's limit") -> Any:
     """Parse a JSON body within the plan's size limit; clear 4xx errors otherwise."""
     content_type = request.META.get("CONTENT_TYPE", "")
     if content_type and not content_type.split(";")[0].strip().lower().endswith(("/json", "+json")):
         raise UnsupportedMediaType(f"Send application/json, not {content_type.split(';')[0]}.")
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"Body of {declared} bytes exceeds this plan's limit of {max_bytes} bytes.")
-    raw = request.body
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds this plan's limit of {max_bytes} bytes.")
+    raw = body_read(request, max_bytes=max_bytes, limit=limit)
     if not raw:
         raise MalformedRequest("The request body is empty; send a JSON object.")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedRequest(f"The body is not valid JSON: {exc}.") from None
+    return json_parse(raw)
 
 
 class GovernedCall:
@@ -150,7 +176,7 @@ class GovernedCall:
         else:
             logger.error("pipeline failure", exc_info=exc)
             status, code = 500, "internal_error"
-        self._refund()
+        self.refund()
         if status in (401, 403, 429):
             metrics.refusal(reason=code)
         if self._auth_attempted and not self._audited:
@@ -164,15 +190,10 @@ class GovernedCall:
     def authenticate(self) -> Principal:
         """Steps 2-3: the key, the tenant, the scope."""
         self._auth_attempted = True
-        meta = self.request.META
-        raw_key = api_key_from_headers(
-            authorization=meta.get("HTTP_AUTHORIZATION"), x_api_key=meta.get("HTTP_X_API_KEY")
-        )
-        principal = api_key_authenticate(raw_key=raw_key)
+        principal = api_key_authenticate_request(meta=self.request.META)
         self.principal = principal
         set_request_context(tenant=principal.tenant_slug)
-        if self.scope not in principal.scopes:
-            raise InsufficientScope(f"This API key lacks the {self.scope!r} scope.")
+        principal_require_scope(principal=principal, scope=self.scope)
         return principal
 
     def parse_body(self) -> Any:
@@ -258,8 +279,6 @@ class GovernedCall:
             labels=labels,
             probabilities=prediction.probabilities,
             needs_review=flags,
-            output_name=getattr(self.model, "output_name", "probabilities"),
-            class_labels=list(self.model.labels),
         )
 
     def record_success(self, *, status: int = 200) -> dict[str, str]:
@@ -282,8 +301,8 @@ class GovernedCall:
             return {}
         return dict(self.reservation.headers())
 
-    # -- internals ------------------------------------------------------------
-    def _refund(self) -> None:
+    def refund(self) -> None:
+        """Give back everything still reserved (a request that ends up serving nothing)."""
         if self.reservation is not None and self.units:
             try:
                 quota_refund(reservation=self.reservation)
@@ -291,6 +310,7 @@ class GovernedCall:
                 logger.warning("quota refund failed; counters are rebuilt from the audit trail")
             self.units = 0
 
+    # -- internals ------------------------------------------------------------
     def _audit(self, *, status: int, error_code: str) -> None:
         self._audited = True
         principal, model, decision = self.principal, self.model, self.decision
@@ -340,7 +360,7 @@ class GovernedCall:
             seq = audit_request_record(**fields)
         except AuditUnavailable:
             # Nothing may be served unrecorded: give the quota back and answer 503.
-            self._refund()
+            self.refund()
             metrics.audit_failed()
             raise
         self.audit_seq = seq

@@ -246,11 +246,23 @@ class SessionRegistry:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
 
+    def cached(self, spec: ModelSpec) -> ServedModel | None:
+        """The loaded session for this very ``spec`` object, or ``None`` (then call :meth:`get`).
+
+        The lock-free fast path of :meth:`get`, for callers whose load options cost
+        something to compute: identity with the spec the session was built or last
+        refreshed from means its governance facts are current.
+        """
+        model = self._models.get((spec.name, spec.version))
+        if model is not None and model.spec is spec:
+            return model
+        return None
+
     def get(self, spec: ModelSpec, *, providers: Sequence[str], intra_op_threads: int = 1) -> ServedModel:
         """The loaded session for ``spec``, loading it on first use; raises :class:`ModelLoadError`."""
         key = (spec.name, spec.version)
-        model = self._models.get(key)
-        if model is not None and model.spec is spec:
+        model = self.cached(spec)
+        if model is not None:
             return model
         # Other threads wanting the same version wait here for one load instead of racing N loads.
         with self._key_lock(key):

@@ -117,11 +117,22 @@ def _load_version_spec(name: str, version: int) -> ModelSpec | _Missing:
     return model_spec_from_row(row)
 
 
+# (INFERENCE_PROVIDERS, INFERENCE_INTRA_OP_THREADS) -> session options.  Keyed by the
+# settings values rather than computed once so that a settings override (tests, shell)
+# takes effect; memoised because select_providers asks onnxruntime and logs a warning
+# for every unavailable provider, which must not happen on every request.
+_options: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
+
+
 def _runtime_options() -> dict[str, Any]:
-    return {
-        "providers": select_providers(preferred=settings.INFERENCE_PROVIDERS or None),
-        "intra_op_threads": settings.INFERENCE_INTRA_OP_THREADS,
-    }
+    preferred = tuple(settings.INFERENCE_PROVIDERS or ())
+    threads = settings.INFERENCE_INTRA_OP_THREADS
+    key = (preferred, threads)
+    options = _options.get(key)
+    if options is None:
+        options = {"providers": select_providers(preferred=list(preferred) or None), "intra_op_threads": threads}
+        _options[key] = options
+    return options
 
 
 def _resolve(name: str, version: int | None) -> ModelSpec:
@@ -152,6 +163,12 @@ def model_serving_get(*, name: str, version: int | None = None) -> ServedModel:
     loaded before).
     """
     spec = _resolve(name, version)
+    # The warm path: the session for exactly this spec is loaded, so no runtime options are needed.
+    model = sessions.cached(spec)
+    if model is not None:
+        if version is None:
+            _last_good[name] = model
+        return model
     try:
         model = sessions.get(spec, **_runtime_options())
     except ModelLoadError as exc:
@@ -179,7 +196,7 @@ def _provider_for(name: str, version: int) -> str:
     loaded = sessions.peek(name, version)
     if loaded is not None:
         return loaded.provider
-    return select_providers(preferred=settings.INFERENCE_PROVIDERS or None)[0]
+    return _runtime_options()["providers"][0]
 
 
 def _info_from_row(row: ModelVersion, versions: list[int]) -> ModelInfo:
@@ -282,4 +299,5 @@ def serving_caches_clear() -> None:
     """Forget cached registry state, sessions and fallbacks of this process (tests, shell)."""
     _specs.clear()
     _last_good.clear()
+    _options.clear()
     sessions.clear()

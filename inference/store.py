@@ -21,6 +21,12 @@ from typing import Any
 import numpy as np
 
 MODEL_FILENAME = "model.onnx"
+#: ONNX metadata keys this project's exporter writes and registration reads back.  They
+#: live here, not in the training package, so registration never imports that package.
+META_LABELS = "maas.labels"
+META_VALUE_MIN = "maas.value_min"
+META_VALUE_MAX = "maas.value_max"
+META_DATA_FINGERPRINT = "maas.data_fingerprint"
 #: The output a classifier exported by this project carries; other files may name it differently.
 PREFERRED_OUTPUT = "probabilities"
 

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from policy.evaluator import SCOPES
-from policy.rules import RuleError, validate_document
+from policy.rules import RuleError, key_list, validate_document
 
 FORMAT = "maas-policies/1"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,63}$")
@@ -138,13 +138,13 @@ def parse_entry(raw: Any, index: int) -> PolicyEntry:
     name = raw.get("name")
     if isinstance(name, str):
         where = f"policy {name!r}"
-    unknown = sorted(set(raw) - ENTRY_KEYS)
+    unknown = set(raw) - ENTRY_KEYS
     if unknown:
-        raise RuleError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        raise RuleError(f"{where}: unknown key(s) {key_list(unknown)}")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise RuleError(f"{where}: name must be 1-64 lowercase letters, digits, ':', '.', '_' or '-'")
     scope = raw.get("scope", "global")
-    if scope not in SCOPES:
+    if not isinstance(scope, str) or scope not in SCOPES:
         raise RuleError(f"{where}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     tenant_slug = raw.get("tenant_slug") or ""
     model_name = raw.get("model_name") or ""

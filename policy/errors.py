@@ -7,7 +7,7 @@ not be loaded: fail closed with 503).
 
 from __future__ import annotations
 
-from gateway.errors import Conflict, NotFound, ValidationFailed
+from gateway.errors import Conflict, ValidationFailed
 
 
 class PolicyInvalid(ValidationFailed):
@@ -20,12 +20,6 @@ class PolicyUnchanged(ValidationFailed):
     """An edit that changes nothing: no version is created for it."""
 
     code, title = "policy_unchanged", "Policy unchanged"
-
-
-class PolicyNotFound(NotFound):
-    """No policy with that name."""
-
-    code, title = "policy_not_found", "Policy not found"
 
 
 class KillSwitchConflict(Conflict):

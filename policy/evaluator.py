@@ -98,14 +98,13 @@ class PolicySpec:
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A rule ready to run: restrictions carry a check closure, obligations their params."""
+    """A rule ready to run: restrictions carry a check closure, obligations their precomputed values."""
 
     rule_id: str  # qualified: "<policy name>/<rule id>"
     rule_type: str
     enforce: bool
     purpose_dependent: bool
     check: Any  # policy.rules.Check or None for obligations
-    params: dict[str, Any]
     # Obligations, precomputed so a decision reads attributes, not params.
     min_rank: int = 0
     threshold: float = 0.0
@@ -172,7 +171,6 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
             enforce=rule["mode"] == "enforce",
             purpose_dependent=rule_type.purpose_dependent,
             check=build_check(rule["type"], params) if is_restriction else None,
-            params=params,
             min_rank=TIER_RANK[params.get("min_risk_tier", "minimal")],
             threshold=params.get("threshold", 0.0),
             retain=params.get("retain_raw_input", False),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,17 +65,28 @@ class RuleType:
 # --- parameter helpers ---------------------------------------------------------
 
 
+def key_list(keys: Iterable[Any]) -> str:
+    """Keys for an error message, sorted and comma-separated; non-text keys by ``repr``.
+
+    YAML gives numbers, booleans or null as mapping keys, and those neither
+    sort together with text nor join into a string.
+    """
+    return ", ".join(sorted(key if isinstance(key, str) else repr(key) for key in keys))
+
+
 def _check_keys(params: dict[str, Any], *, allowed: set[str], required: set[str] = frozenset()) -> None:
-    unknown = sorted(set(params) - allowed)
+    unknown = set(params) - allowed
     if unknown:
-        raise RuleError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise RuleError(f"unknown parameter(s) {key_list(unknown)}; allowed: {key_list(allowed)}")
     missing = sorted(required - set(params))
     if missing:
         raise RuleError(f"missing parameter(s) {', '.join(missing)}")
 
 
 def _tier(value: Any, name: str) -> str:
-    if value not in TIER_RANK:
+    # The type check comes first: an unhashable value (a list, an object) would
+    # make the dict lookup raise TypeError instead of a RuleError.
+    if not isinstance(value, str) or value not in TIER_RANK:
         raise RuleError(f"{name} must be one of {', '.join(RISK_TIERS)}, got {value!r}")
     return value
 
@@ -132,12 +143,14 @@ def _validate_data_residency(params: dict[str, Any]) -> dict[str, Any]:
         mapping = params["mapping"]
         if not isinstance(mapping, dict) or not mapping:
             raise RuleError("mapping must be a non-empty object of tenant region -> list of model regions")
-        out["mapping"] = {}
-        for tenant_region in sorted(mapping):
+        # Checked before sorting: YAML can give non-text keys, which do not sort with text.
+        for tenant_region in mapping:
             if not isinstance(tenant_region, str) or not (
                 tenant_region == ANY_REGION or REGION_RE.match(tenant_region)
             ):
                 raise RuleError(f"mapping has an invalid tenant region {tenant_region!r}")
+        out["mapping"] = {}
+        for tenant_region in sorted(mapping):
             out["mapping"][tenant_region] = _regions(mapping[tenant_region], f"mapping.{tenant_region}")
     return out
 
@@ -246,14 +259,15 @@ def validate_rule(rule: Any, index: int = 0) -> dict[str, Any]:
     label = _label(index, rule)
     if not isinstance(rule, dict):
         raise RuleError(f"{label}: a rule must be an object with id, type, mode and params")
-    unknown = sorted(set(rule) - RULE_KEYS)
+    unknown = set(rule) - RULE_KEYS
     if unknown:
-        raise RuleError(f"{label}: unknown key(s) {', '.join(unknown)}; a rule has {', '.join(sorted(RULE_KEYS))}")
+        raise RuleError(f"{label}: unknown key(s) {key_list(unknown)}; a rule has {key_list(RULE_KEYS)}")
     rule_id = rule.get("id")
     if not isinstance(rule_id, str) or not RULE_ID_RE.match(rule_id):
         raise RuleError(f"{label}: id must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
     rule_type = rule.get("type")
-    if rule_type not in RULE_TYPES:
+    # Type first: an unhashable value would make the dict lookup raise TypeError.
+    if not isinstance(rule_type, str) or rule_type not in RULE_TYPES:
         raise RuleError(f"{label}: unknown rule type {rule_type!r}; known types: {', '.join(RULE_TYPES)}")
     mode = rule.get("mode")
     if mode not in MODES:

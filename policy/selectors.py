@@ -20,7 +20,6 @@ from django.utils import timezone
 from gateway.errors import PolicyUnavailable
 from gateway.invalidation import POLICY, LocalCache
 from policy.documents import FORMAT, iso
-from policy.errors import PolicyNotFound
 from policy.evaluator import PolicySet, PolicySpec, compile_policy_set
 from policy.models import KillSwitch, Policy, PolicyVersion
 from policy.rules import RuleError
@@ -69,14 +68,6 @@ def policy_set_get() -> PolicySet:
 def policy_state_cache_clear() -> None:
     """Drop this process's compiled state (tests; the generation bump does it in production)."""
     _state.clear()
-
-
-def policy_get(*, name: str) -> Policy:
-    """One policy by name, with its current version."""
-    try:
-        return Policy.objects.select_related("current_version").get(name=name)
-    except Policy.DoesNotExist:
-        raise PolicyNotFound(f"No policy named {name!r}.") from None
 
 
 def policy_list() -> QuerySet[Policy]:

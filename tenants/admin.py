@@ -22,7 +22,6 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from gateway.errors import DomainError
@@ -30,6 +29,7 @@ from tenants.charts import Series, quota_bar_svg, usage_chart_svg
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.principal import ALL_SCOPES, LIMIT_FIELDS
 from tenants.selectors import (
+    api_key_status,
     key_quota_scope,
     quota_usage_current,
     tenant_limits,
@@ -105,17 +105,6 @@ class PlanAdmin(admin.ModelAdmin):
 
 
 # --- keys ----------------------------------------------------------------------------------
-def _key_status(key: ApiKey) -> str:
-    now = timezone.now()
-    if key.revoked:
-        return "revoked"
-    if (key.expires_at and key.expires_at <= now) or (key.grace_until and key.grace_until <= now):
-        return "expired"
-    if key.grace_until:
-        return "rotating"
-    return "active"
-
-
 class ApiKeyForm(forms.ModelForm):
     """Scopes as checkboxes and allowed models as a comma-separated list."""
 
@@ -182,23 +171,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         limits = ("Limit overrides (empty = inherit from the tenant)", {"fields": LIMIT_FIELDS})
         if obj is None:
             return ((None, {"fields": main}), limits)
-        status = (
-            "Status",
-            {
-                "fields": (
-                    "prefix",
-                    "created_by",
-                    "created_at",
-                    "last_used_at",
-                    "revoked",
-                    "revoked_reason",
-                    "revoked_at",
-                    "rotated_from",
-                    "grace_until",
-                    "lineage_id",
-                )
-            },
-        )
+        # The Status section shows exactly the read-only fields: one tuple, so the two cannot drift apart.
+        status = ("Status", {"fields": self.readonly_fields})
         return ((None, {"fields": main}), limits, status)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
@@ -211,7 +185,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
-        return _key_status(key)
+        return api_key_status(key=key)
 
     @admin.display(description="scopes")
     def scope_list(self, key: ApiKey) -> str:
@@ -303,7 +277,7 @@ class ApiKeyInline(admin.TabularInline):
 
     @admin.display(description="status")
     def key_status(self, key: ApiKey) -> str:
-        return _key_status(key)
+        return api_key_status(key=key)
 
 
 # --- tenants --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tenants.authentication import HasScope
 from tenants.models import ApiKey
 from tenants.principal import SCOPE_KEYS_READ, SCOPE_USAGE_READ
 from tenants.scoping import TenantScopedApi
-from tenants.selectors import api_keys_of_tenant, usage_report
+from tenants.selectors import api_key_status, api_keys_of_tenant, usage_report
 
 
 class UsageGetApi(TenantScopedApi):
@@ -121,16 +121,7 @@ class _KeyOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_status(self, key: ApiKey) -> str:
-        from django.utils import timezone
-
-        now = timezone.now()
-        if key.revoked:
-            return "revoked"
-        if (key.expires_at and key.expires_at <= now) or (key.grace_until and key.grace_until <= now):
-            return "expired"
-        if key.grace_until:
-            return "rotating"
-        return "active"
+        return api_key_status(key=key)
 
 
 class _KeyListOutputSerializer(serializers.Serializer):

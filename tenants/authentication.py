@@ -1,7 +1,7 @@
 """DRF authentication and scope permission for API-key endpoints.
 
-``ApiKeyAuthentication`` wraps ``api_key_from_headers`` and
-``api_key_authenticate``: ``request.auth`` is the ``Principal``,
+``ApiKeyAuthentication`` wraps ``api_key_authenticate_request`` (the same
+service the inference pipeline calls): ``request.auth`` is the ``Principal``,
 ``request.user`` a small ``ApiKeyUser``.  It raises the gateway's domain
 errors itself (``missing_api_key``, ``invalid_api_key``, ``api_key_expired``,
 ``api_key_revoked``, ``tenant_suspended``) instead of DRF's generic ones, so
@@ -9,7 +9,8 @@ every client sees the same codes on every endpoint.
 
 ``HasScope("usage:read")`` is used as an entry of ``permission_classes``
 (it returns itself when DRF instantiates it) and raises
-``InsufficientScope`` (403 ``insufficient_scope``) naming the missing scope.
+``InsufficientScope`` (403 ``insufficient_scope``) naming the missing scope,
+through ``principal_require_scope``, again shared with the pipeline.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from gateway.errors import InsufficientScope, MissingApiKey
+from gateway.errors import MissingApiKey
 from gateway.logging import set_request_context
 from tenants.principal import Principal
-from tenants.services import api_key_authenticate, api_key_from_headers
+from tenants.services import api_key_authenticate_request, principal_require_scope
 
 PRINCIPAL_ATTRIBUTE = "maas_principal"
 
@@ -56,11 +57,7 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[ApiKeyUser, Principal]:
         """Return ``(ApiKeyUser, Principal)`` or raise a 401/403 domain error."""
-        meta = request._request.META
-        raw_key = api_key_from_headers(
-            authorization=meta.get("HTTP_AUTHORIZATION"), x_api_key=meta.get("HTTP_X_API_KEY")
-        )
-        principal = api_key_authenticate(raw_key=raw_key)
+        principal = api_key_authenticate_request(meta=request._request.META)
         setattr(request._request, PRINCIPAL_ATTRIBUTE, principal)
         set_request_context(tenant=principal.tenant_slug)
         return ApiKeyUser(principal), principal
@@ -85,8 +82,7 @@ class HasScope(BasePermission):
         principal = request.auth
         if not isinstance(principal, Principal):
             raise MissingApiKey("This endpoint needs an API key.")
-        if self.scope not in principal.scopes:
-            raise InsufficientScope(f"This API key lacks the {self.scope!r} scope.", required_scope=self.scope)
+        principal_require_scope(principal=principal, scope=self.scope)
         return True
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
-from tenants.principal import LIMIT_FIELDS
+from tenants.principal import LIMIT_FIELDS, QUOTA_FIELDS
 
 region_validator = RegexValidator(r"^[a-z]{2,16}$", "A region is a lowercase code such as cn, eu or us.")
 
@@ -99,10 +99,7 @@ class LimitOverrides(models.Model):
 
     def has_quota_override(self) -> bool:
         """True when this row overrides the rate or a daily/monthly quota (it then gets its own counters)."""
-        return any(
-            getattr(self, name) is not None
-            for name in ("rate_per_second", "burst", "daily_instances", "monthly_instances")
-        )
+        return any(getattr(self, name) is not None for name in QUOTA_FIELDS)
 
 
 class Tenant(LimitOverrides):

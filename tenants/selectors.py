@@ -104,6 +104,22 @@ def api_keys_of_tenant(*, tenant_id: int) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")
 
 
+def api_key_status(*, key: ApiKey, now: datetime | None = None) -> str:
+    """The key's state as the keys API and admin show it: ``revoked``, ``expired``, ``rotating`` or ``active``.
+
+    ``expired`` covers both a passed expiry and a rotation whose grace period
+    has ended: either way ``api_key_authenticate`` answers ``api_key_expired``.
+    """
+    now = now or datetime.now(UTC)
+    if key.revoked:
+        return "revoked"
+    if (key.expires_at and key.expires_at <= now) or (key.grace_until and key.grace_until <= now):
+        return "expired"
+    if key.grace_until:
+        return "rotating"
+    return "active"
+
+
 # --- usage -------------------------------------------------------------------------
 def usage_units_since(*, tenant_id: int, since: datetime, key_prefixes: Iterable[str] = ()) -> int:
     """Instances charged to a tenant (or to some of its keys) since ``since``: the counters' durable truth."""

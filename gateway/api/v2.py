@@ -22,9 +22,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from gateway.api.v1 import MAX_VERSION, requested_purpose, visible_models
-from gateway.errors import DomainError, InvalidInput, MalformedRequest, ModelNotFound, PayloadTooLarge
+from gateway.errors import DomainError, InvalidInput, MalformedRequest, ModelNotFound
 from gateway.logging import current_request_id
-from gateway.pipeline import GovernedCall
+from gateway.pipeline import GovernedCall, body_read, json_parse
 
 logger = logging.getLogger("gateway.v2")
 
@@ -152,9 +152,13 @@ def model_ready(request: HttpRequest, name: str, version: str | None = None) -> 
 
 
 def _split_body(request: HttpRequest, max_bytes: int) -> tuple[dict[str, Any], bytes]:
-    raw = request.body
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Body of {len(raw)} bytes exceeds this plan's limit of {max_bytes} bytes.")
+    """The JSON inference header and the binary tensor data after it, bounded by the plan.
+
+    The shared pipeline helpers refuse an over-limit declared length before the
+    body is read and map undecodable JSON (deep nesting included) to 400; the
+    errors they raise reach the client in the v2 shape through :func:`v2_view`.
+    """
+    raw = body_read(request, max_bytes=max_bytes)
     header_len = request.META.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
     if header_len is not None:
         if not header_len.isdecimal() or int(header_len) > len(raw):
@@ -164,10 +168,7 @@ def _split_body(request: HttpRequest, max_bytes: int) -> tuple[dict[str, Any], b
         head, binary = raw, b""
     if not head:
         raise MalformedRequest("The request body is empty; send an inference request object.")
-    try:
-        body = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedRequest(f"The inference request is not valid JSON: {exc}.") from None
+    body = json_parse(head, what="The inference request")
     if not isinstance(body, dict):
         raise MalformedRequest("The inference request must be a JSON object.")
     return body, binary

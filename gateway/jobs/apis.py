@@ -19,6 +19,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from gateway.api.negotiation import JsonOnlyNegotiation
 from gateway.api.v1 import (
     EXAMPLE_DIGIT,
     EXAMPLE_PROBABILITIES,
@@ -39,10 +40,12 @@ from gateway.jobs.services import (
     request_digest,
 )
 from gateway.openapi import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
-from gateway.pipeline import GovernedCall, body_json
+from gateway.pipeline import GovernedCall, body_json, body_length_check
 from tenants.services import quota_state_of
 
 INLINE_RESULTS_MAX = 1000
+# How size refusals name the (deployment-wide, not per-plan) job body limit.
+JOB_LIMIT = "the job limit"
 
 
 def job_body(job: BatchJob, *, include_results: bool = True) -> dict[str, Any]:
@@ -81,9 +84,8 @@ def _form_version(text: str) -> int | None:
 
 def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str, Any], Any, bytes]:
     """JSON ``{"model", "instances", ...}`` or multipart with a ``.npy``/CSV ``file``."""
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdecimal() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"Body of {declared} bytes exceeds the job limit of {max_bytes} bytes.")
+    # Before request.FILES/request.body read anything: the multipart path reads the body itself.
+    body_length_check(request, max_bytes=max_bytes, limit=JOB_LIMIT)
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:
@@ -115,13 +117,21 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
             raise InvalidInput(f"The file could not be read as numbers: {exc}.") from None
         digest_source = json.dumps(fields, sort_keys=True).encode() + raw
         return fields, instances, digest_source
-    body = body_json(request, max_bytes=max_bytes)
+    body = body_json(request, max_bytes=max_bytes, limit=JOB_LIMIT)
     if not isinstance(body, dict):
         raise MalformedRequest("The body must be a JSON object.")
     unknown = set(body) - {"model", "instances", "purpose", "version"}
     if unknown:
         raise InvalidInput(f"Unknown field(s): {', '.join(sorted(unknown))}.")
     return body, body.get("instances"), request.body
+
+
+def _replay(call: GovernedCall, job: BatchJob) -> JsonResponse:
+    """Answer a resubmission with the job its Idempotency-Key already created (audited as a replay)."""
+    call.extra_detail = {"job_id": str(job.id), "idempotent_replay": True}
+    headers = call.record_success(status=202)
+    headers.update({"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"})
+    return JsonResponse(job_body(job, include_results=False), status=202, headers=headers)
 
 
 class JobProgressSerializer(serializers.Serializer):
@@ -193,6 +203,7 @@ class JobsApi(APIView):
     """``POST /v1/jobs`` (submit) and ``GET /v1/jobs`` (list this tenant's jobs)."""
 
     parser_classes: list = []
+    content_negotiation_class = JsonOnlyNegotiation
 
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField()
@@ -254,10 +265,7 @@ class JobsApi(APIView):
             digest = request_digest(digest_source)
             existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
             if existing is not None:
-                call.extra_detail = {"job_id": str(existing.id), "idempotent_replay": True}
-                headers = call.record_success(status=202)
-                headers.update({"Location": f"/v1/jobs/{existing.id}", "Idempotent-Replayed": "true"})
-                return JsonResponse(job_body(existing, include_results=False), status=202, headers=headers)
+                return _replay(call, existing)
             model_name = fields.get("model")
             if not isinstance(model_name, str) or not model_name:
                 raise InvalidInput("'model' must name a model.")
@@ -285,6 +293,11 @@ class JobsApi(APIView):
                     digest=digest,
                     request_id=django_request.request_id,
                 )
+                if not acceptance.created:
+                    # A concurrent submission with this Idempotency-Key won the INSERT: answer its
+                    # job, and give back what this one reserved, as a sequential duplicate never reserves.
+                    call.refund()
+                    return _replay(call, acceptance.job)
                 call.extra_detail = {"job_id": str(acceptance.job.id)}
                 headers = call.record_success(status=202)
         headers["Location"] = f"/v1/jobs/{acceptance.job.id}"
@@ -308,6 +321,8 @@ class JobsApi(APIView):
 
 class JobDetailApi(APIView):
     """``GET /v1/jobs/{id}`` (status, progress, results) and ``DELETE`` (cancel)."""
+
+    content_negotiation_class = JsonOnlyNegotiation
 
     @extend_schema(
         operation_id="jobs_retrieve",
@@ -340,6 +355,11 @@ class JobDetailApi(APIView):
 
 class JobResultsApi(APIView):
     """``GET /v1/jobs/{id}/results``: every prediction as JSON Lines, streamed."""
+
+    # The view returns its own StreamingHttpResponse (which DRF never renders), so the
+    # negotiated renderer only shapes error documents; without this, the documented
+    # ``Accept: application/x-ndjson`` was refused 406 by DRF before it was audited.
+    content_negotiation_class = JsonOnlyNegotiation
 
     @extend_schema(
         operation_id="jobs_results",

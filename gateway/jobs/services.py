@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -76,7 +77,14 @@ def batch_job_accept(
     digest: str,
     request_id: str,
 ) -> Acceptance:
-    """Store the validated input and the job row; enqueue it once the row is committed."""
+    """Store the validated input and the job row; enqueue it once the row is committed.
+
+    A concurrent submission with the same ``Idempotency-Key`` may have inserted
+    its row after the caller's :func:`batch_job_find_idempotent` missed it; the
+    unique constraint then refuses ours, and the earlier job is returned with
+    ``created=False`` (a replay, exactly as for a sequential duplicate; 409 if
+    the bodies differ).
+    """
     if batch_job_active_count(tenant_id=principal.tenant_id) >= principal.limits.max_concurrent_jobs:
         raise TooManyJobs(
             f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
@@ -103,16 +111,27 @@ def batch_job_accept(
     path = job_dir(job.id)
     path.mkdir(parents=True, exist_ok=True)
     np.save(path / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
-    with transaction.atomic():
-        job.save(force_insert=True)
-        # Another submission may have raced past the count above: re-check with ours included.
-        if batch_job_active_count(tenant_id=principal.tenant_id) > principal.limits.max_concurrent_jobs:
-            transaction.set_rollback(True)
-            raise TooManyJobs(
-                f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
-                headers={"Retry-After": "5"},
-            )
-        transaction.on_commit(lambda: _enqueue(job.id))
+    try:
+        # A savepoint when the caller is in a transaction: a refused INSERT rolls back only
+        # this block (and the on_commit below), so the caller can still look up and audit.
+        with transaction.atomic():
+            job.save(force_insert=True)
+            # Another submission may have raced past the count above: re-check with ours included.
+            if batch_job_active_count(tenant_id=principal.tenant_id) > principal.limits.max_concurrent_jobs:
+                transaction.set_rollback(True)
+                raise TooManyJobs(
+                    f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
+                    headers={"Retry-After": "5"},
+                )
+            transaction.on_commit(lambda: _enqueue(job.id))
+    except IntegrityError:
+        # Our row never existed: its stored input would only be an orphan.
+        shutil.rmtree(path, ignore_errors=True)
+        # The only unique constraint a fresh UUID row can hit is batchjob_idempotency_per_tenant.
+        existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
+        if existing is None:
+            raise
+        return Acceptance(job=existing, created=False)
     return Acceptance(job=job, created=True)
 
 

@@ -32,6 +32,9 @@ from inference.models import ModelVersion, RiskTier, model_name_validator
 from inference.runtime import ModelLoadError, read_verified
 from inference.selectors import model_spec_from_row
 from inference.store import (
+    META_LABELS,
+    META_VALUE_MAX,
+    META_VALUE_MIN,
     InvalidOnnxFile,
     onnx_signature,
     place_model_file,
@@ -118,12 +121,12 @@ def model_version_register(
     except InvalidOnnxFile as exc:
         raise InvalidModelFile(f"Cannot register this file as {name!r}: {exc}.") from None
     props = _metadata_props(data)
-    if labels is None and "maas.labels" in props:
-        labels = json.loads(props["maas.labels"])
-    if value_min is None and "maas.value_min" in props:
-        value_min = float(props["maas.value_min"])
-    if value_max is None and "maas.value_max" in props:
-        value_max = float(props["maas.value_max"])
+    if labels is None and META_LABELS in props:
+        labels = json.loads(props[META_LABELS])
+    if value_min is None and META_VALUE_MIN in props:
+        value_min = float(props[META_VALUE_MIN])
+    if value_max is None and META_VALUE_MAX in props:
+        value_max = float(props[META_VALUE_MAX])
     if value_min is None:
         value_min = 0.0
     if value_max is None:

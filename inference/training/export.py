@@ -15,18 +15,28 @@ from typing import Any
 
 import numpy as np
 
+# The ONNX metadata keys this exporter writes, read back by ``model_version_register``.
+from inference.store import META_DATA_FINGERPRINT, META_LABELS, META_VALUE_MAX, META_VALUE_MIN
 from inference.training.errors import ParityError
 from inference.training.frameworks import import_tensorflow
+
+__all__ = [
+    "INPUT_NAME",
+    "META_DATA_FINGERPRINT",
+    "META_LABELS",
+    "META_VALUE_MAX",
+    "META_VALUE_MIN",
+    "OPSET",
+    "OUTPUT_NAME",
+    "PARITY_TOLERANCE",
+    "export_onnx",
+    "parity_check",
+]
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-5
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
-#: ONNX metadata keys this exporter writes, read back by ``register_model``.
-META_LABELS = "maas.labels"
-META_VALUE_MIN = "maas.value_min"
-META_VALUE_MAX = "maas.value_max"
-META_DATA_FINGERPRINT = "maas.data_fingerprint"
 
 
 def export_onnx(model: Any, *, width: int, metadata_props: dict[str, str] | None = None, opset: int = OPSET) -> bytes:

@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 from policy.audit.apis import CONTENT_TYPES, actor_of
 from policy.audit.models import AuditEvent, AuditExport, LegalHold, PurgeTombstone, SealedBlock, TenantRetention
-from policy.audit.selectors import ExportFilters, audit_events_filtered, audit_export_get
+from policy.audit.selectors import ExportFilters, audit_events_filtered, audit_export_manifest_get
 from policy.audit.services import (
     audit_event_record,
     audit_export_file,
@@ -236,11 +236,10 @@ class AuditExportAdmin(ReadOnlyAdmin):
         """The export's signed manifest as a JSON download."""
         if not request.user.has_perm(EXPORT_PERMISSION):
             raise PermissionDenied
-        export = audit_export_get(export_id=export_id)
-        if export.manifest is None:
-            raise PermissionDenied("The export has no manifest yet.")
-        response = JsonResponse(export.manifest, json_dumps_params={"indent": 1})
-        name = f"audit-export-{export_id}.{export.format}.manifest.json"
+        # AuditExportNotFound / AuditExportNotReady become 404 / 409 problems, as on the REST endpoint.
+        manifest = audit_export_manifest_get(export_id=export_id)
+        response = JsonResponse(manifest, json_dumps_params={"indent": 1})
+        name = f"audit-export-{export_id}.{manifest['format']}.manifest.json"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 

@@ -67,7 +67,6 @@ _FIELDS_V1: tuple[tuple[str, str], ...] = (
 FIELD_KINDS_BY_VERSION: dict[int, dict[str, str]] = {1: dict(_FIELDS_V1)}
 FIELDS_BY_VERSION: dict[int, tuple[str, ...]] = {1: tuple(name for name, _ in _FIELDS_V1)}
 EVENT_FIELDS: tuple[str, ...] = FIELDS_BY_VERSION[CANONICAL_VERSION]
-FIELD_KINDS: dict[str, str] = FIELD_KINDS_BY_VERSION[CANONICAL_VERSION]
 
 
 class CanonicalFormError(ValueError):

@@ -16,6 +16,16 @@ from policy.audit.models import AuditEvent, AuditExport, LegalHold, SealState, T
 from policy.audit.signing import signing_identity, trusted_public_keys
 
 
+def _datetime_from_text(text: str) -> datetime | None:
+    """A date-time or a bare date (as midnight), or ``None`` when the text has neither shape."""
+    parsed = parse_datetime(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if parsed is None:
+        day = parse_date(text)
+        if day is not None:
+            parsed = datetime(day.year, day.month, day.day)
+    return parsed
+
+
 def _parse_when(name: str, value: Any) -> datetime | None:
     if value in (None, ""):
         return None
@@ -23,12 +33,14 @@ def _parse_when(name: str, value: Any) -> datetime | None:
         parsed: datetime | None = value
     else:
         text = str(value).strip()
-        parsed = parse_datetime(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        # Django's parsers return None for text of the wrong shape but raise
+        # ValueError for a well-formed impossible one (2024-02-30, T25:00).
+        try:
+            parsed = _datetime_from_text(text)
+        except ValueError:
+            parsed = None
         if parsed is None:
-            day = parse_date(text)
-            if day is None:
-                raise InvalidExportFilter(f"{name}: {text!r} is not an ISO-8601 date or date-time", field=name)
-            parsed = datetime(day.year, day.month, day.day)
+            raise InvalidExportFilter(f"{name}: {text!r} is not an ISO-8601 date or date-time", field=name)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed

@@ -6,12 +6,14 @@ Import from here; the submodules are an implementation detail.
 from tenants.services.keys import (
     IssuedApiKey,
     api_key_authenticate,
+    api_key_authenticate_request,
     api_key_cache_clear,
     api_key_create,
     api_key_from_headers,
     api_key_revoke,
     api_key_rotate,
     api_key_update,
+    principal_require_scope,
 )
 from tenants.services.quotas import (
     QuotaPolicy,
@@ -41,6 +43,7 @@ __all__ = [
     "QuotaPolicy",
     "Reservation",
     "api_key_authenticate",
+    "api_key_authenticate_request",
     "api_key_cache_clear",
     "api_key_create",
     "api_key_from_headers",
@@ -51,6 +54,7 @@ __all__ = [
     "plan_delete",
     "plan_save",
     "plan_standard_ensure",
+    "principal_require_scope",
     "quota_refund",
     "quota_refund_state",
     "quota_reserve",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,7 @@ from gateway.errors import (
     ApiKeyRevoked,
     Conflict,
     DatabaseUnavailable,
+    InsufficientScope,
     InvalidApiKey,
     MissingApiKey,
     TenantSuspended,
@@ -46,7 +48,14 @@ from gateway.errors import (
 from gateway.invalidation import KEYS, LocalCache
 from policy.audit.models import AuditEvent
 from policy.audit.services import audit_change_record
-from tenants.keyformat import key_compose, key_hash, key_parse, key_prefix_generate, key_secret_generate
+from tenants.keyformat import (
+    key_compose,
+    key_hash,
+    key_hash_matches,
+    key_parse,
+    key_prefix_generate,
+    key_secret_generate,
+)
 from tenants.models import ApiKey, Tenant
 from tenants.principal import ALL_SCOPES, LIMIT_FIELDS, Principal
 from tenants.services.validation import keys_changed, limit_overrides_validate, snapshot
@@ -126,9 +135,9 @@ def api_key_authenticate(*, raw_key: str | None) -> Principal:
         entry = _cache.get_or_load(parsed.prefix, lambda: _load(parsed.prefix))
     except DatabaseError as exc:
         raise DatabaseUnavailable("API keys cannot be checked right now.") from exc
-    # Computed even for an unknown prefix, so timing does not tell known prefixes apart.
-    presented = key_hash(parsed.raw, settings.API_KEY_PEPPER)
-    if not hmac.compare_digest(presented, entry.key_hash or "0" * 64) or entry.principal is None:
+    # Hashed and compared even for an unknown prefix, so timing does not tell known prefixes apart.
+    matches = key_hash_matches(parsed.raw, settings.API_KEY_PEPPER, entry.key_hash or "0" * 64)
+    if not matches or entry.principal is None:
         raise InvalidApiKey("The API key is not valid.")
     now = time.time()
     if entry.revoked:
@@ -141,6 +150,26 @@ def api_key_authenticate(*, raw_key: str | None) -> Principal:
         raise TenantSuspended("The tenant of this API key is suspended.")
     _touch(entry.key_id, now)
     return entry.principal
+
+
+def api_key_authenticate_request(*, meta: Mapping[str, str]) -> Principal:
+    """The ``Principal`` of the key a request presents, or a 401/403 domain error.
+
+    ``meta`` is the request's WSGI environ (``request.META``): the key is read
+    from ``HTTP_AUTHORIZATION`` (``Bearer <key>``) or ``HTTP_X_API_KEY``, as
+    ``api_key_from_headers`` explains, then checked by ``api_key_authenticate``.
+    The DRF authentication class and the inference pipeline both call this, so
+    every endpoint reads credentials the same way.  Setting the log context is
+    left to the caller, which owns the request's lifecycle.
+    """
+    raw_key = api_key_from_headers(authorization=meta.get("HTTP_AUTHORIZATION"), x_api_key=meta.get("HTTP_X_API_KEY"))
+    return api_key_authenticate(raw_key=raw_key)
+
+
+def principal_require_scope(*, principal: Principal, scope: str) -> None:
+    """Raise ``InsufficientScope`` (403, naming ``required_scope``) unless the key was granted ``scope``."""
+    if not principal.has_scope(scope):
+        raise InsufficientScope(f"This API key lacks the {scope!r} scope.", required_scope=scope)
 
 
 def api_key_cache_clear() -> None:

@@ -37,14 +37,7 @@ from django.db.models.functions import Greatest
 
 from tenants.models import QuotaCounter, RateBucket
 from tenants.quota_windows import DAILY, RATE
-from tenants.services.quotas import (
-    Charge,
-    QuotaCheck,
-    QuotaPolicy,
-    QuotaRefusal,
-    bucket_policy,
-    counter_policy,
-)
+from tenants.services.quotas import Charge, QuotaCheck, QuotaPolicy, QuotaRefusal, quota_admission
 
 _PERIOD = {DAILY: QuotaCounter.Period.DAY, "monthly": QuotaCounter.Period.MONTH}
 # Old counter rows are pruned when a scope starts a new window: no periodic job needed.
@@ -89,24 +82,7 @@ def reserve(
                 values[index] = _take_token(check, epoch)
             else:
                 values[index] = _consume(check, units, now)
-    policies: list[QuotaPolicy] = []
-    charges: list[Charge] = []
-    for index, check in enumerate(checks):
-        if check.kind == RATE:
-            policies.append(bucket_policy(check, values[index]))
-            continue
-        assert check.window is not None
-        policies.append(counter_policy(check, int(values[index]), now))
-        charges.append(
-            Charge(
-                counter_id=check.scope.counter_id,
-                tenant_id=check.scope.tenant_id,
-                period=check.kind,
-                period_start=check.window.start_date,
-                redis_key="",
-            )
-        )
-    return tuple(policies), tuple(charges)
+    return quota_admission(checks=checks, values=[values[index] for index in range(len(checks))], now=now)
 
 
 def refund(*, charges: tuple[Charge, ...], units: int) -> None:

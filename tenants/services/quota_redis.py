@@ -28,14 +28,7 @@ from redis.commands.core import Script
 from gateway.errors import QuotaBackendUnavailable
 from gateway.redis import redis_client, redis_evalsha
 from tenants.quota_windows import RATE, counter_ttl_seconds, redis_bucket_key, redis_counter_key
-from tenants.services.quotas import (
-    Charge,
-    QuotaCheck,
-    QuotaPolicy,
-    QuotaRefusal,
-    bucket_policy,
-    counter_policy,
-)
+from tenants.services.quotas import Charge, QuotaCheck, QuotaPolicy, QuotaRefusal, quota_admission
 
 _HERE = Path(__file__).resolve().parent
 _RESERVE_SOURCE = (_HERE / "quota_reserve.lua").read_text()
@@ -88,7 +81,9 @@ def reserve(
         reply = redis_evalsha(script=script, keys=keys, args=args)
         status = int(reply[0])
         if status == 1:
-            return _admitted(checks, keys, [int(v) for v in reply[1:]], now)
+            # Redis truncates Lua numbers to integers, so the script reports bucket tokens in thousandths.
+            values = [int(v) for v in reply[1:]]
+            return quota_admission(checks=checks, values=values, now=now, redis_keys=keys, token_scale=1000.0)
         if status == 0:
             index, wait_ms, value = int(reply[1]) - 1, int(reply[2]), int(reply[3])
             check = checks[index]
@@ -106,29 +101,6 @@ def refund(*, charges: tuple[Charge, ...], units: int) -> None:
     """Return ``units`` to the charged counters in one round trip."""
     script = _script("refund", _REFUND_SOURCE)
     script(keys=[charge.redis_key for charge in charges], args=[str(units)], client=redis_client())
-
-
-def _admitted(
-    checks: list[QuotaCheck], keys: list[str], values: list[int], now: datetime
-) -> tuple[tuple[QuotaPolicy, ...], tuple[Charge, ...]]:
-    policies: list[QuotaPolicy] = []
-    charges: list[Charge] = []
-    for check, key, value in zip(checks, keys, values, strict=True):
-        if check.kind == RATE:
-            policies.append(bucket_policy(check, value / 1000.0))
-            continue
-        assert check.window is not None
-        policies.append(counter_policy(check, value, now))
-        charges.append(
-            Charge(
-                counter_id=check.scope.counter_id,
-                tenant_id=check.scope.tenant_id,
-                period=check.kind,
-                period_start=check.window.start_date,
-                redis_key=key,
-            )
-        )
-    return tuple(policies), tuple(charges)
 
 
 def _seed(client, checks: list[QuotaCheck], keys: list[str], now: datetime) -> None:

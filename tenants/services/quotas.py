@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -182,6 +183,45 @@ def counter_policy(check: QuotaCheck, used: int, now: datetime) -> QuotaPolicy:
     )
 
 
+def quota_admission(
+    *,
+    checks: Sequence[QuotaCheck],
+    values: Sequence[float],
+    now: datetime,
+    redis_keys: Sequence[str] | None = None,
+    token_scale: float = 1.0,
+) -> tuple[tuple[QuotaPolicy, ...], tuple[Charge, ...]]:
+    """The header policies and refundable charges of an admitted reservation (both backends).
+
+    ``values[i]`` is what the backend left in ``checks[i]`` after admission:
+    the bucket's tokens times ``token_scale`` for a rate check (Redis keeps
+    thousandths of a token, so it passes 1000), the counter's ``used`` for a
+    daily or monthly one.  ``redis_keys[i]`` is the Redis key of ``checks[i]``,
+    remembered in the charge so a refund hits the same key; the database
+    backend passes none and its charges carry ``""``.  Only daily/monthly
+    counters are charged: a spent rate token is never refunded.
+    """
+    keys = [""] * len(checks) if redis_keys is None else redis_keys
+    policies: list[QuotaPolicy] = []
+    charges: list[Charge] = []
+    for check, key, value in zip(checks, keys, values, strict=True):
+        if check.kind == RATE:
+            policies.append(bucket_policy(check, value / token_scale))
+            continue
+        assert check.window is not None
+        policies.append(counter_policy(check, int(value), now))
+        charges.append(
+            Charge(
+                counter_id=check.scope.counter_id,
+                tenant_id=check.scope.tenant_id,
+                period=check.kind,
+                period_start=check.window.start_date,
+                redis_key=key,
+            )
+        )
+    return tuple(policies), tuple(charges)
+
+
 def quota_reserve(*, principal: Principal, units: int) -> Reservation:
     """Admit ``units`` instances (and one request) against every applicable limit, or refuse.
 
@@ -202,7 +242,7 @@ def quota_reserve(*, principal: Principal, units: int) -> Reservation:
         try:
             policies, charges = quota_redis.reserve(checks=checks, units=units, now=now)
         except QuotaRefusal as refusal:
-            raise _refusal_error(refusal, units=units, now=now) from None
+            raise _refusal_error(refusal, units=units) from None
         except RedisError as exc:
             return _backend_down(exc, units=units)
         return Reservation(units=units, backend="redis", policies=policies, charges=charges)
@@ -211,7 +251,7 @@ def quota_reserve(*, principal: Principal, units: int) -> Reservation:
     try:
         policies, charges = quota_db.reserve(checks=checks, units=units, now=now)
     except QuotaRefusal as refusal:
-        raise _refusal_error(refusal, units=units, now=now) from None
+        raise _refusal_error(refusal, units=units) from None
     except DatabaseError as exc:
         # The embedded backend is the database the audit record goes to as
         # well: admitting "open" would only fail one step later, so it fails closed.
@@ -265,41 +305,41 @@ def _backend_down(exc: Exception, *, units: int) -> Reservation:
     return Reservation(units=units, fail_open=True, backend="fail-open")
 
 
-def _refusal_error(refusal: QuotaRefusal, *, units: int, now: datetime) -> DomainError:
+def _refusal_error(refusal: QuotaRefusal, *, units: int) -> DomainError:
+    """The 429 for a refusal: ``RateLimited`` or ``QuotaExceeded``, with Retry-After and RateLimit headers."""
     check = refusal.check
     whose = "this key" if check.scope_kind == "key" else "this tenant"
     retry = str(refusal.retry_after)
+    used = int(refusal.current)
+    # A refused bucket has no whole token left; a refused counter may still have room for a smaller batch.
+    remaining = 0 if check.kind == RATE else max(0, check.limit - used)
+    headers = {
+        "Retry-After": retry,
+        "RateLimit-Limit": str(check.limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": retry,
+    }
     if check.kind == RATE:
         return RateLimited(
             f"{_PERIOD_LABELS[RATE]} of {check.rate:g} requests/s (burst {check.limit}) for {whose} exceeded; "
             f"retry in {retry} s.",
-            headers={
-                "Retry-After": retry,
-                "RateLimit-Limit": str(check.limit),
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": retry,
-            },
+            headers=headers,
             limit=RATE,
             scope=check.scope_kind,
             retry_after=refusal.retry_after,
         )
     assert check.window is not None
-    used = int(refusal.current)
+    resets_at = check.window.end.strftime("%Y-%m-%dT%H:%M:%SZ")
     return QuotaExceeded(
         f"{_PERIOD_LABELS[check.kind]} of {check.limit} instances for {whose} cannot admit {units} more "
-        f"({used} used); it resets at {check.window.end.strftime('%Y-%m-%dT%H:%M:%SZ')}.",
-        headers={
-            "Retry-After": retry,
-            "RateLimit-Limit": str(check.limit),
-            "RateLimit-Remaining": str(max(0, check.limit - used)),
-            "RateLimit-Reset": retry,
-        },
+        f"({used} used); it resets at {resets_at}.",
+        headers=headers,
         limit=check.kind,
         scope=check.scope_kind,
         quota=check.limit,
         used=used,
         requested=units,
-        resets_at=check.window.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        resets_at=resets_at,
         retry_after=refusal.retry_after,
     )
 

@@ -28,7 +28,8 @@ def test_bench_smoke_produces_table_json_and_chart(tmp_path):
     assert {"B4 bare view", "A1 +auth", "A2 +quota", "A3 +policy", "G governed v1", "G2 governed v2"} <= variants
     for row in report["table"]:
         assert row["rps"] > 0 and row["errors"] == 0, row
-    assert report["baselines"] and all("error" not in v for v in report["components"].values())
+    assert report["baselines"] and "error" not in report["baselines"], report["baselines"]
+    assert all("error" not in v for v in report["components"].values()), report["components"]
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profile = report["profiles"]["embedded"]
     assert "error" not in profile, profile

@@ -70,6 +70,18 @@ def make_caller() -> Callable[..., Caller]:
     api_key_cache_clear()
 
 
+@pytest.fixture
+def env(settings, tmp_path, model_store) -> dict[str, str]:
+    """Environment for real server and worker processes: this test's model store and jobs directory."""
+    settings.JOBS_DIR = str(tmp_path / "jobs")
+    return {
+        "MODEL_STORE_DIR": str(model_store),
+        "JOBS_DIR": settings.JOBS_DIR,
+        "JOB_CHUNK_SIZE": "500",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 @pytest.fixture(scope="session")
 def digit_rows() -> np.ndarray:
     """Real handwritten digits (raw 0..16 pixel values) and nothing else."""

@@ -46,17 +46,37 @@ def test_predict_answers_every_instance_and_audits_once(client, digits, make_cal
     assert caller.key not in json.dumps(event.detail) + event.actor
 
 
+# Transactional, as in production between requests: inside a test transaction autocommit is off, and
+# close_old_connections() drops such a connection (Django "doesn't take chances" with it).
+@pytest.mark.django_db(transaction=True)
 def test_a_warm_governed_prediction_sends_one_statement_the_audit_insert(
-    client, digits, make_caller, digit_rows, django_assert_num_queries, settings, redis_clean
+    client, digits, make_caller, digit_rows, django_assert_num_queries, settings, redis_clean, monkeypatch
 ):
     """With quotas in Redis, the database sees exactly one statement per request (no health check SELECT 1)."""
+    from django.db import close_old_connections, connections
+
     settings.INVALIDATION_CHECK_SECONDS = 3600  # the once-a-second generation read is not per request
     caller = make_caller()
     body = {"instances": digit_rows[:1].tolist(), "purpose": "research"}
     assert post(client, PREDICT, body, caller).status_code == 200  # warms caches, writes last_used_at
+    # The test client disconnects close_old_connections from the request signals, and is_usable()
+    # sends its SELECT 1 outside the query log; so run the request-boundary hook by hand and count
+    # is_usable() itself.  The real connection class, not the ``connection`` proxy, holds the method.
+    backend = type(connections["default"])
+    real_is_usable = backend.is_usable
+    checks: list[object] = []
+
+    def counted_is_usable(self):
+        checks.append(self)
+        return real_is_usable(self)
+
+    monkeypatch.setattr(backend, "is_usable", counted_is_usable)
+    close_old_connections()
+    checks.clear()  # only the second request is measured
     with django_assert_num_queries(1) as captured:
         assert post(client, PREDICT, body, caller).status_code == 200
     assert captured.captured_queries[0]["sql"].startswith('INSERT INTO "audit_auditevent"')
+    assert checks == []
 
 
 def test_version_can_be_pinned_and_unknown_version_is_404(client, digits, make_caller, digit_rows):
@@ -114,6 +134,8 @@ def _bad_bodies(width: int = 64) -> list[tuple[str, object, int, str]]:
     row = [1.0] * width
     return [
         ("malformed json", "{not json", 400, "malformed_request"),
+        # json.loads raises RecursionError (not ValueError) for this: it was a 500.
+        ("deeply nested", "[" * 100000, 400, "malformed_request"),
         ("not an object", "[1, 2]", 400, "malformed_request"),
         ("empty body", "", 400, "malformed_request"),
         ("missing instances", {"purpose": "research"}, 400, "invalid_input"),
@@ -160,6 +182,14 @@ def test_oversized_batch_and_body(client, digits, make_caller):
     assert_problem(post(client, PREDICT, {"instances": [row] * 5}, caller), 400, "batch_too_large")
     big = json.dumps({"instances": [row] * 4, "pad": "x" * 3000})
     assert_problem(post(client, PREDICT, big, caller), 413, "payload_too_large")
+
+
+def test_declared_content_length_is_checked_before_the_body_is_read(client, digits, make_caller, digit_rows):
+    caller = make_caller(max_body_bytes=2048)
+    body = json.dumps({"instances": digit_rows[:1].tolist()})
+    assert_problem(post(client, PREDICT, body, caller, CONTENT_LENGTH="4096"), 413, "payload_too_large")
+    # "²" passes isdigit() but int() refuses it (so does Django when it reads the body): 400, not 500.
+    assert_problem(post(client, PREDICT, body, caller, CONTENT_LENGTH="²"), 400, "malformed_request")
 
 
 def test_wrong_content_type_and_method(client, digits, make_caller):

@@ -38,10 +38,13 @@ def assert_v2_error(response, status, code):
     return body
 
 
-def test_server_health_and_metadata_are_public(client, digits):
+def test_server_health_and_metadata_are_public(client, digits, settings):
+    settings.DEFAULT_MODEL_NAME = "digits"  # the readiness check loads the default model: the fixture's
     assert client.get("/v2/health/live").json() == {"live": True}
+    # Every dependency is there in both test setups (Redis or the file cache and filesystem broker).
     ready = client.get("/v2/health/ready")
-    assert ready.status_code in (200, 503) and "ready" in ready.json()
+    assert ready.status_code == 200, client.get("/readyz").content
+    assert ready.json() == {"ready": True}
     meta = client.get("/v2").json()
     assert meta["name"] and meta["version"] and "binary_tensor_data" in meta["extensions"]
 
@@ -112,6 +115,8 @@ def test_binary_input(client, digits, make_caller, digit_rows):
     ("case", "mutate", "status", "code"),
     [
         ("malformed json", lambda b: "{nope", 400, "malformed_request"),
+        # json.loads raises RecursionError (not ValueError) for this: it was a 500.
+        ("deeply nested", lambda b: "[" * 100000, 400, "malformed_request"),
         ("no inputs", lambda b: {"inputs": []}, 400, "invalid_input"),
         ("wrong input name", lambda b: {**b, "inputs": [{**b["inputs"][0], "name": "x"}]}, 400, "invalid_input"),
         ("wrong width", lambda b: {**b, "inputs": [{**b["inputs"][0], "shape": [2, 32]}]}, 400, "invalid_input"),
@@ -126,6 +131,17 @@ def test_bad_v2_requests_use_the_protocol_error_shape(
 ):
     caller = make_caller()
     assert_v2_error(post(client, INFER, mutate(infer_body(digit_rows[:2])), caller), status, code)
+
+
+def test_v2_refuses_an_over_limit_declared_length_before_reading_the_body(client, digits, make_caller, digit_rows):
+    caller = make_caller(max_body_bytes=4096)
+    body = json.dumps(infer_body(digit_rows[:1]))
+    assert len(body) < 4096
+    assert post(client, INFER, body, caller).status_code == 200
+    assert_v2_error(post(client, INFER, body, caller, CONTENT_LENGTH="8192"), 413, "payload_too_large")
+    assert_v2_error(post(client, INFER, body, caller, CONTENT_LENGTH="²"), 400, "malformed_request")
+    refused = AuditEvent.objects.filter(path=INFER, http_status=413).get()
+    assert refused.units == 0 and refused.error_code == "payload_too_large"
 
 
 def test_v2_auth_and_unknown_model_errors(client, digits, make_caller, digit_rows):

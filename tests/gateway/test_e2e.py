@@ -24,15 +24,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded, pyt
 
 
 @pytest.fixture
-def env(settings, tmp_path, model_store):
-    settings.JOBS_DIR = str(tmp_path / "jobs")
-    return {
-        "MODEL_STORE_DIR": str(model_store),
-        "JOBS_DIR": settings.JOBS_DIR,
-        "JOB_CHUNK_SIZE": "500",
-        "JOB_LEASE_SECONDS": "3",
-        "LOG_LEVEL": "WARNING",
-    }
+def env(env: dict[str, str]) -> dict[str, str]:
+    """The shared server environment (tests/gateway/conftest.py), with short leases for worker-death tests."""
+    return {**env, "JOB_LEASE_SECONDS": "3"}
 
 
 @pytest.fixture

@@ -91,6 +91,35 @@ def test_idempotent_resubmission_returns_the_same_job(client, digits, make_calle
     assert_problem(submit(client, caller, digit_rows[:7].tolist(), key="abc-1"), 409, "idempotency_key_reused")
 
 
+def test_a_concurrent_duplicate_that_loses_the_insert_is_answered_as_a_replay(
+    client, digits, make_caller, digit_rows, monkeypatch, settings
+):
+    """Two submissions with one Idempotency-Key both miss the lookup; the second INSERT collides."""
+    from pathlib import Path
+
+    from gateway.jobs import apis
+
+    caller = make_caller(daily_instances=100)
+    first = submit(client, caller, digit_rows[:50].tolist(), key="race-1")
+    assert first.status_code == 202
+    # As if the first submission had not committed yet when this one looked its key up.
+    monkeypatch.setattr(apis, "batch_job_find_idempotent", lambda **kwargs: None)
+    again = submit(client, caller, digit_rows[:50].tolist(), key="race-1")
+    assert again.status_code == 202, again.content
+    assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert again["Location"] == f"/v1/jobs/{first.json()['id']}"
+    assert BatchJob.objects.count() == 1
+    # the loser's stored input is gone with its row
+    assert [p.name for p in Path(settings.JOBS_DIR).iterdir()] == [first.json()["id"]]
+    event = AuditEvent.objects.get(request_id=again["X-Request-ID"], event_type="request")
+    assert event.http_status == 202 and event.units == 0 and event.detail["idempotent_replay"] is True
+    # the same key with another body still collides, and is still a 409
+    assert_problem(submit(client, caller, digit_rows[:7].tolist(), key="race-1"), 409, "idempotency_key_reused")
+    monkeypatch.undo()
+    # what the losers reserved was given back: 50 more instances still fit the daily 100
+    assert submit(client, caller, digit_rows[:50].tolist(), key="race-2").status_code == 202
+
+
 def test_cancelling_a_queued_job_refunds_its_quota(client, digits, make_caller, digit_rows):
     caller = make_caller(daily_instances=100)
     job_id = submit(client, caller, digit_rows[:100].tolist()).json()["id"]
@@ -111,6 +140,35 @@ def test_another_tenants_job_is_404(client, digits, make_caller, digit_rows):
     assert_problem(client.get(f"/v1/jobs/{job_id}/results", **other.headers), 404, "job_not_found")
     assert_problem(client.get("/v1/jobs/not-a-uuid", **other.headers), 404, "job_not_found")
     assert client.get("/v1/jobs", **other.headers).json()["jobs"] == []
+
+
+def test_results_answer_the_media_type_they_document(client, digits, make_caller, digit_rows):
+    caller = make_caller()
+    ndjson = {"HTTP_ACCEPT": "application/x-ndjson", **caller.headers}
+    job_id = submit(client, caller, digit_rows[:3].tolist()).json()["id"]
+    # errors are still problem documents (DRF no longer refuses the Accept with an unaudited 406)
+    not_yet = client.get(f"/v1/jobs/{job_id}/results", **ndjson)
+    assert_problem(not_yet, 400, "invalid_input")
+    assert AuditEvent.objects.get(request_id=not_yet["X-Request-ID"]).http_status == 400
+    assert batch_job_execute(job_id=job_id, worker="w1") == ExecutionOutcome.FINISHED
+    response = client.get(f"/v1/jobs/{job_id}/results", **ndjson)
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-ndjson"
+    lines = b"".join(response.streaming_content).splitlines()
+    assert [json.loads(line)["label"] for line in lines] == [0, 1, 2]
+    # the other job views answer JSON whatever the Accept says, as v1 does
+    assert client.get(f"/v1/jobs/{job_id}", **ndjson).json()["status"] == "succeeded"
+    assert client.get("/v1/jobs", **ndjson).status_code == 200
+
+
+def test_a_deeply_nested_or_badly_sized_json_submission_is_400(client, digits, make_caller):
+    caller = make_caller()
+    for declared in (None, "²"):
+        extra = {"CONTENT_LENGTH": declared} if declared else {}
+        response = client.post(
+            "/v1/jobs", data="[" * 100000, content_type="application/json", **caller.headers, **extra
+        )
+        assert_problem(response, 400, "malformed_request")
+    assert BatchJob.objects.count() == 0
 
 
 def test_concurrent_job_limit(client, digits, make_caller, digit_rows):

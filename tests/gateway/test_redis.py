@@ -9,8 +9,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.redis import redis_client, redis_evalsha
 
-pytestmark = pytest.mark.embedded
-
 ECHO = "return {KEYS[1], ARGV[1]}"
 
 

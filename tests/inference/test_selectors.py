@@ -10,6 +10,7 @@ import pytest
 
 from gateway.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
 from gateway.invalidation import clock
+from inference import selectors
 from inference.runtime import sessions
 from inference.selectors import (
     model_catalog_list,
@@ -106,13 +107,16 @@ def test_nothing_good_ever_loaded_means_model_unavailable(register):
         model_readiness()
 
 
-def test_hot_activation_is_served_after_the_generation_check(register, trained):
+def test_hot_activation_is_served_after_the_generation_check(register, trained, settings):
+    # A long interval, so the generation read cannot fall due between the calls below.
+    settings.INVALIDATION_CHECK_SECONDS = 3600
     register(activate=True)
     old = model_serving_get(name="digits")
     second = register()
     model_version_activate(version=second, actor="test")
     # Within the check interval the process still serves v1 (no query per request) ...
-    assert model_serving_get(name="digits").version in (1, 2)
+    assert model_serving_get(name="digits") is old
+    assert old.version == 1
     clock.reset()  # ... and once the interval has passed it serves v2, without a restart.
     assert model_serving_get(name="digits").version == 2
     # A request that already holds v1 finishes normally.
@@ -150,6 +154,45 @@ def test_hot_activation_reaches_another_process(register, model_store, settings)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_warm_requests_do_not_choose_providers(register, monkeypatch):
+    register(activate=True)
+    first = model_serving_get(name="digits")
+    calls: list[dict] = []
+    real = selectors.select_providers
+
+    def counting(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(selectors, "select_providers", counting)
+    for _ in range(3):
+        assert model_serving_get(name="digits") is first
+    assert calls == []
+
+
+def test_unavailable_preferred_provider_is_logged_once_per_setting(register, settings, caplog):
+    register(activate=True)
+    settings.INFERENCE_PROVIDERS = ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING, logger="inference"):
+        model = model_serving_get(name="digits")
+        for _ in range(3):
+            assert model_serving_get(name="digits") is model
+            assert model_catalog_list()[0].provider == "CPUExecutionProvider"
+    warnings = [r for r in caplog.records if "not available" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_provider_choice_follows_the_settings(register, settings, monkeypatch):
+    import onnxruntime as ort
+
+    register(activate=True)  # no session loaded: the catalog reports what a load would pick
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    settings.INFERENCE_PROVIDERS = []
+    assert model_catalog_list()[0].provider == "CUDAExecutionProvider"
+    settings.INFERENCE_PROVIDERS = ["CPUExecutionProvider"]
+    assert model_catalog_list()[0].provider == "CPUExecutionProvider"
 
 
 def test_catalog_lists_active_models_without_loading_sessions(register):

@@ -62,6 +62,16 @@ def test_add_policy_creates_version_one_through_the_service(staff):
         ({"document": json.dumps([{"id": "x", "type": "nope", "mode": "enforce"}])}, "unknown rule type"),
         ({"document": json.dumps([{"id": "x", "type": "data_residency", "mode": "loud"}])}, "mode must be"),
         ({"document": "{not json"}, "Enter a valid JSON"),
+        # Non-text values are a form error, not a 500.
+        ({"document": json.dumps([{"id": "x", "type": ["x"], "mode": "enforce"}])}, "unknown rule type"),
+        (
+            {
+                "document": json.dumps(
+                    [{"id": "x", "type": "model_access", "mode": "enforce", "params": {"max_risk_tier": {}}}]
+                )
+            },
+            "max_risk_tier must be one of",
+        ),
         ({"reason": ""}, "This field is required"),
         ({"tenant_slug": ""}, "tenant policy needs tenant_slug"),
     ],

@@ -142,6 +142,21 @@ def test_import_of_an_invalid_rule_is_refused_as_a_whole(tmp_path, tenant_policy
         ({"name": "Bad Name", "rules": []}, "name must be"),
         ({"name": "x", "rules": [], "owner": "me"}, "unknown key(s) owner"),
         ({"name": "tenant:demo", "scope": "global", "rules": []}, "scope cannot change"),
+        # YAML gives non-text keys and values; they are refused like any other mistake, never a traceback.
+        ({"name": "x", "rules": [], 1: "one", "owner": "me"}, "unknown key(s) 1, owner"),
+        ({"name": "x", "scope": ["global"], "rules": []}, "scope must be one of"),
+        ({"name": "x", "rules": [{"id": "r", "type": ["x"], "mode": "enforce"}]}, "unknown rule type ['x']"),
+        (
+            {
+                "name": "x",
+                "rules": [{"id": "r", "type": "model_access", "mode": "enforce", "params": {"max_risk_tier": {}}}],
+            },
+            "max_risk_tier must be one of",
+        ),
+        (
+            {"name": "x", "rules": [{"id": "r", "type": "purpose_limitation", "mode": "enforce", "params": {True: 1}}]},
+            "unknown parameter(s) True",
+        ),
     ],
 )
 def test_import_validates_like_an_admin_edit(tmp_path, tenant_policy, entry, message):

@@ -71,6 +71,18 @@ REFUSED = [
         "only applies when retain_raw_input is true",
     ),
     ("empty purposes", [rule("purpose_limitation", {"purposes": []})], "purposes must not be empty"),
+    # Non-text values and keys (JSON lists/objects, YAML numbers/null) must give a RuleError, not a TypeError.
+    ("type a list", [{**rule("data_residency"), "type": ["x"]}], "unknown rule type ['x']"),
+    ("type an object", [{**rule("data_residency"), "type": {}}], "unknown rule type {}"),
+    ("tier an object", [rule("model_access", {"max_risk_tier": {}})], "max_risk_tier must be one of"),
+    ("tier a list", [rule("identity_verification", {"min_risk_tier": ["high"]})], "min_risk_tier must be one of"),
+    ("non-text rule key", [{**rule("data_residency"), 1: "x", "when": "y"}], "unknown key(s) 1, when"),
+    ("non-text param key", [rule("purpose_limitation", {None: 1, "x": 2})], "unknown parameter(s) None, x"),
+    (
+        "non-text mapping key",
+        [rule("data_residency", {"mapping": {1: ["eu"], "eu": ["eu"]}})],
+        "invalid tenant region 1",
+    ),
 ]
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from django.urls import path
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 
@@ -14,6 +13,7 @@ from policy.audit.services import audit_event_record
 from tenants.authentication import HasScope
 from tenants.models import ApiKey
 from tenants.scoping import TenantScopedApi
+from tests.support import assert_problem
 from tests.tenants.conftest import issue_key
 from tests.tenants.factories import PlanFactory, TenantFactory
 
@@ -70,21 +70,38 @@ class _AuditBySlugApi(TenantScopedApi):
         return Response({"n": self.scoped(AuditEvent.objects.filter(action="probe")).count()})
 
 
+class _RecordingApi(TenantScopedApi):
+    """Records every handler call: authentication must refuse before the handler runs."""
+
+    calls: list[int] = []
+
+    def get(self, request):
+        self.calls.append(1)
+        return Response({})
+
+
+# Served through the test client (``pytest.mark.urls``) so that error answers pass the whole
+# middleware stack and carry a request id, as ``assert_problem`` requires of every problem.
+urlpatterns = [
+    path("scoping/keys/<str:prefix>", _KeyApi.as_view()),
+    path("scoping/recording", _RecordingApi.as_view()),
+]
+
+
 @pytest.mark.django_db
 @pytest.mark.embedded
-def test_scoped_filters_by_the_callers_tenant_and_404s_other_tenants():
+@pytest.mark.urls(__name__)
+def test_scoped_filters_by_the_callers_tenant_and_404s_other_tenants(client):
     mine, theirs = TenantFactory(plan=PlanFactory()), TenantFactory(plan=PlanFactory())
     key, own_second, foreign = issue_key(mine), issue_key(mine), issue_key(theirs)
-    factory = APIRequestFactory()
-    view = _KeyApi.as_view()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {key.raw_key}"}
 
-    response = view(factory.get("/x", HTTP_AUTHORIZATION=f"Bearer {key.raw_key}"), prefix=own_second.key.prefix)
+    response = client.get(f"/scoping/keys/{own_second.key.prefix}", **auth)
     assert response.status_code == 200
-    assert response.data == {"ids": sorted([key.key.pk, own_second.key.pk]), "found": own_second.key.prefix}
+    assert response.json() == {"ids": sorted([key.key.pk, own_second.key.pk]), "found": own_second.key.prefix}
 
-    response = view(factory.get("/x", HTTP_AUTHORIZATION=f"Bearer {key.raw_key}"), prefix=foreign.key.prefix)
-    assert response.status_code == 404
-    assert json.loads(response.content)["code"] == "key_not_found"
+    response = client.get(f"/scoping/keys/{foreign.key.prefix}", **auth)
+    assert_problem(response, 404, "key_not_found")
     assert foreign.key.prefix not in response.content.decode()
 
 
@@ -101,15 +118,9 @@ def test_scoped_by_slug():
 
 @pytest.mark.django_db
 @pytest.mark.embedded
-def test_handler_never_runs_without_a_principal():
-    calls = []
-
-    class _Api(TenantScopedApi):
-        def get(self, request):
-            calls.append(1)
-            return Response({})
-
-    response = _Api.as_view()(APIRequestFactory().get("/z"))
-    assert response.status_code == 401
-    assert json.loads(response.content)["code"] == "missing_api_key"
-    assert calls == []
+@pytest.mark.urls(__name__)
+def test_handler_never_runs_without_a_principal(client, monkeypatch):
+    monkeypatch.setattr(_RecordingApi, "calls", [])
+    response = client.get("/scoping/recording")
+    assert_problem(response, 401, "missing_api_key")
+    assert _RecordingApi.calls == []

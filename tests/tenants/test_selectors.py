@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policy.audit.services import audit_event_record
-from tenants.selectors import usage_summary, usage_units_since
+from tenants.models import ApiKey
+from tenants.selectors import api_key_status, usage_summary, usage_units_since
 from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -74,3 +75,20 @@ def test_units_since_for_a_tenant_and_for_keys():
     _event(tenant, DAY - timedelta(minutes=1), units=100, key_prefix="maas_a")
     assert usage_units_since(tenant_id=tenant.pk, since=DAY) == 12
     assert usage_units_since(tenant_id=tenant.pk, since=DAY, key_prefixes=["maas_a"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, "active"),
+        ({"expires_at": DAY + timedelta(days=1)}, "active"),
+        ({"expires_at": DAY}, "expired"),
+        ({"grace_until": DAY + timedelta(hours=1)}, "rotating"),
+        ({"grace_until": DAY}, "expired"),
+        ({"revoked": True, "grace_until": DAY + timedelta(hours=1)}, "revoked"),
+        ({"revoked": True, "expires_at": DAY}, "revoked"),
+    ],
+)
+def test_api_key_status(fields, expected):
+    # An unsaved key is enough: the status is computed from its fields and the clock only.
+    assert api_key_status(key=ApiKey(**fields), now=DAY) == expected

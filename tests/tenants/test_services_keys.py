@@ -15,6 +15,7 @@ from gateway.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
     Conflict,
+    InsufficientScope,
     InvalidApiKey,
     MissingApiKey,
     TenantSuspended,
@@ -25,10 +26,12 @@ from tenants.models import ApiKey
 from tenants.principal import ALL_SCOPES
 from tenants.services import (
     api_key_authenticate,
+    api_key_authenticate_request,
     api_key_from_headers,
     api_key_revoke,
     api_key_rotate,
     api_key_update,
+    principal_require_scope,
     tenant_suspend,
     tenant_unsuspend,
 )
@@ -124,6 +127,32 @@ def test_key_with_its_own_quota_gets_its_own_counters(tenant):
     assert key_scope.counter_id == f"k:{issued.key.pk}"
     assert key_scope.daily_instances == 10
     assert key_scope.audit_key_prefixes == (issued.key.prefix,)
+
+
+@pytest.mark.parametrize("header", ["HTTP_AUTHORIZATION", "HTTP_X_API_KEY"])
+def test_authenticate_request_reads_either_header(issued, header):
+    value = f"Bearer {issued.raw_key}" if header == "HTTP_AUTHORIZATION" else issued.raw_key
+    principal = api_key_authenticate_request(meta={header: value, "HTTP_HOST": "testserver"})
+    assert principal.key_prefix == issued.key.prefix
+
+
+def test_authenticate_request_without_a_key_is_missing_and_with_two_keys_invalid(issued):
+    with pytest.raises(MissingApiKey):
+        api_key_authenticate_request(meta={})
+    with pytest.raises(InvalidApiKey):
+        api_key_authenticate_request(
+            meta={"HTTP_AUTHORIZATION": f"Bearer {issued.raw_key}", "HTTP_X_API_KEY": issued.raw_key + "x"}
+        )
+
+
+def test_require_scope_names_the_missing_scope(tenant):
+    principal = api_key_authenticate(raw_key=issue_key(tenant, scopes=["predict"]).raw_key)
+    principal_require_scope(principal=principal, scope="predict")
+    with pytest.raises(InsufficientScope) as info:
+        principal_require_scope(principal=principal, scope="usage:read")
+    assert info.value.status == 403 and info.value.code == "insufficient_scope"
+    assert info.value.extra["required_scope"] == "usage:read"
+    assert str(info.value.detail) == "This API key lacks the 'usage:read' scope."
 
 
 def test_missing_key():

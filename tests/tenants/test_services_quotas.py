@@ -124,15 +124,17 @@ def test_rate_limit_with_burst(quota_backend):
 def test_rate_limit_refills(quota_backend):
     principal = _principal(rate=1000.0, burst=1)
     quota_reserve(principal=principal, units=1)
-    admitted = 0
+    admitted = refused = 0
     deadline = datetime.now(UTC).timestamp() + 5
     while admitted < 3 and datetime.now(UTC).timestamp() < deadline:
         try:
             quota_reserve(principal=principal, units=1)
             admitted += 1
         except RateLimited:
-            continue
+            refused += 1
     assert admitted == 3
+    # Without a refusal the loop would pass with rate limiting switched off.
+    assert refused >= 1
 
 
 def test_ratelimit_headers_describe_the_tightest_limit(quota_backend):
@@ -194,7 +196,12 @@ def test_override_change_takes_effect(quota_backend):
     quota_reserve(principal=api_key_authenticate(raw_key=issued.raw_key), units=1)
     tenant_quota_set(tenant=tenant, actor="test", overrides={"daily_instances": 3})
     caches_expire()
-    quota_reserve(principal=api_key_authenticate(raw_key=issued.raw_key), units=2)
+    principal = api_key_authenticate(raw_key=issued.raw_key)
+    quota_reserve(principal=principal, units=2)
+    with pytest.raises(QuotaExceeded) as info:
+        quota_reserve(principal=principal, units=1)
+    assert info.value.extra["quota"] == 3
+    assert _used(principal) == 3
 
 
 def test_lost_counter_is_rebuilt_from_the_durable_record(quota_backend, redis_or_none):
@@ -218,9 +225,17 @@ def test_refunded_units_do_not_come_back_after_a_rebuild(quota_backend, redis_or
     reservation = quota_reserve(principal=principal, units=4)
     quota_refund(reservation=reservation)
     _charge(principal, reservation.charged_units)  # 0: the pipeline writes net units
+    # Lose the live counter on either backend, so the rebuild path runs on both.
     if redis_or_none is not None:
         redis_or_none.flushdb()
+    else:
+        from tenants.models import QuotaCounter
+
+        QuotaCounter.objects.all().delete()
     quota_reserve(principal=principal, units=4)
+    with pytest.raises(QuotaExceeded):
+        quota_reserve(principal=principal, units=1)
+    assert _used(principal) == 4
 
 
 def test_units_must_be_a_non_negative_int():
@@ -248,3 +263,20 @@ def redis_or_none(quota_backend):
     from gateway.redis import redis_client
 
     return redis_client()
+
+
+def test_admission_scales_redis_tokens_and_remembers_redis_keys():
+    from tenants.principal import QuotaScope
+    from tenants.services.quotas import quota_admission, quota_checks
+
+    now = datetime(2030, 3, 10, 12, tzinfo=UTC)
+    scope = QuotaScope(counter_id="t:1", tenant_id=1, rate_per_second=1.0, burst=10, daily_instances=50)
+    checks = quota_checks((scope,), now)
+    db_policies, db_charges = quota_admission(checks=checks, values=[7.5, 20], now=now)
+    redis_policies, redis_charges = quota_admission(
+        checks=checks, values=[7500, 20], now=now, redis_keys=["bucket", "counter"], token_scale=1000.0
+    )
+    assert db_policies == redis_policies
+    assert [(p.name, p.remaining) for p in db_policies] == [("rate", 7), ("daily", 30)]
+    assert [c.redis_key for c in db_charges] == [""]  # the spent rate token is never charged
+    assert [c.redis_key for c in redis_charges] == ["counter"]

@@ -26,7 +26,6 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from policy.audit.blocks import header_bytes, header_hash
-from policy.audit.canonical import timestamp_text
 from policy.audit.db import PURGE_SETTING
 from policy.audit.errors import LegalHoldAlreadyReleased, LegalHoldNotFound, RetentionBelowFloor
 from policy.audit.merkle import leaf_hash, merkle_root
@@ -200,42 +199,28 @@ def _purge_run(run: list[SealedBlock], *, now: datetime, actor: str, reason: str
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'off'")
     identity = signing_identity()
-    header = {
-        "kind": "tombstone",
-        "v": 1,
-        "first_block": first.number,
-        "last_block": last.number,
-        "first_seq": first.first_seq,
-        "last_seq": last.last_seq,
-        "block_count": len(run),
-        "event_count": removed_events,
-        "removed_root": merkle_root([leaf_hash(bytes.fromhex(b.block_hash)) for b in run]).hex(),
-        "prev_block_hash": first.prev_block_hash,
-        "last_block_hash": last.block_hash,
-        "tenants": {slug or "(none)": n for slug, n in sorted(tenants.items())},
-        "reason": reason,
-        "actor": actor,
-        "purged_at": timestamp_text(now),
-        "key_id": identity.key_id,
-    }
-    tomb = PurgeTombstone.objects.create(
-        first_block=header["first_block"],
-        last_block=header["last_block"],
-        first_seq=header["first_seq"],
-        last_seq=header["last_seq"],
-        block_count=header["block_count"],
-        event_count=header["event_count"],
-        removed_root=header["removed_root"],
-        prev_block_hash=header["prev_block_hash"],
-        last_block_hash=header["last_block_hash"],
-        tenants=header["tenants"],
+    # The unsaved row builds its own header, so what is signed here is by
+    # construction what verifiers rebuild from the stored row.
+    tomb = PurgeTombstone(
+        first_block=first.number,
+        last_block=last.number,
+        first_seq=first.first_seq,
+        last_seq=last.last_seq,
+        block_count=len(run),
+        event_count=removed_events,
+        removed_root=merkle_root([leaf_hash(bytes.fromhex(b.block_hash)) for b in run]).hex(),
+        prev_block_hash=first.prev_block_hash,
+        last_block_hash=last.block_hash,
+        tenants={slug or "(none)": n for slug, n in sorted(tenants.items())},
         reason=reason,
         actor=actor,
         purged_at=now,
         key_id=identity.key_id,
-        signature=identity.sign(header_bytes(header)),
-        tombstone_hash=header_hash(header),
     )
+    header = tomb.header()
+    tomb.signature = identity.sign(header_bytes(header))
+    tomb.tombstone_hash = header_hash(header)
+    tomb.save()
     audit_change_record(
         actor=actor,
         action="audit.purge",
@@ -243,7 +228,7 @@ def _purge_run(run: list[SealedBlock], *, now: datetime, actor: str, reason: str
         before={"first_seq": first.first_seq, "last_seq": last.last_seq, "events": removed_events},
         after={"tombstone": tomb.pk, "tombstone_hash": tomb.tombstone_hash},
         event_type=AuditEvent.Type.PURGE,
-        extra={"reason": reason, "tenants": header["tenants"]},
+        extra={"reason": reason, "tenants": tomb.tenants},
     )
     return tomb
 

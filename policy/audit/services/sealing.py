@@ -31,7 +31,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from policy.audit.blocks import GENESIS_HASH, gaps_of, header_bytes, header_hash
-from policy.audit.canonical import CANONICAL_VERSION, EVENT_FIELDS, canonical_bytes, canonical_event, timestamp_text
+from policy.audit.canonical import CANONICAL_VERSION, EVENT_FIELDS, canonical_bytes, canonical_event
 from policy.audit.merkle import leaf_hash, merkle_root
 from policy.audit.models import AuditEvent, PurgeTombstone, SealedBlock, SealState
 from policy.audit.signing import signing_identity
@@ -176,24 +176,10 @@ def _seal_next_block(*, block_size: int, horizon: int) -> SealedBlock | bool | N
         state = seal_state_locked()
         if state.head_last_seq != head_last_seq:
             return False  # someone sealed these events meanwhile; start over from the new head
-        sealed_at = timezone.now()
-        header = {
-            "kind": "block",
-            "v": CANONICAL_VERSION,
-            "number": state.head_number + 1,
-            "first_seq": candidate.first_seq,
-            "last_seq": candidate.last_seq,
-            "count": candidate.count,
-            "gaps": candidate.gaps,
-            "first_occurred_at": timestamp_text(candidate.first_occurred_at),
-            "last_occurred_at": timestamp_text(candidate.last_occurred_at),
-            "merkle_root": candidate.root,
-            "prev_block_hash": state.head_hash or GENESIS_HASH,
-            "sealed_at": timestamp_text(sealed_at),
-            "key_id": identity.key_id,
-        }
-        block = SealedBlock.objects.create(
-            number=header["number"],
+        # The unsaved row builds its own header, so what is signed here is by
+        # construction what verifiers rebuild from the stored row.
+        block = SealedBlock(
+            number=state.head_number + 1,
             canonical_version=CANONICAL_VERSION,
             first_seq=candidate.first_seq,
             last_seq=candidate.last_seq,
@@ -202,16 +188,18 @@ def _seal_next_block(*, block_size: int, horizon: int) -> SealedBlock | bool | N
             first_occurred_at=candidate.first_occurred_at,
             last_occurred_at=candidate.last_occurred_at,
             merkle_root=candidate.root,
-            prev_block_hash=header["prev_block_hash"],
-            block_hash=header_hash(header),
-            signature=identity.sign(header_bytes(header)),
+            prev_block_hash=state.head_hash or GENESIS_HASH,
             key_id=identity.key_id,
-            # Truncated to microseconds exactly as in the header, so re-reading
-            # the row rebuilds the identical header.
-            sealed_at=sealed_at,
+            # timezone.now() has microsecond precision, as the header text and
+            # the database column do, so re-reading the row rebuilds the same header.
+            sealed_at=timezone.now(),
             leaf_hashes=candidate.leaves,
             event_ids=candidate.event_ids,
         )
+        header = block.header()
+        block.block_hash = header_hash(header)
+        block.signature = identity.sign(header_bytes(header))
+        block.save()
         state.head_number = block.number
         state.head_hash = block.block_hash
         state.head_last_seq = block.last_seq

@@ -6,10 +6,12 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
+from django.test import Client
 
 from policy.audit.models import AuditEvent, AuditExport, LegalHold, SealedBlock, TenantRetention
 from policy.audit.services.compliance import COMPLIANCE_GROUP_NAME
 from policy.audit.verify_export import verify_export
+from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.policy.audit.urls")]
 
@@ -66,6 +68,18 @@ def test_small_export_downloads_directly(officer_client, sealed, tmp_path):
     assert verify_export(tmp_path / "e", tmp_path / "m").ok
     manifest = officer_client.get(f"/admin/audit/auditexport/{export.pk}/manifest/")
     assert manifest.status_code == 200 and manifest.json()["sha256"] == export.sha256
+
+
+def test_manifest_of_unknown_or_unfinished_export_is_a_problem(officer_client, django_user_model):
+    assert_problem(officer_client.get("/admin/audit/auditexport/999/manifest/"), 404, "audit_export_not_found")
+    pending = AuditExport.objects.create(requested_by="staff:olga", format="csv")
+    url = f"/admin/audit/auditexport/{pending.pk}/manifest/"
+    assert_problem(officer_client.get(url), 409, "audit_export_not_ready")
+    # Staff without the export permission are still refused before the selector runs.
+    viewer = django_user_model.objects.create_user(username="vic", password="pw-vic-12345", is_staff=True)
+    other = Client()
+    other.force_login(viewer)
+    assert other.get(url).status_code == 403
 
 
 def test_large_export_runs_in_the_background_with_progress(

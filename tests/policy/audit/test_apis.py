@@ -91,6 +91,12 @@ def test_bad_export_parameters_are_problems(api_client, exporter, sealed):
     body = assert_problem(api_client.get("/v1/audit/export", {"since": "yesterday"}), 400, "invalid_export_filter")
     assert "since" in body["detail"]
     assert_problem(api_client.get("/v1/audit/export", {"event_type": "nope"}), 400, "invalid_export_filter")
+    # Well-formed but impossible dates and times: Django's parsers raise ValueError for these.
+    for bad in ("2024-02-30", "2024-01-01T25:00:00", "2024-13-01T00:00:00Z"):
+        body = assert_problem(api_client.get("/v1/audit/export", {"since": bad}), 400, "invalid_export_filter")
+        assert "since" in body["detail"] and bad in body["detail"]
+    body = assert_problem(api_client.get("/v1/audit/export", {"until": "2024-02-30"}), 400, "invalid_export_filter")
+    assert "until" in body["detail"]
 
 
 def test_manifest_of_unknown_or_unfinished_export(api_client, exporter):

@@ -146,9 +146,11 @@ def test_change_record_keeps_before_and_after():
         after={"rate": 10},
         extra={"note": "raise"},
     )
-    assert event.event_type == AuditEvent.Type.CONFIG_CHANGE
-    assert event.detail == {"target": "plan:pro", "before": {"rate": 5}, "after": {"rate": 10}, "note": "raise"}
-    assert event.actor == "staff:alice"
+    stored = AuditEvent.objects.get(seq=event.seq)  # the row as written, not the object handed back
+    assert stored.event_type == AuditEvent.Type.CONFIG_CHANGE
+    assert stored.detail == {"target": "plan:pro", "before": {"rate": 5}, "after": {"rate": 10}, "note": "raise"}
+    assert stored.actor == "staff:alice"
+    assert stored.action == "plan.update"
 
 
 def test_database_failure_raises_audit_unavailable(monkeypatch):
