@@ -27,9 +27,10 @@ from django.utils import timezone
 from gateway.errors import IdempotencyKeyReused, TooManyJobs
 from gateway.jobs.models import BatchJob
 from gateway.jobs.selectors import batch_job_active_count
-from inference.selectors import model_serving_get
+from inference.selectors import model_serving_get, model_version_get
 from inference.services import model_predict
 from policy.audit.services import audit_event_record, audit_input_digest
+from tenants.models import Tenant
 from tenants.principal import Principal
 from tenants.services import quota_refund_state
 
@@ -85,11 +86,6 @@ def batch_job_accept(
     ``created=False`` (a replay, exactly as for a sequential duplicate; 409 if
     the bodies differ).
     """
-    if batch_job_active_count(tenant_id=principal.tenant_id) >= principal.limits.max_concurrent_jobs:
-        raise TooManyJobs(
-            f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
-            headers={"Retry-After": "5"},
-        )
     job = BatchJob(
         tenant_id=principal.tenant_id,
         tenant_slug=principal.tenant_slug,
@@ -109,20 +105,22 @@ def batch_job_accept(
         request_id=request_id,
     )
     path = job_dir(job.id)
-    path.mkdir(parents=True, exist_ok=True)
-    np.save(path / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
     try:
         # A savepoint when the caller is in a transaction: a refused INSERT rolls back only
         # this block (and the on_commit below), so the caller can still look up and audit.
         with transaction.atomic():
-            job.save(force_insert=True)
-            # Another submission may have raced past the count above: re-check with ours included.
-            if batch_job_active_count(tenant_id=principal.tenant_id) > principal.limits.max_concurrent_jobs:
-                transaction.set_rollback(True)
+            # One submission per tenant at a time from here to commit, so the count sees every
+            # job committed before ours (PostgreSQL: the tenant row's lock; SQLite's IMMEDIATE
+            # transactions already serialise writers and ignore the clause).
+            list(Tenant.objects.select_for_update().filter(pk=principal.tenant_id).values_list("pk", flat=True))
+            if batch_job_active_count(tenant_id=principal.tenant_id) >= principal.limits.max_concurrent_jobs:
                 raise TooManyJobs(
                     f"This plan allows {principal.limits.max_concurrent_jobs} concurrent jobs; wait for one to finish.",
                     headers={"Retry-After": "5"},
                 )
+            path.mkdir(parents=True, exist_ok=True)
+            np.save(path / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
+            job.save(force_insert=True)
             transaction.on_commit(lambda: _enqueue(job.id))
     except IntegrityError:
         # Our row never existed: its stored input would only be an orphan.
@@ -132,6 +130,9 @@ def batch_job_accept(
         if existing is None:
             raise
         return Acceptance(job=existing, created=False)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # refused or failed: no orphaned input
+        raise
     return Acceptance(job=job, created=True)
 
 
@@ -344,10 +345,14 @@ def batch_jobs_recover(*, stale_after_seconds: int = 60) -> int:
 
 
 def batch_job_results(*, job: BatchJob) -> tuple[np.ndarray, list[Any]]:
-    """Probabilities (memory-mapped) and class labels of a finished job."""
+    """Probabilities (memory-mapped) and class labels of a finished job.
+
+    The labels come from the registry row, which outlives serving: results stay
+    readable after the version is retired, and reading them loads no session.
+    """
     probabilities = np.load(job_dir(job.id) / "probabilities.npy", mmap_mode="r")
-    model = model_serving_get(name=job.model_name, version=job.model_version)
-    return probabilities, list(model.labels)
+    row = model_version_get(name=job.model_name, version=job.model_version)
+    return probabilities, list(row.labels)
 
 
 __all__ = [

@@ -12,8 +12,10 @@ import json
 import numpy as np
 import pytest
 
+from gateway.invalidation import clock
 from gateway.jobs.models import BatchJob
 from gateway.jobs.services import ExecutionOutcome, batch_job_execute
+from inference.services import model_version_activate, model_version_register, model_version_retire
 from policy.audit.models import AuditEvent
 from tests.support import assert_problem
 
@@ -35,7 +37,7 @@ def submit(client, caller, rows, key=None, **extra):
 
 
 def test_job_runs_to_completion_with_progress_audit_and_results(
-    client, digits, make_caller, digit_rows, celery_eager, django_capture_on_commit_callbacks
+    client, digits, make_caller, digit_rows, celery_eager, django_capture_on_commit_callbacks, onnx_bytes
 ):
     caller = make_caller()
     rows = digit_rows[:1000].tolist()
@@ -55,6 +57,13 @@ def test_job_runs_to_completion_with_progress_audit_and_results(
     assert AuditEvent.objects.filter(action="job.succeeded", detail__job_id=job_id).count() == 1
     accept_event = AuditEvent.objects.get(request_id=accepted["X-Request-ID"], event_type="request")
     assert accept_event.units == 1000 and accept_event.http_status == 202
+    # Finished results outlive the model version that produced them.
+    successor = model_version_register(name="digits", data=onnx_bytes, actor="test")
+    model_version_activate(version=successor, actor="test")
+    model_version_retire(version=digits, actor="test")
+    clock.reset()  # as any other process would, once it sees the registry change
+    after = client.get(f"/v1/jobs/{job_id}", **caller.headers)
+    assert after.status_code == 200 and [r["label"] for r in after.json()["results"][:3]] == [0, 1, 2]
 
 
 def test_npy_and_csv_uploads(client, digits, make_caller, digit_rows, settings):
@@ -175,6 +184,47 @@ def test_concurrent_job_limit(client, digits, make_caller, digit_rows):
     caller = make_caller(max_concurrent_jobs=1)
     assert submit(client, caller, digit_rows[:5].tolist()).status_code == 202
     assert_problem(submit(client, caller, digit_rows[:5].tolist()), 429, "too_many_jobs")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_submissions_cannot_both_pass_the_job_limit(digits, make_caller, digit_rows, monkeypatch):
+    """Both submissions count before either inserts unless the tenant is locked: only one may win."""
+    import contextlib
+    import threading
+
+    from django.db import connections
+    from django.test import Client
+
+    from gateway.jobs import services
+
+    caller = make_caller(max_concurrent_jobs=1)
+    counted = threading.Barrier(2, timeout=1.0)
+    real_count = services.batch_job_active_count
+
+    def count_then_wait(**kwargs):
+        value = real_count(**kwargs)
+        # Without the lock both threads meet here with a count of 0; with it the other
+        # submission is blocked behind ours, the wait times out and we go on alone.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            counted.wait()
+        return value
+
+    monkeypatch.setattr(services, "batch_job_active_count", count_then_wait)
+    statuses: list[int] = []
+
+    def post() -> None:
+        try:
+            statuses.append(submit(Client(), caller, digit_rows[:5].tolist()).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [202, 429]
+    assert BatchJob.objects.count() == 1
 
 
 def test_job_scope_and_size_limits(client, digits, make_caller, digit_rows):
