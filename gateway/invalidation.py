@@ -37,29 +37,46 @@ def generation_bump(*, kind: str) -> None:
 
 
 class _GenerationClock:
-    """Reads all counters at most once per interval; shared by every cache in a process."""
+    """Reads all counters at most once per interval; shared by every cache in a process.
 
-    def __init__(self) -> None:
+    ``monotonic`` is injectable so tests can start the clock at zero uptime:
+    ``time.monotonic()`` counts from boot, so on a machine up for less than the
+    check interval any "0.0 means never read" sentinel would look recent and the
+    first read would be skipped. ``None`` is the only "never read" value.
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
-        self._checked_at = 0.0
+        self._monotonic = monotonic
+        self._checked_at: float | None = None
         self._values: dict[str, int] = {}
 
+    def _due(self, now: float) -> bool:
+        return self._checked_at is None or now - self._checked_at >= settings.INVALIDATION_CHECK_SECONDS
+
     def values(self) -> dict[str, int]:
-        now = time.monotonic()
-        if now - self._checked_at < settings.INVALIDATION_CHECK_SECONDS:
+        """The generation counters, read from the database at most once per interval."""
+        now = self._monotonic()
+        if not self._due(now):
             return self._values
         with self._lock:
-            if now - self._checked_at >= settings.INVALIDATION_CHECK_SECONDS:
+            if self._due(now):
                 # A failure here (database down) propagates: callers decide
                 # whether stale state may be served or must fail closed.
                 self._values = dict(Generation.objects.values_list("kind", "value"))
-                self._checked_at = time.monotonic()
+                self._checked_at = self._monotonic()
         return self._values
 
     def reset(self) -> None:
         """Force the next read to hit the database (tests, and right after a local write)."""
         with self._lock:
-            self._checked_at = 0.0
+            self._checked_at = None
+
+    def use_time_source(self, monotonic: Callable[[], float]) -> None:
+        """Read time from ``monotonic`` from now on (tests start it at zero uptime) and force a read."""
+        with self._lock:
+            self._monotonic = monotonic
+            self._checked_at = None
 
 
 clock = _GenerationClock()

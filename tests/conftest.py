@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
@@ -19,11 +21,15 @@ def _fresh_invalidation_clock():
     from policy.selectors import policy_state_cache_clear
     from tenants.services import api_key_cache_clear
 
-    clock.reset()
+    # Every test runs as on a freshly booted machine: the generation clock's
+    # monotonic time starts at zero, so a "never read" sentinel that looks like
+    # a recent read (the 0.0 bug) fails here on any machine, not only young ones.
+    started = time.monotonic()
+    clock.use_time_source(lambda: time.monotonic() - started)
     policy_state_cache_clear()
     api_key_cache_clear()
     yield
-    clock.reset()
+    clock.use_time_source(time.monotonic)
     policy_state_cache_clear()
     api_key_cache_clear()
 

@@ -222,6 +222,16 @@ def quota_admission(
     return tuple(policies), tuple(charges)
 
 
+def quota_now() -> datetime:
+    """The wall clock that quota windows and the database token bucket read.
+
+    A module-level function so tests can drive rate limits with an injected
+    clock instead of racing the machine's speed; the Redis backend's token
+    bucket reads Redis' own ``TIME`` and ignores it.
+    """
+    return datetime.now(UTC)
+
+
 def quota_reserve(*, principal: Principal, units: int) -> Reservation:
     """Admit ``units`` instances (and one request) against every applicable limit, or refuse.
 
@@ -232,7 +242,7 @@ def quota_reserve(*, principal: Principal, units: int) -> Reservation:
     """
     if isinstance(units, bool) or not isinstance(units, int) or units < 0:
         raise ValueError(f"units must be a non-negative int, got {units!r}")
-    now = datetime.now(UTC)
+    now = quota_now()
     checks = quota_checks(principal.effective_quota_scopes(), now)
     if not checks:
         return Reservation(units=units)
@@ -286,7 +296,8 @@ def quota_refund(*, reservation: Reservation, units: int | None = None) -> None:
     reservation.refunded += amount
 
 
-_last_fail_open_log = 0.0
+# None until the first warning: a 0.0 sentinel would swallow it on a machine up for under 5 s.
+_last_fail_open_log: float | None = None
 
 
 def _backend_down(exc: Exception, *, units: int) -> Reservation:
@@ -299,7 +310,7 @@ def _backend_down(exc: Exception, *, units: int) -> Reservation:
         ) from exc
     now = time.monotonic()
     # One warning a few seconds is enough to page someone; one per request would flood the logs.
-    if now - _last_fail_open_log > 5.0:
+    if _last_fail_open_log is None or now - _last_fail_open_log > 5.0:
         _last_fail_open_log = now
         logger.warning("quota backend unavailable; failing open", extra={"error": str(exc)})
     return Reservation(units=units, fail_open=True, backend="fail-open")

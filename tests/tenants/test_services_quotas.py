@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,6 +18,7 @@ from tenants.services import (
     quota_refund_state,
     quota_reserve,
     quota_state_of,
+    quotas,
     tenant_quota_set,
 )
 from tests.tenants.conftest import caches_expire, issue_key
@@ -121,20 +123,48 @@ def test_rate_limit_with_burst(quota_backend):
     assert _used(principal) == 2  # the refused request charged no instances
 
 
-def test_rate_limit_refills(quota_backend):
+@pytest.mark.embedded
+def test_rate_limit_refills_on_an_injected_clock(settings, monkeypatch):
+    """The database bucket reads ``quota_now``: time is stepped, so the machine's speed cannot matter."""
+    settings.REDIS_URL = ""
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    current = [start]
+    monkeypatch.setattr(quotas, "quota_now", lambda: current[0])
     principal = _principal(rate=1000.0, burst=1)
     quota_reserve(principal=principal, units=1)
-    admitted = refused = 0
-    deadline = datetime.now(UTC).timestamp() + 5
-    while admitted < 3 and datetime.now(UTC).timestamp() < deadline:
+    with pytest.raises(RateLimited):
+        quota_reserve(principal=principal, units=1)
+    current[0] = start + timedelta(microseconds=900)
+    with pytest.raises(RateLimited):
+        quota_reserve(principal=principal, units=1)
+    # 2 ms, not 1: epoch seconds near 1.7e9 carry ~2e-7 s of float error.
+    current[0] = start + timedelta(milliseconds=2)
+    quota_reserve(principal=principal, units=1)
+    # A clock that goes backwards (NTP step) never mints tokens.
+    current[0] = start
+    with pytest.raises(RateLimited):
+        quota_reserve(principal=principal, units=1)
+
+
+def test_rate_limit_refills_on_redis_time(redis_clean):
+    """Redis' clock cannot be injected: a rate slow enough (one token per 2 s) that no machine is too slow.
+
+    Two back-to-back calls are always refused the second time; the refill is
+    then awaited by polling with a bound, never by a fixed sleep.
+    """
+    principal = _principal(rate=0.5, burst=1)
+    quota_reserve(principal=principal, units=1)
+    with pytest.raises(RateLimited) as info:
+        quota_reserve(principal=principal, units=1)
+    assert 1 <= int(info.value.headers["Retry-After"]) <= 2
+    deadline = time.monotonic() + 30
+    while True:
         try:
             quota_reserve(principal=principal, units=1)
-            admitted += 1
+            break
         except RateLimited:
-            refused += 1
-    assert admitted == 3
-    # Without a refusal the loop would pass with rate limiting switched off.
-    assert refused >= 1
+            assert time.monotonic() < deadline, "the bucket never refilled"
+            time.sleep(0.05)
 
 
 def test_ratelimit_headers_describe_the_tightest_limit(quota_backend):

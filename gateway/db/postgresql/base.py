@@ -29,7 +29,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, settings_dict: dict[str, Any], alias: str = "default") -> None:
         super().__init__(settings_dict, alias)
         self.health_check_idle_seconds = float(settings_dict.get("HEALTH_CHECK_IDLE_SECONDS", 0.0))
-        self._last_used = 0.0
+        # None, not 0.0: monotonic time counts from boot, so 0.0 would look recent on a young machine.
+        self._last_used: float | None = None
 
     def connect(self) -> None:
         """Open a connection (a fresh one needs no health check)."""
@@ -39,9 +40,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def close_if_health_check_failed(self) -> None:
         """Django's check, run only when the connection sat idle longer than the configured delay."""
         now = time.monotonic()
-        idle = now - self._last_used
+        idle = None if self._last_used is None else now - self._last_used
         self._last_used = now
-        if self.connection is not None and not self.health_check_done and idle < self.health_check_idle_seconds:
+        if (
+            self.connection is not None
+            and not self.health_check_done
+            and idle is not None
+            and idle < self.health_check_idle_seconds
+        ):
             self.health_check_done = True
             return
         super().close_if_health_check_failed()
