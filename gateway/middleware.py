@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse
 
+from core.errors import PROBLEM_CONTENT_TYPE, exception_to_response, handler404, problem_response
+from core.logging import current_tenant_slug, set_request_context
 from gateway import metrics
-from gateway.errors import PROBLEM_CONTENT_TYPE, exception_to_response, handler404, problem_response
-from gateway.logging import current_tenant_slug, set_request_context
 
 access_log = logging.getLogger("gateway.access")
 

@@ -27,7 +27,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from gateway.errors import PROBLEM_CONTENT_TYPE
+from core.errors import PROBLEM_CONTENT_TYPE
 
 API_KEY_SCHEMES = frozenset({"ApiKeyAuth", "ApiKeyHeader"})
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}]

@@ -34,8 +34,7 @@ import numpy as np
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
-from gateway import metrics
-from gateway.errors import (
+from core.errors import (
     AuditUnavailable,
     DomainError,
     MalformedRequest,
@@ -43,7 +42,8 @@ from gateway.errors import (
     PolicyDenied,
     UnsupportedMediaType,
 )
-from gateway.logging import current_request_id, set_request_context
+from core.logging import current_request_id, set_request_context
+from gateway import metrics
 from inference.errors import BatchTooLarge
 from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict

@@ -10,13 +10,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from gateway import health
+from core import health
 from gateway.metrics import metrics_view
 
-handler400 = "gateway.errors.handler400"
-handler403 = "gateway.errors.handler403"
-handler404 = "gateway.errors.handler404"
-handler500 = "gateway.errors.handler500"
+handler400 = "core.errors.handler400"
+handler403 = "core.errors.handler403"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -1,12 +1,12 @@
-"""Errors of the model registry and serving core, on top of :mod:`gateway.errors`.
+"""Errors of the model registry and serving core, on top of :mod:`core.errors`.
 
 Services raise these; the gateway's one exception handler renders them as
-problem documents like every other :class:`gateway.errors.DomainError`.
+problem documents like every other :class:`core.errors.DomainError`.
 """
 
 from __future__ import annotations
 
-from gateway.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput
 
 
 class BatchTooLarge(InvalidInput):

@@ -7,7 +7,7 @@ not be loaded: fail closed with 503).
 
 from __future__ import annotations
 
-from gateway.errors import Conflict, ValidationFailed
+from core.errors import Conflict, ValidationFailed
 
 
 class PolicyInvalid(ValidationFailed):

@@ -17,8 +17,8 @@ from django.db import Error as DatabaseLayerError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from gateway.errors import PolicyUnavailable
-from gateway.invalidation import POLICY, LocalCache
+from core.errors import PolicyUnavailable
+from core.invalidation import POLICY, LocalCache
 from policy.documents import FORMAT, iso
 from policy.evaluator import PolicySet, PolicySpec, compile_policy_set
 from policy.models import KillSwitch, Policy, PolicyVersion

@@ -1,4 +1,4 @@
-"""Readiness of the quota backend (registered with ``gateway.health``)."""
+"""Readiness of the quota backend (registered with ``core.health``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from gateway.redis import redis_client, redis_enabled
+from core.redis import redis_client, redis_enabled
 
 
 def quota_backend_check() -> dict[str, Any]:

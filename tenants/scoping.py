@@ -34,8 +34,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.errors import AuditUnavailable, MissingApiKey, NotFound, exception_to_response
-from gateway.logging import current_request_id
+from core.errors import AuditUnavailable, MissingApiKey, NotFound, exception_to_response
+from core.logging import current_request_id
 from tenants.authentication import ApiKeyAuthentication, principal_of
 from tenants.principal import Principal
 

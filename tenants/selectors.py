@@ -19,7 +19,7 @@ from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from redis.exceptions import RedisError
 
-from gateway.redis import redis_client, redis_enabled
+from core.redis import redis_client, redis_enabled
 from policy.audit.models import AuditEvent
 from tenants.models import ApiKey, QuotaCounter, Tenant
 from tenants.principal import Limits, Principal, QuotaScope, limits_merge

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from gateway.invalidation import clock
+from core.invalidation import clock
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def _fresh_invalidation_clock():
 def _fresh_test_redis():
     """Quota counters are keyed by tenant id, and every test database reuses ids: start each session empty."""
     if settings.REDIS_URL:
-        from gateway.redis import redis_client
+        from core.redis import redis_client
 
         redis_client().flushdb()
     yield
@@ -43,7 +43,7 @@ def redis_clean():
     """Flush the test Redis database before and after the test; skip when Redis is not configured."""
     if not settings.REDIS_URL:
         pytest.skip("REDIS_URL not set: this test needs a real Redis")
-    from gateway.redis import redis_client
+    from core.redis import redis_client
 
     client = redis_client()
     client.flushdb()

@@ -15,8 +15,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.errors import InvalidInput, MalformedRequest, ModelNotFound
 from gateway.api.negotiation import JsonOnlyNegotiation
-from gateway.errors import InvalidInput, MalformedRequest, ModelNotFound
 from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, model_permitted_for_key
 from inference.selectors import model_catalog_list, model_detail_get

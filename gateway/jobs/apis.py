@@ -19,6 +19,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from gateway.api.negotiation import JsonOnlyNegotiation
 from gateway.api.v1 import (
     EXAMPLE_DIGIT,
@@ -29,7 +30,6 @@ from gateway.api.v1 import (
     requested_purpose,
     requested_version,
 )
-from gateway.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from gateway.jobs.models import BatchJob
 from gateway.jobs.selectors import batch_job_get, batch_jobs_for_tenant
 from gateway.jobs.services import (

@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from gateway.errors import JobNotFound
+from core.errors import JobNotFound
 from gateway.jobs.models import BatchJob
 
 

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from gateway.errors import IdempotencyKeyReused, TooManyJobs
+from core.errors import IdempotencyKeyReused, TooManyJobs
 from gateway.jobs.models import BatchJob
 from gateway.jobs.selectors import batch_job_active_count
 from inference.selectors import model_serving_get, model_version_get

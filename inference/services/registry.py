@@ -20,8 +20,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from gateway.errors import InvalidInput
-from gateway.invalidation import MODELS, generation_bump
+from core.errors import InvalidInput
+from core.invalidation import MODELS, generation_bump
 from inference.errors import (
     InvalidModelFile,
     ModelIntegrityFailed,

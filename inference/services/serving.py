@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from gateway.errors import InvalidInput, ModelUnavailable
+from core.errors import InvalidInput, ModelUnavailable
 from inference.errors import BatchTooLarge
 from inference.runtime import ServedModel
 from inference.selectors import model_serving_get

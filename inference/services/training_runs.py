@@ -19,7 +19,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from inference.models import RiskTier, TrainingRun
 from inference.services.registry import governance_fields_check, model_version_train
 from policy.audit.models import AuditEvent

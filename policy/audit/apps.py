@@ -20,8 +20,8 @@ class AuditConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_migrate
 
-        from gateway.health import register_readiness_check
-        from gateway.settings.env import is_production
+        from core.env import is_production
+        from core.health import register_readiness_check
         from policy.audit.db import install_flush_hook
 
         # After this app's post_migrate, tenants' and policy's permissions exist

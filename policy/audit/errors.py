@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import AuthenticationError, Conflict, NotFound, ValidationFailed
+from core.errors import AuthenticationError, Conflict, NotFound, ValidationFailed
 
 
 class AuditRecordImmutable(Conflict):

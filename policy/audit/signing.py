@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.settings.env import is_production
+from core.env import is_production
 from policy.audit.blocks import SIGNATURE_ALGORITHM, load_public_key, public_key_fingerprint
 
 

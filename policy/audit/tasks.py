@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from gateway.errors import AuditUnavailable
+from core.errors import AuditUnavailable
 from policy.audit.services import audit_export_run, audit_purge, audit_seal
 
 _TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)

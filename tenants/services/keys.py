@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 
-from gateway.errors import (
+from core.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
     Conflict,
@@ -45,7 +45,7 @@ from gateway.errors import (
     TenantSuspended,
     ValidationFailed,
 )
-from gateway.invalidation import KEYS, LocalCache
+from core.invalidation import KEYS, LocalCache
 from policy.audit.models import AuditEvent
 from policy.audit.services import audit_change_record
 from tenants.keyformat import (

@@ -1,7 +1,7 @@
 """The Redis quota backend: one ``EVALSHA`` per request, counters rebuilt after a loss.
 
 The script is registered once per process (``register_script``) and sent as
-``EVALSHA`` on the thread's own connection (``gateway.redis.redis_evalsha``),
+``EVALSHA`` on the thread's own connection (``core.redis.redis_evalsha``),
 which reloads the source after ``NoScriptError`` (a restarted Redis forgets
 scripts), so a restart costs one extra round trip, never a failure.
 
@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.commands.core import Script
 
-from gateway.errors import QuotaBackendUnavailable
-from gateway.redis import redis_client, redis_evalsha
+from core.errors import QuotaBackendUnavailable
+from core.redis import redis_client, redis_evalsha
 from tenants.quota_windows import RATE, counter_ttl_seconds, redis_bucket_key, redis_counter_key
 from tenants.services.quotas import Charge, QuotaCheck, QuotaPolicy, QuotaRefusal, quota_admission
 

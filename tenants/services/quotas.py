@@ -35,8 +35,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from gateway.errors import DomainError, QuotaBackendUnavailable, QuotaExceeded, RateLimited
-from gateway.redis import redis_enabled
+from core.errors import DomainError, QuotaBackendUnavailable, QuotaExceeded, RateLimited
+from core.redis import redis_enabled
 from tenants.principal import Principal, QuotaScope
 from tenants.quota_windows import DAILY, MONTHLY, RATE, Window, window_for
 

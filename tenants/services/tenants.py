@@ -17,7 +17,7 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from gateway.errors import Conflict, DomainError, TenantSuspended, ValidationFailed
+from core.errors import Conflict, DomainError, TenantSuspended, ValidationFailed
 from policy.audit.services import audit_change_record
 from tenants.keyformat import key_parse
 from tenants.models import Plan, Tenant

@@ -45,7 +45,7 @@ def server(settings, env, digits):
     if settings.REDIS_URL:
         # Quota counters are keyed by tenant id, and a fresh test database hands out the same ids
         # again: counters left in Redis by an earlier session would be charged to these tenants.
-        from gateway.redis import redis_client
+        from core.redis import redis_client
 
         redis_client().flushdb()
     with gateway_server(workers=2, **env) as base:

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from gateway.errors import AuditUnavailable
+from core.errors import AuditUnavailable
 from policy.audit.models import AuditEvent
 from policy.audit.services import audit_request_record
 

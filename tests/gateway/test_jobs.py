@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from gateway.invalidation import clock
+from core.invalidation import clock
 from gateway.jobs.models import BatchJob
 from gateway.jobs.services import ExecutionOutcome, batch_job_execute
 from inference.services import model_version_activate, model_version_register, model_version_retire

@@ -7,7 +7,7 @@ import threading
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.redis import redis_client, redis_evalsha
+from core.redis import redis_client, redis_evalsha
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 
@@ -29,7 +29,7 @@ def test_a_killed_connection_fails_one_call_then_reconnects(redis_clean):
 
 
 def test_each_thread_uses_its_own_connection(redis_clean):
-    from gateway import redis as gateway_redis
+    from core import redis as gateway_redis
 
     script = redis_client().register_script(ECHO)
     connections: list[object] = []

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.errors import QuotaExceeded
+from core.errors import QuotaExceeded
 from gateway.urls import handler400, handler403, handler404, handler500  # noqa: F401
 
 

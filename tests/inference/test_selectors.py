@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from gateway.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
-from gateway.invalidation import clock
+from core.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
+from core.invalidation import clock
 from inference import selectors
 from inference.runtime import sessions
 from inference.selectors import (

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidInput
+from core.errors import InvalidInput
 from inference.errors import BatchTooLarge
 from inference.services import instances_predict, instances_validate, model_predict
 from tests.support import assert_problem
@@ -151,7 +151,7 @@ def test_prediction_maps_class_indices_to_labels(spec, trained):
 
 
 def test_runtime_failure_is_a_503_not_a_500(served):
-    from gateway.errors import ModelUnavailable
+    from core.errors import ModelUnavailable
 
     with pytest.raises(ModelUnavailable, match="failed to run this batch"):
         model_predict(model=served, batch=np.zeros((1, 3), np.float32))

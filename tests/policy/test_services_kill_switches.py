@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from gateway.errors import ValidationFailed
-from gateway.models import Generation
+from core.errors import ValidationFailed
+from core.models import Generation
 from policy.audit.models import AuditEvent
 from policy.errors import KillSwitchConflict
 from policy.models import KillSwitch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ValidationFailed
+from core.errors import ValidationFailed
 from policy.audit.models import AuditEvent
 from policy.errors import ReviewItemConflict
 from policy.models import ReviewItem

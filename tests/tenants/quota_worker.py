@@ -28,7 +28,7 @@ def main() -> int:
     django.setup()
     from django.db import connection
 
-    from gateway.errors import DomainError
+    from core.errors import DomainError
     from policy.audit.services import audit_event_record
     from tenants.services import api_key_authenticate, quota_reserve
 

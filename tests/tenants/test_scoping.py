@@ -7,7 +7,7 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 
-from gateway.errors import Forbidden, NotFound
+from core.errors import Forbidden, NotFound
 from policy.audit.models import AuditEvent
 from policy.audit.services import audit_event_record
 from tenants.authentication import HasScope

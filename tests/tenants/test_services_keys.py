@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 
-from gateway.errors import (
+from core.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
     Conflict,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.errors import QuotaExceeded, RateLimited
+from core.errors import QuotaExceeded, RateLimited
 from policy.audit.services import audit_event_record
 from tenants.principal import Limits, Principal
 from tenants.selectors import quota_usage_current
@@ -260,7 +260,7 @@ def redis_or_none(quota_backend):
     """The Redis client when the test runs on Redis, else ``None``."""
     if quota_backend != "redis":
         return None
-    from gateway.redis import redis_client
+    from core.redis import redis_client
 
     return redis_client()
 

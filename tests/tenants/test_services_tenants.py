@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from gateway.errors import Conflict, ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from policy.audit.models import AuditEvent
 from tenants.models import Plan, Tenant
 from tenants.services import (

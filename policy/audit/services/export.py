@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
-from gateway.logging import current_request_id
+from core.logging import current_request_id
 from policy.audit.blocks import SeqLayout
 from policy.audit.canonical import (
     CANONICAL_VERSION,

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, models, router
 from django.utils import timezone
 
-from gateway.errors import AuditUnavailable
+from core.errors import AuditUnavailable
 from policy.audit.models import AuditEvent
 
 logger = logging.getLogger("policy.audit")

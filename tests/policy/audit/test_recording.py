@@ -8,7 +8,7 @@ from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from gateway.errors import AuditUnavailable
+from core.errors import AuditUnavailable
 from policy.audit.canonical import canonical_bytes, canonical_event
 from policy.audit.models import AuditEvent
 from policy.audit.services import audit_change_record, audit_event_record, audit_input_digest

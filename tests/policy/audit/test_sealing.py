@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from gateway.health import readiness_report
+from core.health import readiness_report
 from policy.audit.blocks import header_bytes, header_hash, load_public_key, verify_signature
 from policy.audit.canonical import canonical_bytes, canonical_event
 from policy.audit.merkle import leaf_hash, merkle_root

@@ -3,8 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-handler404 = "gateway.errors.handler404"
-handler500 = "gateway.errors.handler500"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 
-from gateway.logging import current_request_id
+from core.logging import current_request_id
 
 logger = logging.getLogger("gateway.errors")
 

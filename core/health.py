@@ -20,7 +20,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from gateway.logging import current_request_id
+from core.logging import current_request_id
 
 logger = logging.getLogger("gateway.health")
 
@@ -42,7 +42,7 @@ def _check_database() -> dict[str, Any]:
 
 def _check_cache() -> dict[str, Any]:
     if settings.REDIS_URL:
-        from gateway.redis import redis_client
+        from core.redis import redis_client
 
         client = redis_client()
         client.ping()
@@ -54,7 +54,8 @@ def _check_cache() -> dict[str, Any]:
 
 
 def _check_broker() -> dict[str, Any]:
-    from gateway.celery import app
+    # The process's Celery app (the project's, created when Django loads); core imports no project module.
+    from celery import current_app as app
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=1)

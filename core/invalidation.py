@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from gateway.models import Generation
+from core.models import Generation
 
 KEYS = "keys"
 POLICY = "policy"
