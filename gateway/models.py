@@ -1,5 +1,5 @@
-"""Models registered under the gateway app: the batch job record (moving to the jobs app)."""
+"""The gateway app defines no model: Generation lives in ``core.models``, BatchJob in ``jobs.models``.
 
-from gateway.jobs.models import BatchJob
-
-__all__ = ["BatchJob"]
+This empty module stays so that Django's model discovery for the ``gateway``
+app finds nothing here rather than anything stale on the import path.
+"""

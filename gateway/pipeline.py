@@ -34,6 +34,7 @@ import numpy as np
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
+from audit.services import audit_input_digest, audit_request_record
 from core.errors import (
     AuditUnavailable,
     DomainError,
@@ -47,7 +48,6 @@ from gateway import metrics
 from inference.errors import BatchTooLarge
 from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict
-from policy.audit.services import audit_input_digest, audit_request_record
 from policy.evaluator import Decision
 from policy.services import policy_decide, review_items_create
 from tenants.principal import Principal

@@ -26,10 +26,9 @@ urlpatterns = [
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("gateway.api.urls")),
-    path("", include("gateway.jobs.urls")),
     path("", include("tenants.urls")),
     path("", include("policy.urls")),
-    path("", include("policy.audit.urls")),
+    path("", include("audit.urls")),
     path("", include("inference.urls")),
 ]
 

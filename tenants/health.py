@@ -16,7 +16,7 @@ def quota_backend_check() -> dict[str, Any]:
     (it still serves, flagged), so the check reports it instead of failing.
     """
     if redis_enabled():
-        from tenants.services.quota_redis import _RESERVE_SOURCE
+        from tenants.quota.redis import _RESERVE_SOURCE
 
         try:
             sha = redis_client().script_load(_RESERVE_SOURCE)

@@ -123,7 +123,7 @@ class TenantScopedApi(APIView):
         return response
 
     def _audit_request(self, request: Request, response: Any, principal: Principal) -> None:
-        from policy.audit.services import audit_event_record
+        from audit.services import audit_event_record
 
         error_code = ""
         if response.status_code >= 400:

@@ -21,8 +21,9 @@ INSTALLED_APPS = [
     "core",
     "tenants",
     "policy",
-    "policy.audit",
+    "audit",
     "inference",
+    "jobs",
     "gateway",
 ]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from audit.schedule import audit_beat_schedule
 from core.env import VAR_DIR, env_float, env_int, env_str
-from policy.audit.schedule import audit_beat_schedule
 
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:

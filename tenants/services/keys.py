@@ -34,6 +34,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 
+from audit.models import AuditEvent
+from audit.services import audit_change_record
 from core.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
@@ -46,8 +48,6 @@ from core.errors import (
     ValidationFailed,
 )
 from core.invalidation import KEYS, LocalCache
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_change_record
 from tenants.keyformat import (
     key_compose,
     key_hash,

@@ -17,8 +17,8 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import ProtectedError
 
+from audit.services import audit_change_record
 from core.errors import Conflict, DomainError, TenantSuspended, ValidationFailed
-from policy.audit.services import audit_change_record
 from tenants.keyformat import key_parse
 from tenants.models import Plan, Tenant
 from tenants.principal import ALL_SCOPES, LIMIT_FIELDS

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from audit.models import AuditEvent
 from gateway.client import (
     AuthenticationError,
     InvalidRequestError,
@@ -35,7 +36,6 @@ from gateway.client import (
     RateLimitedError,
     UnavailableError,
 )
-from policy.audit.models import AuditEvent
 from tests.support import celery_worker, gateway_server
 
 

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 
+from audit.models import AuditEvent
 from core.invalidation import clock
-from gateway.jobs.models import BatchJob
-from gateway.jobs.services import ExecutionOutcome, batch_job_execute
 from inference.services import model_version_activate, model_version_register, model_version_retire
-from policy.audit.models import AuditEvent
+from jobs.models import BatchJob
+from jobs.services import ExecutionOutcome, batch_job_execute
 from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -106,7 +106,7 @@ def test_a_concurrent_duplicate_that_loses_the_insert_is_answered_as_a_replay(
     """Two submissions with one Idempotency-Key both miss the lookup; the second INSERT collides."""
     from pathlib import Path
 
-    from gateway.jobs import apis
+    from gateway.api import jobs as apis
 
     caller = make_caller(daily_instances=100)
     first = submit(client, caller, digit_rows[:50].tolist(), key="race-1")
@@ -195,7 +195,7 @@ def test_concurrent_submissions_cannot_both_pass_the_job_limit(digits, make_call
     from django.db import connections
     from django.test import Client
 
-    from gateway.jobs import services
+    from jobs import services
 
     caller = make_caller(max_concurrent_jobs=1)
     counted = threading.Barrier(2, timeout=1.0)
@@ -269,8 +269,8 @@ def test_a_broker_outage_leaves_the_accepted_job_queued_for_recovery(
 ):
     from kombu.exceptions import OperationalError
 
-    from gateway.jobs import tasks
-    from gateway.jobs.services import batch_jobs_recover
+    from jobs import tasks
+    from jobs.services import batch_jobs_recover
 
     def broker_down(*args, **kwargs):
         raise OperationalError("connection refused")

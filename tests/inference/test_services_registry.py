@@ -8,6 +8,7 @@ import onnx
 import pytest
 from django.db import IntegrityError, transaction
 
+from audit.models import AuditEvent
 from core.errors import InvalidInput
 from core.models import Generation
 from inference import training
@@ -22,7 +23,6 @@ from inference.services import (
     model_version_train,
     model_version_update,
 )
-from policy.audit.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

@@ -8,9 +8,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from core.errors import ValidationFailed
 from core.models import Generation
-from policy.audit.models import AuditEvent
 from policy.errors import PolicyInvalid, PolicyUnchanged
 from policy.models import Policy, PolicyVersion
 from policy.services import policy_create, policy_decide, policy_update

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.services import api_key_authenticate, api_key_revoke
 from tests.tenants.conftest import caches_expire

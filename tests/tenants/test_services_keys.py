@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 
+from audit.models import AuditEvent
 from core.errors import (
     ApiKeyExpired,
     ApiKeyRevoked,
@@ -21,7 +22,6 @@ from core.errors import (
     TenantSuspended,
     ValidationFailed,
 )
-from policy.audit.models import AuditEvent
 from tenants.models import ApiKey
 from tenants.principal import ALL_SCOPES
 from tenants.services import (

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit.services import audit_event_record
 from core.errors import QuotaExceeded, RateLimited
-from policy.audit.services import audit_event_record
 from tenants.principal import Limits, Principal
 from tenants.selectors import quota_usage_current
 from tenants.services import (
@@ -267,7 +267,7 @@ def redis_or_none(quota_backend):
 
 def test_admission_scales_redis_tokens_and_remembers_redis_keys():
     from tenants.principal import QuotaScope
-    from tenants.services.quotas import quota_admission, quota_checks
+    from tenants.quota.types import quota_admission, quota_checks
 
     now = datetime(2030, 3, 10, 12, tzinfo=UTC)
     scope = QuotaScope(counter_id="t:1", tenant_id=1, rate_per_second=1.0, burst=10, daily_instances=50)
