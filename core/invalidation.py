@@ -41,7 +41,7 @@ class _GenerationClock:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._checked_at = 0.0
+        self._checked_at = float("-inf")  # the first read always hits the database
         self._values: dict[str, int] = {}
 
     def values(self) -> dict[str, int]:
@@ -59,7 +59,9 @@ class _GenerationClock:
     def reset(self) -> None:
         """Force the next read to hit the database (tests, and right after a local write)."""
         with self._lock:
-            self._checked_at = 0.0
+            # -inf, not 0: time.monotonic() counts from boot, so 0 is "recent" on a host up for less
+            # than one interval and the next read would not hit the database.
+            self._checked_at = float("-inf")
 
 
 clock = _GenerationClock()
