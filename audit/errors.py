@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import AuthenticationError, Conflict, NotFound, ValidationFailed
+from core.errors import AuthenticationError, BackendUnavailable, Conflict, NotFound, ValidationFailed
 
 
 class AuditRecordImmutable(Conflict):
@@ -57,3 +57,7 @@ class StaffAuthenticationRequired(AuthenticationError):
     def __init__(self, detail: str | None = None, **kwargs: Any):
         headers = {"WWW-Authenticate": 'Basic realm="maas-staff"', **(kwargs.pop("headers", None) or {})}
         super().__init__(detail, headers=headers, **kwargs)
+
+
+class AuditUnavailable(BackendUnavailable):
+    code, title = "audit_unavailable", "Audit trail unavailable"

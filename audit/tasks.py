@@ -10,9 +10,9 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from audit.errors import AuditUnavailable
 from audit.services import audit_export_run, audit_purge, audit_seal
 from audit.services.export import AUDIT_EXPORT_TASK
-from core.errors import AuditUnavailable
 
 _TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)
 

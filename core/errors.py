@@ -7,6 +7,12 @@ Django views, 404/500 handlers) turn domain errors, DRF errors and Django's
 with a stable ``code`` and the request id.  Unknown exceptions are logged with
 their traceback and answered as a bare 500 problem: no traceback ever reaches
 a client.
+
+This module holds the base class and the generic HTTP errors only; each app
+owns its domain errors in ``<app>/errors.py`` (``inference.errors.ModelNotFound``,
+``tenants.errors.QuotaExceeded``, ``jobs.errors.JobNotFound``...).  Codes and
+titles always come from the classes: :data:`STATUS_ERRORS` (bare statuses) and
+the DRF mapping point at classes, never at literal strings.
 """
 
 from __future__ import annotations
@@ -70,46 +76,14 @@ class InvalidApiKey(AuthenticationError):
     code, title = "invalid_api_key", "Invalid API key"
 
 
-class ApiKeyExpired(AuthenticationError):
-    code, title = "api_key_expired", "API key expired"
-
-
-class ApiKeyRevoked(AuthenticationError):
-    code, title = "api_key_revoked", "API key revoked"
-
-
 # --- 403 ---------------------------------------------------------------------
 class Forbidden(DomainError):
     status, code, title = 403, "forbidden", "Forbidden"
 
 
-class TenantSuspended(Forbidden):
-    code, title = "tenant_suspended", "Tenant suspended"
-
-
-class InsufficientScope(Forbidden):
-    code, title = "insufficient_scope", "Insufficient scope"
-
-
-class PolicyDenied(Forbidden):
-    code, title = "policy_denied", "Denied by policy"
-
-
 # --- 404 / 405 / 409 / 413 / 415 ----------------------------------------------
 class NotFound(DomainError):
     status, code, title = 404, "not_found", "Not found"
-
-
-class ModelNotFound(NotFound):
-    code, title = "model_not_found", "Model not found"
-
-
-class ModelVersionNotFound(NotFound):
-    code, title = "model_version_not_found", "Model version not found"
-
-
-class JobNotFound(NotFound):
-    code, title = "job_not_found", "Job not found"
 
 
 class MethodNotAllowed(DomainError):
@@ -120,12 +94,12 @@ class Conflict(DomainError):
     status, code, title = 409, "conflict", "Conflict"
 
 
-class IdempotencyKeyReused(Conflict):
-    code, title = "idempotency_key_reused", "Idempotency key reused"
-
-
 class PayloadTooLarge(DomainError):
     status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class NotAcceptable(DomainError):
+    status, code, title = 406, "not_acceptable", "Not acceptable"
 
 
 class UnsupportedMediaType(DomainError):
@@ -137,33 +111,19 @@ class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Rate limit exceeded"
 
 
-class QuotaExceeded(DomainError):
-    status, code, title = 429, "quota_exceeded", "Quota exceeded"
-
-
-class TooManyJobs(DomainError):
-    status, code, title = 429, "too_many_jobs", "Too many concurrent jobs"
-
-
 # --- 5xx ---------------------------------------------------------------------
+class InternalError(DomainError):
+    """Never raised on purpose: the code and title of an unexpected failure."""
+
+    status, code, title = 500, "internal_error", "Internal server error"
+
+
 class BackendUnavailable(DomainError):
     status, code, title = 503, "backend_unavailable", "Service temporarily unavailable"
 
     def __init__(self, detail: str | None = None, **kwargs: Any):
         super().__init__(detail, **kwargs)
         self.headers.setdefault("Retry-After", "1")
-
-
-class QuotaBackendUnavailable(BackendUnavailable):
-    code, title = "quota_backend_unavailable", "Quota backend unavailable"
-
-
-class PolicyUnavailable(BackendUnavailable):
-    code, title = "policy_unavailable", "Policy state unavailable"
-
-
-class AuditUnavailable(BackendUnavailable):
-    code, title = "audit_unavailable", "Audit trail unavailable"
 
 
 class DatabaseUnavailable(BackendUnavailable):
@@ -174,22 +134,40 @@ class BrokerUnavailable(BackendUnavailable):
     code, title = "broker_unavailable", "Job queue unavailable"
 
 
-class ModelUnavailable(BackendUnavailable):
-    code, title = "model_unavailable", "Model unavailable"
-
-
-_DRF_CODES: dict[type, tuple[str, str]] = {
-    drf_exceptions.ParseError: ("malformed_request", "Malformed request"),
-    drf_exceptions.ValidationError: ("validation_error", "Validation failed"),
-    drf_exceptions.NotAuthenticated: ("missing_api_key", "API key required"),
-    drf_exceptions.AuthenticationFailed: ("invalid_api_key", "Invalid API key"),
-    drf_exceptions.PermissionDenied: ("forbidden", "Forbidden"),
-    drf_exceptions.NotFound: ("not_found", "Not found"),
-    drf_exceptions.MethodNotAllowed: ("method_not_allowed", "Method not allowed"),
-    drf_exceptions.NotAcceptable: ("not_acceptable", "Not acceptable"),
-    drf_exceptions.UnsupportedMediaType: ("unsupported_media_type", "Unsupported media type"),
-    drf_exceptions.Throttled: ("rate_limited", "Rate limit exceeded"),
+# DRF's own exceptions, rendered with the code and title of the matching domain error class.
+_DRF_ERRORS: dict[type, type[DomainError]] = {
+    drf_exceptions.ParseError: MalformedRequest,
+    drf_exceptions.ValidationError: ValidationFailed,
+    drf_exceptions.NotAuthenticated: MissingApiKey,
+    drf_exceptions.AuthenticationFailed: InvalidApiKey,
+    drf_exceptions.PermissionDenied: Forbidden,
+    drf_exceptions.NotFound: NotFound,
+    drf_exceptions.MethodNotAllowed: MethodNotAllowed,
+    drf_exceptions.NotAcceptable: NotAcceptable,
+    drf_exceptions.UnsupportedMediaType: UnsupportedMediaType,
+    drf_exceptions.Throttled: RateLimited,
 }
+
+# The one status table: a bare error status (a response no domain error produced, e.g. Django's own
+# 404 or 405) rendered with the code and title of the generic error class for that status.
+STATUS_ERRORS: dict[int, type[DomainError]] = {
+    cls.status: cls
+    for cls in (
+        DomainError,
+        AuthenticationError,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+    )
+}
+
+
+def status_code_and_title(status: int) -> tuple[str, str]:
+    """The problem ``code`` and ``title`` for a bare HTTP error status, from :data:`STATUS_ERRORS`."""
+    error = STATUS_ERRORS.get(status) or (InternalError if status >= 500 else None)
+    return (error.code, error.title) if error is not None else ("error", "Error")
 
 
 def problem_body(
@@ -257,7 +235,8 @@ def exception_to_response(exc: BaseException) -> HttpResponse:
             extra=exc.extra,
         )
     if isinstance(exc, drf_exceptions.APIException):
-        code, title = next((v for cls, v in _DRF_CODES.items() if isinstance(exc, cls)), ("error", "Error"))
+        error = next((v for cls, v in _DRF_ERRORS.items() if isinstance(exc, cls)), None)
+        code, title = (error.code, error.title) if error is not None else ("error", "Error")
         headers: dict[str, str] = {}
         if isinstance(exc, drf_exceptions.ValidationError):
             messages = _flatten_validation(exc.detail)
@@ -275,14 +254,14 @@ def exception_to_response(exc: BaseException) -> HttpResponse:
             status=exc.status_code, code=code, title=title, detail=detail, headers=headers, extra=extra
         )
     if isinstance(exc, Http404):
-        return problem_response(status=404, code="not_found", title="Not found", detail="Not found.")
+        return problem_response(status=404, code=NotFound.code, title=NotFound.title, detail="Not found.")
     if isinstance(exc, PermissionDenied):
-        return problem_response(status=403, code="forbidden", title="Forbidden", detail="Forbidden.")
+        return problem_response(status=403, code=Forbidden.code, title=Forbidden.title, detail="Forbidden.")
     logger.error("unhandled exception", exc_info=exc)
     return problem_response(
         status=500,
-        code="internal_error",
-        title="Internal server error",
+        code=InternalError.code,
+        title=InternalError.title,
         detail="An unexpected error occurred; quote the request id when reporting it.",
     )
 
@@ -294,24 +273,26 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpRe
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Root 404 handler: unknown paths get a problem document, never an HTML page."""
-    return problem_response(status=404, code="not_found", title="Not found", detail=f"No resource at {request.path}.")
+    return problem_response(
+        status=404, code=NotFound.code, title=NotFound.title, detail=f"No resource at {request.path}."
+    )
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
     """Root 500 handler, reached only when something escaped every other layer."""
     return problem_response(
         status=500,
-        code="internal_error",
-        title="Internal server error",
+        code=InternalError.code,
+        title=InternalError.title,
         detail="An unexpected error occurred; quote the request id when reporting it.",
     )
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Root 400 handler (e.g. a disallowed Host header)."""
-    return problem_response(status=400, code="bad_request", title="Bad request", detail="Bad request.")
+    return problem_response(status=400, code=DomainError.code, title=DomainError.title, detail="Bad request.")
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Root 403 handler."""
-    return problem_response(status=403, code="forbidden", title="Forbidden", detail="Forbidden.")
+    return problem_response(status=403, code=Forbidden.code, title=Forbidden.title, detail="Forbidden.")

@@ -23,8 +23,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from core.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
 from core.invalidation import MODELS, LocalCache
+from inference.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
 from inference.models import ModelVersion
 from inference.runtime import ModelLoadError, ModelSpec, ServedModel, select_providers, sessions
 from policy.evaluator import ModelFacts

@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from core.errors import JobNotFound
+from jobs.errors import JobNotFound
 from jobs.models import BatchJob
 
 

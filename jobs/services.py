@@ -25,10 +25,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_event_record, audit_input_digest
-from core.errors import IdempotencyKeyReused, TooManyJobs
 from core.queue import task_enqueue
 from inference.selectors import model_serving_get, model_version_get
 from inference.services import model_predict
+from jobs.errors import IdempotencyKeyReused, TooManyJobs
 from jobs.models import BatchJob
 from jobs.selectors import batch_job_active_count
 from tenants.models import Tenant

@@ -17,9 +17,9 @@ from django.db import Error as DatabaseLayerError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from core.errors import PolicyUnavailable
 from core.invalidation import POLICY, LocalCache
 from policy.documents import FORMAT, iso
+from policy.errors import PolicyUnavailable
 from policy.evaluator import PolicySet, PolicySpec, compile_policy_set
 from policy.models import KillSwitch, Policy, PolicyVersion
 from policy.rules import RuleError

@@ -34,7 +34,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import AuditUnavailable, MissingApiKey, NotFound, exception_to_response
+from audit.errors import AuditUnavailable
+from core.errors import MissingApiKey, NotFound, exception_to_response
 from core.logging import current_request_id
 from tenants.authentication import ApiKeyAuthentication, principal_of
 from tenants.principal import Principal

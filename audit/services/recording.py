@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import DatabaseError, connections, models, router
 from django.utils import timezone
 
+from audit.errors import AuditUnavailable
 from audit.models import AuditEvent
-from core.errors import AuditUnavailable
 
 logger = logging.getLogger("policy.audit")
 

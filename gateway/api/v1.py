@@ -15,10 +15,11 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from core.errors import InvalidInput, MalformedRequest, ModelNotFound
+from core.errors import InvalidInput, MalformedRequest
 from gateway.api.negotiation import JsonOnlyNegotiation
 from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, model_permitted_for_key
+from inference.errors import ModelNotFound
 from inference.selectors import model_catalog_list, model_detail_get
 from policy.services import policy_models_visible
 

@@ -21,10 +21,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import DomainError, InvalidInput, MalformedRequest, ModelNotFound
+from core.errors import DomainError, InvalidInput, MalformedRequest
 from core.logging import current_request_id
 from gateway.api.v1 import MAX_VERSION, requested_purpose, visible_models
 from gateway.pipeline import GovernedCall, body_read, json_parse
+from inference.errors import ModelNotFound
 
 logger = logging.getLogger("gateway.v2")
 

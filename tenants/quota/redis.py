@@ -24,8 +24,8 @@ from pathlib import Path
 from django.db import DatabaseError
 from redis.commands.core import Script
 
-from core.errors import QuotaBackendUnavailable
 from core.redis import redis_client, redis_evalsha
+from tenants.errors import QuotaBackendUnavailable
 from tenants.quota.types import (
     Charge,
     QuotaCheck,

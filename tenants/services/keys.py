@@ -36,18 +36,9 @@ from django.db.models import Q
 
 from audit.models import AuditEvent
 from audit.services import audit_change_record
-from core.errors import (
-    ApiKeyExpired,
-    ApiKeyRevoked,
-    Conflict,
-    DatabaseUnavailable,
-    InsufficientScope,
-    InvalidApiKey,
-    MissingApiKey,
-    TenantSuspended,
-    ValidationFailed,
-)
+from core.errors import Conflict, DatabaseUnavailable, InvalidApiKey, MissingApiKey, ValidationFailed
 from core.invalidation import KEYS, LocalCache
+from tenants.errors import ApiKeyExpired, ApiKeyRevoked, InsufficientScope, TenantSuspended
 from tenants.keyformat import (
     key_compose,
     key_hash,

@@ -33,8 +33,9 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from core.errors import DomainError, QuotaBackendUnavailable, QuotaExceeded, RateLimited
+from core.errors import DomainError, RateLimited
 from core.redis import redis_enabled
+from tenants.errors import QuotaBackendUnavailable, QuotaExceeded
 from tenants.principal import Principal
 from tenants.quota import db as quota_db
 from tenants.quota import redis as quota_redis

@@ -9,9 +9,9 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from audit.canonical import canonical_bytes, canonical_event
+from audit.errors import AuditUnavailable
 from audit.models import AuditEvent
 from audit.services import audit_change_record, audit_event_record, audit_input_digest
-from core.errors import AuditUnavailable
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

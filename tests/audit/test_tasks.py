@@ -47,6 +47,33 @@ def test_export_task_is_idempotent(celery_eager, sealed):
     assert AuditExport.objects.get(pk=export.pk).file_path.endswith(f"audit-export-{export.pk}.jsonl")
 
 
+@pytest.mark.django_db
+def test_a_requested_export_is_enqueued_after_commit(monkeypatch, sealed, django_capture_on_commit_callbacks):
+    sent: list[int] = []
+    monkeypatch.setattr(audit_export_task, "delay", lambda export_id: sent.append(export_id))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        export = audit_export_request(filters=ExportFilters(tenant="acme"), format="csv", actor="staff:carol")
+        assert sent == []  # nothing is sent before the row is committed
+    assert len(callbacks) == 1 and sent == [export.pk]
+    assert AuditExport.objects.get(pk=export.pk).status == AuditExport.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_an_unreachable_broker_fails_the_export_visibly(monkeypatch, sealed, django_capture_on_commit_callbacks):
+    """Nothing re-enqueues an export, so a broker outage must not leave it pending forever."""
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(audit_export_task, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        export = audit_export_request(filters=ExportFilters(tenant="acme"), format="csv", actor="staff:carol")
+    export.refresh_from_db()
+    assert export.status == AuditExport.Status.FAILED
+    assert "job queue is unavailable" in export.error
+
+
 def test_beat_schedule_entries():
     schedule = audit_beat_schedule(seal_interval_seconds=60)
     assert schedule["audit-seal"]["task"] == audit_seal_task.name == "audit.seal"

@@ -206,7 +206,7 @@ def test_unknown_model_is_404(client, digits, make_caller):
 
 
 def test_audit_failure_means_503_and_nothing_served(client, digits, make_caller, monkeypatch, digit_rows):
-    from core.errors import AuditUnavailable
+    from audit.errors import AuditUnavailable
     from gateway import pipeline
 
     def broken(**fields):

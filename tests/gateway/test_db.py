@@ -7,9 +7,9 @@ import pytest
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from audit.errors import AuditUnavailable
 from audit.models import AuditEvent
 from audit.services import audit_request_record
-from core.errors import AuditUnavailable
 
 pytestmark = pytest.mark.skipif(not settings.DATABASE_IS_POSTGRES, reason="the backend wraps PostgreSQL only")
 

@@ -197,7 +197,7 @@ def test_activation_refuses_a_file_that_fails_verification(register):
 
 
 def test_activation_rolls_back_when_the_audit_trail_is_down(register, monkeypatch):
-    from core.errors import AuditUnavailable
+    from audit.errors import AuditUnavailable
     from inference.services import registry
 
     first = register(activate=True)

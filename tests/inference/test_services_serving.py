@@ -151,7 +151,7 @@ def test_prediction_maps_class_indices_to_labels(spec, trained):
 
 
 def test_runtime_failure_is_a_503_not_a_500(served):
-    from core.errors import ModelUnavailable
+    from inference.errors import ModelUnavailable
 
     with pytest.raises(ModelUnavailable, match="failed to run this batch"):
         model_predict(model=served, batch=np.zeros((1, 3), np.float32))

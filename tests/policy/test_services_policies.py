@@ -161,7 +161,7 @@ def test_database_refuses_versions_without_reason_and_duplicate_numbers(no_basel
 
 
 def test_failed_audit_rolls_back_the_change(no_baseline, monkeypatch):
-    from core.errors import AuditUnavailable
+    from audit.errors import AuditUnavailable
     from policy import services
 
     def broken(**kwargs):

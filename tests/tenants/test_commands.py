@@ -156,7 +156,7 @@ def test_suspend_and_unsuspend():
     event = AuditEvent.objects.get(action="tenant.suspend")
     assert event.actor == "command:suspend_tenant" and event.detail["reason"] == "payment overdue"
     caches_expire()
-    from core.errors import TenantSuspended
+    from tenants.errors import TenantSuspended
 
     with pytest.raises(TenantSuspended):
         api_key_authenticate(raw_key=raw)

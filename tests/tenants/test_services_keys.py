@@ -12,16 +12,8 @@ import pytest
 from django.conf import settings
 
 from audit.models import AuditEvent
-from core.errors import (
-    ApiKeyExpired,
-    ApiKeyRevoked,
-    Conflict,
-    InsufficientScope,
-    InvalidApiKey,
-    MissingApiKey,
-    TenantSuspended,
-    ValidationFailed,
-)
+from core.errors import Conflict, InvalidApiKey, MissingApiKey, ValidationFailed
+from tenants.errors import ApiKeyExpired, ApiKeyRevoked, InsufficientScope, TenantSuspended
 from tenants.models import ApiKey
 from tenants.principal import ALL_SCOPES
 from tenants.services import (

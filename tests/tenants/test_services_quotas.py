@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from audit.services import audit_event_record
-from core.errors import QuotaExceeded, RateLimited
+from core.errors import RateLimited
+from tenants.errors import QuotaExceeded
 from tenants.principal import Limits, Principal
 from tenants.selectors import quota_usage_current
 from tenants.services import (
