@@ -21,16 +21,20 @@ from rest_framework.views import APIView
 
 from core.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from gateway.api.negotiation import JsonOnlyNegotiation
-from gateway.api.v1 import (
-    EXAMPLE_DIGIT,
-    EXAMPLE_PROBABILITIES,
+from gateway.api.params import (
     MAX_VERSION,
     PURPOSE_HEADER,
     PURPOSE_MAX_LENGTH,
     requested_purpose,
     requested_version,
 )
-from gateway.openapi import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
+from gateway.openapi import (
+    EXAMPLE_DIGIT,
+    EXAMPLE_PROBABILITIES,
+    RATE_LIMIT_HEADERS,
+    RETRY_AFTER_HEADER,
+    problem_responses,
+)
 from gateway.pipeline import GovernedCall, body_json, body_length_check
 from jobs.models import BatchJob
 from jobs.selectors import batch_job_get, batch_jobs_for_tenant

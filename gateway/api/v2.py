@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import DomainError, InvalidInput, MalformedRequest
 from core.logging import current_request_id
-from gateway.api.v1 import MAX_VERSION, requested_purpose, visible_models
+from gateway.api.params import MAX_VERSION, requested_purpose, visible_models
 from gateway.pipeline import GovernedCall, body_read, json_parse
 from inference.errors import ModelNotFound
 
