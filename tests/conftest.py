@@ -8,6 +8,10 @@ from rest_framework.test import APIClient
 
 from core.invalidation import clock
 
+# Shared fixtures live in plugins: models (the cached trained digits model, the model store) and
+# callers (a tenant with a key, the served digits model, digit rows).
+pytest_plugins = ["tests.fixtures.models", "tests.fixtures.callers"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_invalidation_clock():
@@ -67,33 +71,3 @@ def celery_eager(settings):
     yield
     app.conf.task_always_eager = False
     app.conf.task_eager_propagates = False
-
-
-@pytest.fixture(scope="session")
-def trained():
-    """The default training run (scikit-learn digits, seed 42), done once per test session.
-
-    Shared by the inference tests and every test that serves the model, because
-    importing TensorFlow and training costs seconds.
-    """
-    from inference import training
-
-    return training.train_model(training.TrainingConfig())
-
-
-@pytest.fixture(scope="session")
-def onnx_bytes(trained) -> bytes:
-    """The exported, parity-checked ONNX file of the session's model."""
-    return trained.onnx_bytes
-
-
-@pytest.fixture
-def model_store(settings, tmp_path):
-    """A private, empty model store and a process with no cached sessions."""
-    from inference.selectors import serving_caches_clear
-
-    store = tmp_path / "models"
-    settings.MODEL_STORE_DIR = str(store)
-    serving_caches_clear()
-    yield store
-    serving_caches_clear()

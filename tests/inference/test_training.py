@@ -11,6 +11,12 @@ from inference.store import onnx_signature
 from inference.training import export
 
 
+@pytest.fixture(scope="session")
+def trained():
+    """These tests examine the training itself (the Keras model too): they train for real, not from the cache."""
+    return training.train_model(training.TrainingConfig())
+
+
 @pytest.mark.slow
 def test_default_training_reaches_required_accuracy(trained):
     metrics = trained.metrics
