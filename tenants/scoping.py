@@ -124,15 +124,15 @@ class TenantScopedApi(APIView):
         return response
 
     def _audit_request(self, request: Request, response: Any, principal: Principal) -> None:
-        from audit.services import audit_event_record
+        # The same request-event writer as the governed pipeline (gateway.pipeline.GovernedCall).
+        from audit.services import audit_request_record
 
         error_code = ""
         if response.status_code >= 400:
             data = getattr(response, "data", None)
             error_code = str(data.get("code", "")) if isinstance(data, dict) else _problem_code(response)
         started = getattr(self, "_started", None)
-        audit_event_record(
-            event_type="request",
+        audit_request_record(
             action=self.audit_action or "",
             request_id=getattr(request._request, "request_id", "") or current_request_id(),
             actor=principal.actor,
