@@ -52,16 +52,16 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from bench._common import request_audit_fields  # noqa: E402
-from policy.audit.models import AuditEvent  # noqa: E402
-from policy.audit.selectors import ExportFilters  # noqa: E402
-from policy.audit.services import (  # noqa: E402
+from audit.models import AuditEvent  # noqa: E402
+from audit.selectors import ExportFilters  # noqa: E402
+from audit.services import (  # noqa: E402
     audit_export_write,
     audit_input_digest,
     audit_request_record,
     audit_seal,
     audit_verify,
 )
+from bench._common import request_audit_fields  # noqa: E402
 
 BATCH = 5000
 TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")

@@ -80,7 +80,7 @@ def measure(*, iterations: int, runs: int, redis_url: str | None) -> dict:
     """Run every scenario and return the figures (µs per request)."""
     from django.conf import settings
 
-    from gateway.redis import redis_client, redis_reset
+    from core.redis import redis_client, redis_reset
     from policy.evaluator import ModelFacts
     from policy.services import policy_decide
     from tenants.models import Plan

@@ -118,9 +118,9 @@ def measure(*, backend: str, requests: int, runs: int) -> dict[str, Any]:
     from django.core.handlers.wsgi import WSGIHandler
     from sklearn.datasets import load_digits
 
+    from audit.services import audit_request_record
     from gateway import pipeline
     from inference.selectors import model_serving_get
-    from policy.audit.services import audit_request_record
     from policy.services import policy_decide
     from tenants.models import Tenant
     from tenants.services import api_key_authenticate, api_key_create, quota_reserve

@@ -1,10 +1,15 @@
-"""App config for the gateway project package (it owns the invalidation table)."""
+"""App config for the gateway project package.
+
+It owns no model any more: Generation moved to ``core`` and BatchJob to
+``jobs`` (state-only migrations 0003 and 0004; the tables keep their names).
+Its migrations stay because existing databases have applied them.
+"""
 
 from django.apps import AppConfig
 
 
 class GatewayConfig(AppConfig):
-    """The gateway's own models: cross-process invalidation generations."""
+    """The Django project and edge: settings, URLs, the Celery app, the governed pipeline, the APIs."""
 
     name = "gateway"
     default_auto_field = "django.db.models.BigAutoField"

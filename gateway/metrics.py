@@ -25,7 +25,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from gateway.errors import problem_response
+from core.errors import problem_response
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

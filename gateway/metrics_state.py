@@ -10,8 +10,8 @@ from __future__ import annotations
 from django.db.models import Count, Sum
 from prometheus_client import Gauge
 
-from gateway.jobs.models import BatchJob
-from policy.audit.models import AuditEvent, SealedBlock, SealState
+from audit.models import AuditEvent, SealedBlock, SealState
+from jobs.models import BatchJob
 
 
 def state_gauges_refresh(*, sealed: Gauge, unsealed: Gauge, jobs: Gauge) -> None:

@@ -16,24 +16,21 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse
 
+from core.errors import (
+    PROBLEM_CONTENT_TYPE,
+    exception_to_response,
+    handler404,
+    problem_response,
+    status_code_and_title,
+)
+from core.logging import current_tenant_slug, set_request_context
 from gateway import metrics
-from gateway.errors import PROBLEM_CONTENT_TYPE, exception_to_response, handler404, problem_response
-from gateway.logging import current_tenant_slug, set_request_context
 
 access_log = logging.getLogger("gateway.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a client's id only when it is short and harmless in logs and headers.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
-_STATUS_TITLES = {
-    400: ("bad_request", "Bad request"),
-    401: ("authentication_failed", "Authentication failed"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    413: ("payload_too_large", "Payload too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
-}
 
 
 def request_id_from(request: HttpRequest) -> str:
@@ -98,10 +95,7 @@ class RequestContextMiddleware:
         content_type = response.get("Content-Type", "")
         if content_type.startswith(PROBLEM_CONTENT_TYPE) or getattr(response, "is_v2_error", False):
             return response
-        code, title = _STATUS_TITLES.get(
-            response.status_code,
-            ("internal_error", "Internal server error") if response.status_code >= 500 else ("error", "Error"),
-        )
+        code, title = status_code_and_title(response.status_code)
         detail = title + "."
         if response.status_code == 405:
             allowed = response.get("Allow", "")

@@ -1,27 +1,5 @@
-"""Models of the gateway project itself.
+"""The gateway app defines no model: Generation lives in ``core.models``, BatchJob in ``jobs.models``.
 
-``Generation`` is a tiny table of counters, one per kind of cached state
-(``keys``, ``policy``, ``models``).  A write that changes such state bumps the
-counter in the same transaction; every process compares its counters at most
-once per ``INVALIDATION_CHECK_SECONDS`` and drops its local caches when one
-moved.  That bounds staleness (revocation, suspension, policy edits, model
-activation) to about a second across all processes without a query per
-request, and needs no Redis.
+This empty module stays so that Django's model discovery for the ``gateway``
+app finds nothing here rather than anything stale on the import path.
 """
-
-from django.db import models
-
-
-class Generation(models.Model):
-    """A monotonically increasing counter for one kind of cached state."""
-
-    kind = models.CharField(max_length=32, primary_key=True)
-    value = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.kind}={self.value}"
-
-
-from gateway.jobs.models import BatchJob  # noqa: E402  (registered under the gateway app)
-
-__all__ = ["BatchJob", "Generation"]

@@ -27,7 +27,16 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from gateway.errors import PROBLEM_CONTENT_TYPE
+from core.errors import PROBLEM_CONTENT_TYPE
+
+# A real handwritten zero (scikit-learn digits[0]) and the model's answer, for the examples.
+EXAMPLE_DIGIT = [
+    0.0, 0.0, 5.0, 13.0, 9.0, 1.0, 0.0, 0.0, 0.0, 0.0, 13.0, 15.0, 10.0, 15.0, 5.0, 0.0,
+    0.0, 3.0, 15.0, 2.0, 0.0, 11.0, 8.0, 0.0, 0.0, 4.0, 12.0, 0.0, 0.0, 8.0, 8.0, 0.0,
+    0.0, 5.0, 8.0, 0.0, 0.0, 9.0, 8.0, 0.0, 0.0, 4.0, 11.0, 0.0, 1.0, 12.0, 7.0, 0.0,
+    0.0, 2.0, 14.0, 5.0, 10.0, 12.0, 0.0, 0.0, 0.0, 0.0, 6.0, 13.0, 10.0, 0.0, 0.0, 0.0,
+]  # fmt: skip
+EXAMPLE_PROBABILITIES = [0.9987, 0.0, 0.0001, 0.0, 0.0002, 0.0003, 0.0004, 0.0, 0.0002, 0.0001]
 
 API_KEY_SCHEMES = frozenset({"ApiKeyAuth", "ApiKeyHeader"})
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}]

@@ -34,20 +34,15 @@ import numpy as np
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
+from audit.errors import AuditUnavailable
+from audit.services import audit_input_digest, audit_request_record
+from core.errors import DomainError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from core.logging import current_request_id, set_request_context
 from gateway import metrics
-from gateway.errors import (
-    AuditUnavailable,
-    DomainError,
-    MalformedRequest,
-    PayloadTooLarge,
-    PolicyDenied,
-    UnsupportedMediaType,
-)
-from gateway.logging import current_request_id, set_request_context
 from inference.errors import BatchTooLarge
 from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict
-from policy.audit.services import audit_input_digest, audit_request_record
+from policy.errors import PolicyDenied
 from policy.evaluator import Decision
 from policy.services import policy_decide, review_items_create
 from tenants.principal import Principal

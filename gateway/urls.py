@@ -10,13 +10,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from gateway import health
+from core import health
 from gateway.metrics import metrics_view
 
-handler400 = "gateway.errors.handler400"
-handler403 = "gateway.errors.handler403"
-handler404 = "gateway.errors.handler404"
-handler500 = "gateway.errors.handler500"
+handler400 = "core.errors.handler400"
+handler403 = "core.errors.handler403"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -26,10 +26,9 @@ urlpatterns = [
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("gateway.api.urls")),
-    path("", include("gateway.jobs.urls")),
     path("", include("tenants.urls")),
     path("", include("policy.urls")),
-    path("", include("policy.audit.urls")),
+    path("", include("audit.urls")),
     path("", include("inference.urls")),
 ]
 

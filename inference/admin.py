@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from inference.models import ModelVersion, TrainingRun
 from inference.runtime import sessions
 from inference.services import (

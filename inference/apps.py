@@ -11,7 +11,7 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the ``model`` readiness check (the default model loads, with its provider)."""
-        from gateway.health import register_readiness_check
+        from core.health import register_readiness_check
         from inference.selectors import model_readiness
 
         register_readiness_check("model", model_readiness)

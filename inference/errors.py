@@ -1,12 +1,12 @@
-"""Errors of the model registry and serving core, on top of :mod:`gateway.errors`.
+"""Errors of the model registry and serving core, on top of :mod:`core.errors`.
 
 Services raise these; the gateway's one exception handler renders them as
-problem documents like every other :class:`gateway.errors.DomainError`.
+problem documents like every other :class:`core.errors.DomainError`.
 """
 
 from __future__ import annotations
 
-from gateway.errors import Conflict, InvalidInput
+from core.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 
 
 class BatchTooLarge(InvalidInput):
@@ -37,3 +37,15 @@ class TrainingFailed(Conflict):
     """Training finished without a version that may be registered (e.g. the parity gate refused the export)."""
 
     code, title = "training_failed", "Training failed"
+
+
+class ModelNotFound(NotFound):
+    code, title = "model_not_found", "Model not found"
+
+
+class ModelVersionNotFound(NotFound):
+    code, title = "model_version_not_found", "Model version not found"
+
+
+class ModelUnavailable(BackendUnavailable):
+    code, title = "model_unavailable", "Model unavailable"

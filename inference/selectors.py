@@ -1,7 +1,7 @@
 """Registry reads and the served-model lookup on every request's hot path.
 
 ``model_serving_get`` costs two dictionary lookups on a warm process: the
-name-to-active-version map lives in a :class:`gateway.invalidation.LocalCache`
+name-to-active-version map lives in a :class:`core.invalidation.LocalCache`
 of kind ``models`` (dropped within about a second of any activation, in every
 process, with no restart), and sessions live in :data:`inference.runtime.sessions`
 for the life of the process.  A newly activated version is loaded by the first
@@ -23,8 +23,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from gateway.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
-from gateway.invalidation import MODELS, LocalCache
+from core.invalidation import MODELS, LocalCache
+from inference.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
 from inference.models import ModelVersion
 from inference.runtime import ModelLoadError, ModelSpec, ServedModel, select_providers, sessions
 from policy.evaluator import ModelFacts

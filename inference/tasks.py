@@ -6,10 +6,11 @@ from celery import shared_task
 from django.db import DatabaseError
 
 from inference.services import training_run_execute
+from inference.services.training_runs import TRAIN_MODEL_TASK
 
 
 @shared_task(
-    name="inference.train_model",
+    name=TRAIN_MODEL_TASK,
     acks_late=True,
     autoretry_for=(DatabaseError,),
     retry_backoff=True,

@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from policy import services
 from policy.documents import check_scope_target, check_window, versioned_spec
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem

@@ -11,7 +11,7 @@ class PolicyConfig(AppConfig):
 
     def ready(self) -> None:
         """Readiness includes policy state: a replica that cannot load it would refuse every request."""
-        from gateway.health import register_readiness_check
+        from core.health import register_readiness_check
 
         register_readiness_check("policy", _check_policy_state)
 

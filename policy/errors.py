@@ -1,13 +1,14 @@
-"""Domain errors of policy formulation (subclasses of the gateway hierarchy).
+"""Domain errors of the policy app (subclasses of :mod:`core.errors`).
 
-Execution errors are the gateway's own: ``PolicyDenied`` (raised by the
-pipeline from a deny decision) and ``PolicyUnavailable`` (policy state could
-not be loaded: fail closed with 503).
+Formulation errors (invalid or unchanged policies, kill-switch and review
+conflicts) and execution errors: ``PolicyDenied`` (raised by the pipeline from
+a deny decision) and ``PolicyUnavailable`` (policy state could not be loaded:
+fail closed with 503).
 """
 
 from __future__ import annotations
 
-from gateway.errors import Conflict, ValidationFailed
+from core.errors import BackendUnavailable, Conflict, Forbidden, ValidationFailed
 
 
 class PolicyInvalid(ValidationFailed):
@@ -32,3 +33,11 @@ class ReviewItemConflict(Conflict):
     """Reviewing an item that was already reviewed."""
 
     code, title = "review_item_conflict", "Review item already reviewed"
+
+
+class PolicyDenied(Forbidden):
+    code, title = "policy_denied", "Denied by policy"
+
+
+class PolicyUnavailable(BackendUnavailable):
+    code, title = "policy_unavailable", "Policy state unavailable"

@@ -1,7 +1,9 @@
 """The policy evaluator: pure Python, no Django, the hot path of every request.
 
-This module starts with the value types shared across apps (``ModelFacts``
-describes the model a request targets, ``Decision`` is the evaluator's answer).
+The value types shared across apps (``ModelFacts`` describes the model a
+request targets, ``Decision`` is the evaluator's answer) live in
+:mod:`policy.types`; they are imported here, so ``policy.evaluator.ModelFacts``
+still works.
 
 :func:`compile_policy_set` turns the stored policies (their current versions,
 enabled flags and effective windows) and the active kill switches into a
@@ -37,6 +39,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from policy.rules import PROHIBITED_RANK, RULE_TYPES, TIER_RANK, RuleError, build_check, validate_document
+from policy.types import Decision, ModelFacts
 
 if TYPE_CHECKING:
     from tenants.principal import Principal
@@ -46,40 +49,6 @@ KILL_SWITCH_TARGETS: tuple[str, ...] = ("tenant", "key", "model")
 
 ALLOWED_CODE = "allowed"
 ALLOWED_REASON = "Allowed by policy."
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What policy needs to know about a model version."""
-
-    name: str
-    version: int
-    risk_tier: str
-    region: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of evaluating every applicable rule for one request.
-
-    ``rule_id`` is qualified by the policy that holds the rule
-    (``"baseline/identity-high"``; built-ins are ``"builtin/..."`` and kill
-    switches ``"kill_switch/<target type>"``); it is ``""`` when the request
-    is allowed.  ``policy_versions`` names every policy in force for this
-    request as ``name@version`` and nothing about other tenants' policies.
-    ``monitor_effects`` lists what monitor-mode obligations would have done.
-    """
-
-    allowed: bool
-    rule_id: str
-    reason_code: str
-    reason: str
-    policy_versions: str
-    monitor_denials: tuple[dict, ...] = field(default_factory=tuple)
-    review_threshold: float | None = None
-    retain_raw_input: bool = False
-    raw_input_retention_days: int = 0
-    monitor_effects: tuple[dict, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policy.evaluator import ModelFacts
+    from policy.types import ModelFacts
     from tenants.principal import Principal
 
 # EU AI Act risk tiers, least to most severe.  The order matters: "at or above

@@ -17,9 +17,9 @@ from django.db import Error as DatabaseLayerError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from gateway.errors import PolicyUnavailable
-from gateway.invalidation import POLICY, LocalCache
+from core.invalidation import POLICY, LocalCache
 from policy.documents import FORMAT, iso
+from policy.errors import PolicyUnavailable
 from policy.evaluator import PolicySet, PolicySpec, compile_policy_set
 from policy.models import KillSwitch, Policy, PolicyVersion
 from policy.rules import RuleError
@@ -121,11 +121,11 @@ def policy_export() -> dict[str, Any]:
 def request_decisions_get(*, request_id: str) -> list[dict[str, Any]]:
     """The recorded decisions for one request id, each with the policy versions that decided it.
 
-    Reads the audit trail (``policy.audit``), which is the durable record of
+    Reads the audit trail (``audit``), which is the durable record of
     what was decided; versions are resolved so a reviewer can open the exact
     rules that were in force.
     """
-    from policy.audit.models import AuditEvent
+    from audit.models import AuditEvent
 
     request_id = (request_id or "").strip()
     if not request_id:

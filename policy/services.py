@@ -23,11 +23,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway.errors import ValidationFailed
-from gateway.invalidation import POLICY, clock, generation_bump
-from gateway.logging import current_request_id
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_change_record
+from audit.models import AuditEvent
+from audit.services import audit_change_record
+from core.errors import ValidationFailed
+from core.invalidation import POLICY, clock, generation_bump
+from core.logging import current_request_id
 from policy.documents import (
     NAME_RE,
     check_scope_target,

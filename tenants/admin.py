@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from tenants.charts import Series, quota_bar_svg, usage_chart_svg
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.principal import ALL_SCOPES, LIMIT_FIELDS

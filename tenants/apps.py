@@ -11,7 +11,7 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the quota backend's readiness check and the OpenAPI description of key auth."""
-        from gateway.health import register_readiness_check
+        from core.health import register_readiness_check
         from tenants import schema  # noqa: F401 - registers the drf-spectacular extension
         from tenants.health import quota_backend_check
 

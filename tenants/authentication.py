@@ -22,8 +22,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from gateway.errors import MissingApiKey
-from gateway.logging import set_request_context
+from core.errors import MissingApiKey
+from core.logging import set_request_context
 from tenants.principal import Principal
 from tenants.services import api_key_authenticate_request, principal_require_scope
 

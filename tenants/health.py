@@ -1,4 +1,4 @@
-"""Readiness of the quota backend (registered with ``gateway.health``)."""
+"""Readiness of the quota backend (registered with ``core.health``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from gateway.redis import redis_client, redis_enabled
+from core.redis import redis_client, redis_enabled
 
 
 def quota_backend_check() -> dict[str, Any]:
@@ -16,7 +16,7 @@ def quota_backend_check() -> dict[str, Any]:
     (it still serves, flagged), so the check reports it instead of failing.
     """
     if redis_enabled():
-        from tenants.services.quota_redis import _RESERVE_SOURCE
+        from tenants.quota.redis import _RESERVE_SOURCE
 
         try:
             sha = redis_client().script_load(_RESERVE_SOURCE)

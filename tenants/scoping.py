@@ -34,8 +34,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.errors import AuditUnavailable, MissingApiKey, NotFound, exception_to_response
-from gateway.logging import current_request_id
+from audit.errors import AuditUnavailable
+from core.errors import MissingApiKey, NotFound, exception_to_response
+from core.logging import current_request_id
 from tenants.authentication import ApiKeyAuthentication, principal_of
 from tenants.principal import Principal
 
@@ -123,15 +124,15 @@ class TenantScopedApi(APIView):
         return response
 
     def _audit_request(self, request: Request, response: Any, principal: Principal) -> None:
-        from policy.audit.services import audit_event_record
+        # The same request-event writer as the governed pipeline (gateway.pipeline.GovernedCall).
+        from audit.services import audit_request_record
 
         error_code = ""
         if response.status_code >= 400:
             data = getattr(response, "data", None)
             error_code = str(data.get("code", "")) if isinstance(data, dict) else _problem_code(response)
         started = getattr(self, "_started", None)
-        audit_event_record(
-            event_type="request",
+        audit_request_record(
             action=self.audit_action or "",
             request_id=getattr(request._request, "request_id", "") or current_request_id(),
             actor=principal.actor,

@@ -1,6 +1,6 @@
 """Reads: principals for keys, usage summaries and live quota consumption.
 
-Usage comes from the durable record, the audit events (``policy.audit``): one
+Usage comes from the durable record, the audit events (``audit``): one
 ``request`` event per API request with its status, error code, latency, model
 and ``units`` (the instances charged, net of refunds).  Summing that record is
 also how lost quota counters are rebuilt, so the usage API, the admin chart
@@ -19,10 +19,11 @@ from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from redis.exceptions import RedisError
 
-from gateway.redis import redis_client, redis_enabled
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from core.redis import redis_client, redis_enabled
 from tenants.models import ApiKey, QuotaCounter, Tenant
 from tenants.principal import Limits, Principal, QuotaScope, limits_merge
+from tenants.quota.types import quota_redis_namespace
 from tenants.quota_windows import DAILY, MONTHLY, redis_counter_key, window_for
 
 REQUEST = AuditEvent.Type.REQUEST
@@ -332,8 +333,6 @@ def quota_usage_current(*, scopes: Iterable[QuotaScope], now: datetime | None = 
 
 def _live_counter(scope: QuotaScope, window) -> int | None:
     if redis_enabled():
-        from tenants.services.quota_redis import quota_redis_namespace
-
         key = redis_counter_key(quota_redis_namespace(), scope.tenant_id, scope.counter_id, window)
         try:
             value = redis_client().get(key)

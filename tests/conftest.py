@@ -8,7 +8,11 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from gateway.invalidation import clock
+from core.invalidation import clock
+
+# Shared fixtures live in plugins: models (the cached trained digits model, the model store) and
+# callers (a tenant with a key, the served digits model, digit rows).
+pytest_plugins = ["tests.fixtures.models", "tests.fixtures.callers"]
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +42,7 @@ def _fresh_invalidation_clock():
 def _fresh_test_redis():
     """Quota counters are keyed by tenant id, and every test database reuses ids: start each session empty."""
     if settings.REDIS_URL:
-        from gateway.redis import redis_client
+        from core.redis import redis_client
 
         redis_client().flushdb()
     yield
@@ -49,7 +53,7 @@ def redis_clean():
     """Flush the test Redis database before and after the test; skip when Redis is not configured."""
     if not settings.REDIS_URL:
         pytest.skip("REDIS_URL not set: this test needs a real Redis")
-    from gateway.redis import redis_client
+    from core.redis import redis_client
 
     client = redis_client()
     client.flushdb()
@@ -73,33 +77,3 @@ def celery_eager(settings):
     yield
     app.conf.task_always_eager = False
     app.conf.task_eager_propagates = False
-
-
-@pytest.fixture(scope="session")
-def trained():
-    """The default training run (scikit-learn digits, seed 42), done once per test session.
-
-    Shared by the inference tests and every test that serves the model, because
-    importing TensorFlow and training costs seconds.
-    """
-    from inference import training
-
-    return training.train_model(training.TrainingConfig())
-
-
-@pytest.fixture(scope="session")
-def onnx_bytes(trained) -> bytes:
-    """The exported, parity-checked ONNX file of the session's model."""
-    return trained.onnx_bytes
-
-
-@pytest.fixture
-def model_store(settings, tmp_path):
-    """A private, empty model store and a process with no cached sessions."""
-    from inference.selectors import serving_caches_clear
-
-    store = tmp_path / "models"
-    settings.MODEL_STORE_DIR = str(store)
-    serving_caches_clear()
-    yield store
-    serving_caches_clear()

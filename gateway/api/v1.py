@@ -10,59 +10,32 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.errors import InvalidInput, MalformedRequest
 from gateway.api.negotiation import JsonOnlyNegotiation
-from gateway.errors import InvalidInput, MalformedRequest, ModelNotFound
-from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
-from gateway.pipeline import GovernedCall, model_permitted_for_key
-from inference.selectors import model_catalog_list, model_detail_get
-from policy.services import policy_models_visible
-
-# The registry stores versions as PositiveIntegerField: a larger number could
-# only overflow the database query, so it is refused as input instead.
-MAX_VERSION = 2**31 - 1
-# Purposes are audited and matched against policy verbatim; longer ones are refused, not truncated.
-PURPOSE_MAX_LENGTH = 100
-PURPOSE_HEADER = OpenApiParameter(
-    "X-Purpose",
-    {"type": "string", "maxLength": PURPOSE_MAX_LENGTH},
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Why the prediction is requested; takes precedence over the body's `purpose`.",
+from gateway.api.params import (
+    MAX_VERSION,
+    PURPOSE_HEADER,
+    PURPOSE_MAX_LENGTH,
+    requested_purpose,
+    requested_version,
+    visible_models,
 )
-
-# A real handwritten zero (scikit-learn digits[0]) and the model's answer, for the examples.
-EXAMPLE_DIGIT = [
-    0.0, 0.0, 5.0, 13.0, 9.0, 1.0, 0.0, 0.0, 0.0, 0.0, 13.0, 15.0, 10.0, 15.0, 5.0, 0.0,
-    0.0, 3.0, 15.0, 2.0, 0.0, 11.0, 8.0, 0.0, 0.0, 4.0, 12.0, 0.0, 0.0, 8.0, 8.0, 0.0,
-    0.0, 5.0, 8.0, 0.0, 0.0, 9.0, 8.0, 0.0, 0.0, 4.0, 11.0, 0.0, 1.0, 12.0, 7.0, 0.0,
-    0.0, 2.0, 14.0, 5.0, 10.0, 12.0, 0.0, 0.0, 0.0, 0.0, 6.0, 13.0, 10.0, 0.0, 0.0, 0.0,
-]  # fmt: skip
-EXAMPLE_PROBABILITIES = [0.9987, 0.0, 0.0001, 0.0, 0.0002, 0.0003, 0.0004, 0.0, 0.0002, 0.0001]
-
-
-def requested_version(value: object) -> int | None:
-    """A version named in a request body: absent, or an integer from 1 to ``MAX_VERSION``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
-        raise InvalidInput(f"'version' must be an integer from 1 to {MAX_VERSION}.")
-    return value
-
-
-def requested_purpose(*, header: str | None, body: object) -> str | None:
-    """The declared purpose: the ``X-Purpose`` header, else the body's; each at most ``PURPOSE_MAX_LENGTH`` chars.
-
-    Both are checked even when the header wins: an invalid body is an error whatever the headers say.
-    """
-    for value in (header, body):
-        if value is not None and (not isinstance(value, str) or len(value) > PURPOSE_MAX_LENGTH):
-            raise InvalidInput(f"'purpose' must be a string of at most {PURPOSE_MAX_LENGTH} characters.")
-    return header or (body if isinstance(body, str) else None)
+from gateway.openapi import (
+    EXAMPLE_DIGIT,
+    EXAMPLE_PROBABILITIES,
+    MODEL_NAME_PARAMETER,
+    RATE_LIMIT_HEADERS,
+    RETRY_AFTER_HEADER,
+    problem_responses,
+)
+from gateway.pipeline import GovernedCall
+from inference.errors import ModelNotFound
+from inference.selectors import model_detail_get
 
 
 def _model_summary(info: Any) -> dict[str, Any]:
@@ -76,16 +49,6 @@ def _model_summary(info: Any) -> dict[str, Any]:
         "region": info.region,
         "provider": info.provider,
     }
-
-
-def visible_models(principal: Any) -> list[Any]:
-    """The active models this key may call: key allow-list, then the policy decision."""
-    catalog = [
-        info for info in model_catalog_list() if model_permitted_for_key(principal=principal, model_name=info.name)
-    ]
-    facts = {info.name: info.facts() for info in catalog}
-    allowed = {f.name for f in policy_models_visible(principal=principal, models=list(facts.values()))}
-    return [info for info in catalog if info.name in allowed]
 
 
 class ModelSummarySerializer(serializers.Serializer):

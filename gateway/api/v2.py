@@ -21,10 +21,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from gateway.api.v1 import MAX_VERSION, requested_purpose, visible_models
-from gateway.errors import DomainError, InvalidInput, MalformedRequest, ModelNotFound
-from gateway.logging import current_request_id
+from core.errors import DomainError, InvalidInput, MalformedRequest
+from core.logging import current_request_id
+from gateway.api.params import MAX_VERSION, requested_purpose, visible_models
 from gateway.pipeline import GovernedCall, body_read, json_parse
+from inference.errors import ModelNotFound
 
 logger = logging.getLogger("gateway.v2")
 
@@ -100,7 +101,7 @@ def health_live(request: HttpRequest) -> JsonResponse:
 @require_GET
 def health_ready(request: HttpRequest) -> HttpResponse:
     """``GET /v2/health/ready``: the gateway's readiness, in the protocol's shape."""
-    from gateway.health import readiness_report
+    from core.health import readiness_report
 
     ok, _ = readiness_report()
     return JsonResponse({"ready": ok}, status=200 if ok else 503)

@@ -2,7 +2,7 @@
 
 ``core`` holds Django itself, ``services`` the database, cache, Redis and
 Celery wiring, ``product`` the gateway's own knobs (quotas, inference, audit).
-All of them read the environment through :mod:`gateway.settings.env`.
+All of them read the environment through :mod:`core.env`.
 """
 
 from .core import *  # noqa: F403

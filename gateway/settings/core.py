@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .env import BASE_DIR, VAR_DIR, env_bool, env_list, env_str, is_production, secret_from_env_or_file
+from core.env import BASE_DIR, VAR_DIR, env_bool, env_list, env_str, is_production, secret_from_env_or_file
 
 SECRET_KEY = secret_from_env_or_file("SECRET_KEY", "secret-key")
 DEBUG = env_bool("DEBUG", False)
@@ -18,10 +18,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "core",
     "tenants",
     "policy",
-    "policy.audit",
+    "audit",
     "inference",
+    "jobs",
     "gateway",
 ]
 
@@ -84,7 +86,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "gateway.errors.problem_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "gateway.openapi.GatewayAutoSchema",
 }
 
@@ -108,8 +110,8 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "gateway.logging.JsonFormatter"}},
-    "filters": {"request": {"()": "gateway.logging.RequestContextFilter"}},
+    "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
+    "filters": {"request": {"()": "core.logging.RequestContextFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request"]},
     },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .env import VAR_DIR, env_bool, env_float, env_int, env_list, env_str, secret_from_env_or_file
+from core.env import VAR_DIR, env_bool, env_float, env_int, env_list, env_str, secret_from_env_or_file
 
 # API keys: HMAC-SHA-256 with this server-side pepper (never stored with the keys).
 API_KEY_PEPPER = secret_from_env_or_file("API_KEY_PEPPER", "api-key-pepper")

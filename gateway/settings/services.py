@@ -11,16 +11,15 @@ from __future__ import annotations
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from policy.audit.schedule import audit_beat_schedule
-
-from .env import VAR_DIR, env_float, env_int, env_str
+from audit.schedule import audit_beat_schedule
+from core.env import VAR_DIR, env_float, env_int, env_str
 
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
     if _db["ENGINE"] == "django.db.backends.postgresql":
         # Django's backend, checking only connections idle longer than this (one round trip per request saved).
-        _db["ENGINE"] = "gateway.db.postgresql"
+        _db["ENGINE"] = "core.db.postgresql"
         _db["HEALTH_CHECK_IDLE_SECONDS"] = env_float("DB_HEALTH_CHECK_IDLE_SECONDS", 5.0)
         _db.setdefault("OPTIONS", {})
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
@@ -53,7 +52,7 @@ else:
         "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
     }
 DATABASES = {"default": _db}
-DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "gateway.db.postgresql"
+DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "core.db.postgresql"
 
 REDIS_URL = env_str("REDIS_URL", "")
 

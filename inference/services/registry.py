@@ -20,8 +20,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from gateway.errors import InvalidInput
-from gateway.invalidation import MODELS, generation_bump
+from audit.models import AuditEvent
+from audit.services import audit_change_record
+from core.errors import InvalidInput
+from core.invalidation import MODELS, generation_bump
 from inference.errors import (
     InvalidModelFile,
     ModelIntegrityFailed,
@@ -43,8 +45,6 @@ from inference.store import (
     sha256_bytes,
     stage_model_file,
 )
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_change_record
 
 logger = logging.getLogger("inference.registry")
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from gateway.errors import InvalidInput, ModelUnavailable
-from inference.errors import BatchTooLarge
+from core.errors import InvalidInput
+from inference.errors import BatchTooLarge, ModelUnavailable
 from inference.runtime import ServedModel
 from inference.selectors import model_serving_get
 

@@ -19,11 +19,12 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gateway.errors import DomainError
+from audit.models import AuditEvent
+from audit.services import audit_change_record
+from core.errors import DomainError
+from core.queue import task_enqueue
 from inference.models import RiskTier, TrainingRun
 from inference.services.registry import governance_fields_check, model_version_train
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_change_record
 
 if TYPE_CHECKING:
     from inference.training import EpochProgress
@@ -31,18 +32,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("inference.training_runs")
 
 
-def _enqueue(run_id: int) -> None:
-    from inference.tasks import train_model_task
+TRAIN_MODEL_TASK = "inference.train_model"  # the registered name of inference.tasks.train_model_task
 
-    try:
-        train_model_task.delay(run_id)
-    except Exception as exc:  # any broker client error: the run must not stay "queued" silently
+
+def _enqueue(run_id: int) -> None:
+    def fail_the_run(exc: Exception) -> None:
+        # Broker-failure policy: the run must not stay "queued" silently; nothing re-enqueues it.
         logger.error("could not enqueue training run", extra={"training_run": run_id, "error": str(exc)[:300]})
         TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
             status=TrainingRun.Status.FAILED,
             error=f"The job queue is unavailable; the run was not started ({type(exc).__name__}: {exc}).",
             finished_at=timezone.now(),
         )
+
+    task_enqueue(task=TRAIN_MODEL_TASK, args=(run_id,), on_broker_failure=fail_the_run)
 
 
 def training_run_create(

@@ -34,20 +34,11 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 
-from gateway.errors import (
-    ApiKeyExpired,
-    ApiKeyRevoked,
-    Conflict,
-    DatabaseUnavailable,
-    InsufficientScope,
-    InvalidApiKey,
-    MissingApiKey,
-    TenantSuspended,
-    ValidationFailed,
-)
-from gateway.invalidation import KEYS, LocalCache
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_change_record
+from audit.models import AuditEvent
+from audit.services import audit_change_record
+from core.errors import Conflict, DatabaseUnavailable, InvalidApiKey, MissingApiKey, ValidationFailed
+from core.invalidation import KEYS, LocalCache
+from tenants.errors import ApiKeyExpired, ApiKeyRevoked, InsufficientScope, TenantSuspended
 from tenants.keyformat import (
     key_compose,
     key_hash,

@@ -11,7 +11,7 @@ refuses it without consuming anything.  Two backends share these semantics:
   restart or flush) are rebuilt from the durable usage record, the ``units``
   of the audit events, before anything is admitted against them.
 * The database (embedded default): conditional ``UPDATE ... RETURNING`` rows
-  in one transaction (``quota_db``).
+  in one transaction (``tenants.quota.db``).
 
 Known weaknesses of popular gateways this avoids: limits that multiply with
 the number of replicas (counters are shared, never per process), budgets
@@ -25,9 +25,7 @@ token stays spent (the request did reach the gateway), the instances return.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -35,53 +33,23 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from gateway.errors import DomainError, QuotaBackendUnavailable, QuotaExceeded, RateLimited
-from gateway.redis import redis_enabled
-from tenants.principal import Principal, QuotaScope
-from tenants.quota_windows import DAILY, MONTHLY, RATE, Window, window_for
+from core.errors import DomainError, RateLimited
+from core.redis import redis_enabled
+from tenants.errors import QuotaBackendUnavailable, QuotaExceeded
+from tenants.principal import Principal
+from tenants.quota import db as quota_db
+from tenants.quota import redis as quota_redis
+from tenants.quota.types import (
+    Charge,
+    QuotaPolicy,
+    QuotaRefusal,
+    quota_checks,
+)
+from tenants.quota_windows import DAILY, MONTHLY, RATE
 
 logger = logging.getLogger("tenants.quota")
 
 _PERIOD_LABELS = {RATE: "Rate limit", DAILY: "Daily quota", MONTHLY: "Monthly quota"}
-
-
-@dataclass(frozen=True)
-class QuotaCheck:
-    """One limit a reservation must fit: a token bucket (``rate``) or a calendar counter."""
-
-    scope: QuotaScope
-    kind: str
-    limit: int
-    rate: float | None = None
-    window: Window | None = None
-
-    @property
-    def scope_kind(self) -> str:
-        """``key`` for a key's own counters, ``tenant`` otherwise."""
-        return "key" if self.scope.counter_id.startswith("k:") else "tenant"
-
-
-@dataclass(frozen=True)
-class QuotaPolicy:
-    """The state of one limit right after admission (feeds the RateLimit headers)."""
-
-    name: str
-    scope: str
-    limit: int
-    remaining: int
-    reset_seconds: int
-    window_seconds: int
-
-
-@dataclass(frozen=True)
-class Charge:
-    """A counter a reservation incremented, remembered so a refund finds the same window."""
-
-    counter_id: str
-    tenant_id: int
-    period: str
-    period_start: date
-    redis_key: str
 
 
 @dataclass
@@ -127,101 +95,6 @@ class Reservation:
         }
 
 
-class QuotaRefusal(Exception):
-    """Raised by a backend when ``check`` refused; nothing was consumed."""
-
-    def __init__(self, check: QuotaCheck, *, retry_after: int, current: float):
-        super().__init__(check.kind)
-        self.check = check
-        self.retry_after = max(1, retry_after)
-        self.current = current
-
-
-def quota_checks(scopes: tuple[QuotaScope, ...], now: datetime) -> list[QuotaCheck]:
-    """Every limit that applies to a request, in a fixed order (the lock order of the DB backend)."""
-    checks: list[QuotaCheck] = []
-    for scope in scopes:
-        burst = scope.effective_burst
-        if scope.rate_per_second is not None and burst is not None:
-            checks.append(QuotaCheck(scope=scope, kind=RATE, limit=burst, rate=float(scope.rate_per_second)))
-        if scope.daily_instances is not None:
-            checks.append(
-                QuotaCheck(scope=scope, kind=DAILY, limit=int(scope.daily_instances), window=window_for(DAILY, now))
-            )
-        if scope.monthly_instances is not None:
-            checks.append(
-                QuotaCheck(
-                    scope=scope, kind=MONTHLY, limit=int(scope.monthly_instances), window=window_for(MONTHLY, now)
-                )
-            )
-    return checks
-
-
-def bucket_policy(check: QuotaCheck, tokens: float) -> QuotaPolicy:
-    """The header view of a token bucket holding ``tokens``."""
-    rate = check.rate or 1.0
-    return QuotaPolicy(
-        name=RATE,
-        scope=check.scope_kind,
-        limit=check.limit,
-        remaining=max(0, math.floor(tokens)),
-        reset_seconds=max(0, math.ceil((check.limit - tokens) / rate)),
-        window_seconds=max(1, math.ceil(check.limit / rate)),
-    )
-
-
-def counter_policy(check: QuotaCheck, used: int, now: datetime) -> QuotaPolicy:
-    """The header view of a daily or monthly counter at ``used``."""
-    assert check.window is not None
-    return QuotaPolicy(
-        name=check.kind,
-        scope=check.scope_kind,
-        limit=check.limit,
-        remaining=max(0, check.limit - used),
-        reset_seconds=check.window.seconds_left(now),
-        window_seconds=check.window.seconds,
-    )
-
-
-def quota_admission(
-    *,
-    checks: Sequence[QuotaCheck],
-    values: Sequence[float],
-    now: datetime,
-    redis_keys: Sequence[str] | None = None,
-    token_scale: float = 1.0,
-) -> tuple[tuple[QuotaPolicy, ...], tuple[Charge, ...]]:
-    """The header policies and refundable charges of an admitted reservation (both backends).
-
-    ``values[i]`` is what the backend left in ``checks[i]`` after admission:
-    the bucket's tokens times ``token_scale`` for a rate check (Redis keeps
-    thousandths of a token, so it passes 1000), the counter's ``used`` for a
-    daily or monthly one.  ``redis_keys[i]`` is the Redis key of ``checks[i]``,
-    remembered in the charge so a refund hits the same key; the database
-    backend passes none and its charges carry ``""``.  Only daily/monthly
-    counters are charged: a spent rate token is never refunded.
-    """
-    keys = [""] * len(checks) if redis_keys is None else redis_keys
-    policies: list[QuotaPolicy] = []
-    charges: list[Charge] = []
-    for check, key, value in zip(checks, keys, values, strict=True):
-        if check.kind == RATE:
-            policies.append(bucket_policy(check, value / token_scale))
-            continue
-        assert check.window is not None
-        policies.append(counter_policy(check, int(value), now))
-        charges.append(
-            Charge(
-                counter_id=check.scope.counter_id,
-                tenant_id=check.scope.tenant_id,
-                period=check.kind,
-                period_start=check.window.start_date,
-                redis_key=key,
-            )
-        )
-    return tuple(policies), tuple(charges)
-
-
 def quota_now() -> datetime:
     """The wall clock that quota windows and the database token bucket read.
 
@@ -247,8 +120,6 @@ def quota_reserve(*, principal: Principal, units: int) -> Reservation:
     if not checks:
         return Reservation(units=units)
     if redis_enabled():
-        from tenants.services import quota_redis
-
         try:
             policies, charges = quota_redis.reserve(checks=checks, units=units, now=now)
         except QuotaRefusal as refusal:
@@ -256,8 +127,6 @@ def quota_reserve(*, principal: Principal, units: int) -> Reservation:
         except RedisError as exc:
             return _backend_down(exc, units=units)
         return Reservation(units=units, backend="redis", policies=policies, charges=charges)
-    from tenants.services import quota_db
-
     try:
         policies, charges = quota_db.reserve(checks=checks, units=units, now=now)
     except QuotaRefusal as refusal:
@@ -284,12 +153,8 @@ def quota_refund(*, reservation: Reservation, units: int | None = None) -> None:
     if reservation.charges:
         try:
             if reservation.backend == "redis":
-                from tenants.services import quota_redis
-
                 quota_redis.refund(charges=reservation.charges, units=amount)
             else:
-                from tenants.services import quota_db
-
                 quota_db.refund(charges=reservation.charges, units=amount)
         except (RedisError, DatabaseError) as exc:
             logger.warning("quota refund failed", extra={"error": str(exc), "units": amount})

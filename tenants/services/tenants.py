@@ -17,8 +17,9 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from gateway.errors import Conflict, DomainError, TenantSuspended, ValidationFailed
-from policy.audit.services import audit_change_record
+from audit.services import audit_change_record
+from core.errors import Conflict, DomainError, ValidationFailed
+from tenants.errors import TenantSuspended
 from tenants.keyformat import key_parse
 from tenants.models import Plan, Tenant
 from tenants.principal import ALL_SCOPES, LIMIT_FIELDS

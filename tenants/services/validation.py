@@ -7,8 +7,8 @@ from typing import Any
 
 from django.db import models, transaction
 
-from gateway.errors import ValidationFailed
-from gateway.invalidation import KEYS, clock, generation_bump
+from core.errors import ValidationFailed
+from core.invalidation import KEYS, clock, generation_bump
 from tenants.principal import LIMIT_FIELDS
 
 _INT_MINIMUM = {

@@ -1,73 +1,12 @@
-"""Fixtures for the protocol surfaces: a served model and tenants with keys."""
+"""Fixtures of the protocol-surface tests: the environment of real server and worker processes.
+
+Callers (``make_caller``), the served ``digits`` model and ``digit_rows`` come
+from the shared plugin ``tests/fixtures/callers.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import numpy as np
 import pytest
-
-from tenants.services import api_key_cache_clear, api_key_create, tenant_create, tenant_quota_set
-
-
-@dataclass
-class Caller:
-    """A tenant with one raw API key."""
-
-    tenant: object
-    key: str
-    prefix: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"HTTP_AUTHORIZATION": f"Bearer {self.key}"}
-
-    @property
-    def http_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-@pytest.fixture
-def digits(model_store, onnx_bytes):
-    """The session's model registered and active as ``digits`` v1."""
-    from inference.services import model_version_activate, model_version_register
-
-    version = model_version_register(name="digits", data=onnx_bytes, actor="test")
-    return model_version_activate(version=version, actor="test")
-
-
-@pytest.fixture
-def make_caller() -> Callable[..., Caller]:
-    """Create a tenant (region eu, verified, research purpose) and a key; overrides set quotas."""
-    api_key_cache_clear()
-    counter = {"n": 0}
-
-    def _make(
-        slug: str | None = None,
-        *,
-        scopes: list[str] | None = None,
-        models: list[str] | None = None,
-        region: str = "eu",
-        verified: bool = True,
-        purposes: list[str] | None = None,
-        **quota: object,
-    ) -> Caller:
-        counter["n"] += 1
-        tenant = tenant_create(
-            slug=slug or f"tenant-{counter['n']}",
-            actor="test",
-            region=region,
-            identity_verified=verified,
-            approved_purposes=purposes if purposes is not None else ["research"],
-        )
-        if quota:
-            tenant = tenant_quota_set(tenant=tenant, actor="test", overrides=quota)
-        issued = api_key_create(tenant=tenant, actor="test", scopes=scopes, allowed_models=models)
-        return Caller(tenant=tenant, key=issued.raw_key, prefix=issued.key.prefix)
-
-    yield _make
-    api_key_cache_clear()
 
 
 @pytest.fixture
@@ -80,11 +19,3 @@ def env(settings, tmp_path, model_store) -> dict[str, str]:
         "JOB_CHUNK_SIZE": "500",
         "LOG_LEVEL": "WARNING",
     }
-
-
-@pytest.fixture(scope="session")
-def digit_rows() -> np.ndarray:
-    """Real handwritten digits (raw 0..16 pixel values) and nothing else."""
-    from sklearn.datasets import load_digits
-
-    return load_digits().data.astype(np.float32)

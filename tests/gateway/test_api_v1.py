@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -206,8 +206,8 @@ def test_unknown_model_is_404(client, digits, make_caller):
 
 
 def test_audit_failure_means_503_and_nothing_served(client, digits, make_caller, monkeypatch, digit_rows):
+    from audit.errors import AuditUnavailable
     from gateway import pipeline
-    from gateway.errors import AuditUnavailable
 
     def broken(**fields):
         raise AuditUnavailable("The audit trail could not record this request; nothing was served.")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from audit.models import AuditEvent
 from gateway.client import (
     AuthenticationError,
     InvalidRequestError,
@@ -35,7 +36,6 @@ from gateway.client import (
     RateLimitedError,
     UnavailableError,
 )
-from policy.audit.models import AuditEvent
 from tests.support import celery_worker, gateway_server
 
 
@@ -45,7 +45,7 @@ def server(settings, env, digits):
     if settings.REDIS_URL:
         # Quota counters are keyed by tenant id, and a fresh test database hands out the same ids
         # again: counters left in Redis by an earlier session would be charged to these tenants.
-        from gateway.redis import redis_client
+        from core.redis import redis_client
 
         redis_client().flushdb()
     with gateway_server(workers=2, **env) as base:

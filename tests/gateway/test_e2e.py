@@ -16,8 +16,8 @@ import pytest
 import requests
 from django.db.models import Sum
 
-from gateway.jobs.models import BatchJob
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from jobs.models import BatchJob
 from tests.support import assert_problem, celery_worker, gateway_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded, pytest.mark.e2e]
@@ -195,7 +195,7 @@ def test_cancelling_a_running_job_stops_it_and_refunds_the_rest(server, env, mak
 
 
 def test_a_worker_killed_mid_job_is_resumed_and_completes_exactly_once(server, env, make_caller, digit_rows):
-    from gateway.jobs.services import batch_jobs_recover
+    from jobs.services import batch_jobs_recover
 
     caller = make_caller()
     job_id = _big_job(server, caller, digit_rows)

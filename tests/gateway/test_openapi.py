@@ -13,9 +13,8 @@ from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.settings import api_settings
 
-from gateway.api.v1 import EXAMPLE_DIGIT
-from gateway.errors import PROBLEM_CONTENT_TYPE
-from gateway.openapi import GatewayAutoSchema, v2_paths_hook
+from core.errors import PROBLEM_CONTENT_TYPE
+from gateway.openapi import EXAMPLE_DIGIT, GatewayAutoSchema, v2_paths_hook
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # Operations anyone may call: the protocol's health and server metadata, the audit trail's public key.

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gateway.logging import JsonFormatter
+from core.logging import JsonFormatter
 from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -53,7 +53,7 @@ def test_readyz_reports_each_dependency(client):
 
 
 def test_readyz_names_failed_dependency(client, monkeypatch):
-    from gateway import health
+    from core import health
 
     def broken():
         raise ConnectionError("broker down")

@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.settings import env
+from core import env
 from tests.support import ROOT
 
 pytestmark = pytest.mark.embedded

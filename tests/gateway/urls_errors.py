@@ -5,8 +5,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.errors import QuotaExceeded
 from gateway.urls import handler400, handler403, handler404, handler500  # noqa: F401
+from tenants.errors import QuotaExceeded
 
 
 class _Input(serializers.Serializer):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from inference.models import ModelVersion, TrainingRun
 from inference.tasks import train_model_task
-from policy.audit.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

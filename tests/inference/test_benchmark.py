@@ -12,6 +12,12 @@ from inference import benchmark
 from tests.support import ROOT
 
 
+@pytest.fixture(scope="session")
+def trained(trained_keras):
+    """The benchmark times the Keras model too, so it needs a real training run, not the cached ONNX file."""
+    return trained_keras
+
+
 def test_benchmark_report_covers_every_case(fake_training):
     report = benchmark.run_benchmark(epochs=1, iterations=25, seconds_per_case=0.01)
     cases = {(r["case"], r["batch"]) for r in report["results"]}

@@ -134,7 +134,7 @@ def test_serving_path_and_idle_ensure_never_import_tensorflow(register, model_st
         "from django.core.management import call_command\n"
         "call_command('ensure_default_model')\n"
         "from inference.services import instances_predict\n"
-        "import inference.admin, inference.tasks, gateway.health\n"
+        "import inference.admin, inference.tasks, core.health\n"
         "print(instances_predict(name='digits', instances=[[0.0] * 64]).model_version)\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules, 'tf2onnx' in sys.modules)\n"
     )

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from gateway.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
-from gateway.invalidation import clock
+from core.invalidation import clock
 from inference import selectors
+from inference.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
 from inference.runtime import sessions
 from inference.selectors import (
     model_catalog_list,

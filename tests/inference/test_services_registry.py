@@ -8,8 +8,9 @@ import onnx
 import pytest
 from django.db import IntegrityError, transaction
 
-from gateway.errors import InvalidInput
-from gateway.models import Generation
+from audit.models import AuditEvent
+from core.errors import InvalidInput
+from core.models import Generation
 from inference import training
 from inference.errors import InvalidModelFile, ModelIntegrityFailed, ModelLifecycleConflict, TrainingFailed
 from inference.models import ModelVersion
@@ -22,7 +23,6 @@ from inference.services import (
     model_version_train,
     model_version_update,
 )
-from policy.audit.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -197,7 +197,7 @@ def test_activation_refuses_a_file_that_fails_verification(register):
 
 
 def test_activation_rolls_back_when_the_audit_trail_is_down(register, monkeypatch):
-    from gateway.errors import AuditUnavailable
+    from audit.errors import AuditUnavailable
     from inference.services import registry
 
     first = register(activate=True)

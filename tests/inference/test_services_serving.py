@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidInput
+from core.errors import InvalidInput
 from inference.errors import BatchTooLarge
 from inference.services import instances_predict, instances_validate, model_predict
 from tests.support import assert_problem
@@ -131,27 +131,8 @@ def test_arbitrary_json_is_validated_or_refused_never_crashes(served, instances)
     assert batch.shape[1] == 64 and np.isfinite(batch).all()
 
 
-def test_prediction_labels_and_top_probabilities(served, trained):
-    x = trained.dataset.x_test[:20]
-    prediction = model_predict(model=served, batch=_validate(served, x.tolist(), max_batch=20))
-    expected = np.asarray(trained.keras_model(x, training=False))
-    assert prediction.labels == expected.argmax(axis=1).tolist()
-    np.testing.assert_allclose(prediction.top_probabilities, expected.max(axis=1), atol=1e-5)
-    assert prediction.probabilities.shape == (20, 10)
-    assert (prediction.model_name, prediction.model_version) == ("digits", 1)
-
-
-def test_prediction_maps_class_indices_to_labels(spec, trained):
-    from inference.runtime import CPU_PROVIDER, ModelSpec, load_model
-
-    letters = load_model(ModelSpec(**{**spec.__dict__, "labels": tuple("abcdefghij")}), providers=[CPU_PROVIDER])
-    prediction = model_predict(model=letters, batch=trained.dataset.x_test[:3])
-    expected = np.asarray(trained.keras_model(trained.dataset.x_test[:3], training=False)).argmax(axis=1)
-    assert prediction.labels == ["abcdefghij"[i] for i in expected]
-
-
 def test_runtime_failure_is_a_503_not_a_500(served):
-    from gateway.errors import ModelUnavailable
+    from inference.errors import ModelUnavailable
 
     with pytest.raises(ModelUnavailable, match="failed to run this batch"):
         model_predict(model=served, batch=np.zeros((1, 3), np.float32))

@@ -7,8 +7,15 @@ import onnxruntime as ort
 import pytest
 
 from inference import training
+from inference.services import instances_validate, model_predict
 from inference.store import onnx_signature
 from inference.training import export
+
+
+@pytest.fixture(scope="session")
+def trained(trained_keras):
+    """These tests examine the training itself (the Keras model too): they train for real, not from the cache."""
+    return trained_keras
 
 
 @pytest.mark.slow
@@ -167,3 +174,25 @@ def test_model_card_describes_purpose_data_and_metrics(trained):
     assert f"Accuracy {trained.metrics['accuracy']:.4f}" in card
     assert trained.lineage["data_fingerprint"] in card
     assert "Risk tier: limited" in card and "region: eu" in card
+
+
+# --- the served ONNX file answers like the Keras model it was exported from (needs that model: trains) ---------
+
+
+def test_prediction_labels_and_top_probabilities(served, trained):
+    x = trained.dataset.x_test[:20]
+    prediction = model_predict(model=served, batch=instances_validate(model=served, instances=x.tolist(), max_batch=20))
+    expected = np.asarray(trained.keras_model(x, training=False))
+    assert prediction.labels == expected.argmax(axis=1).tolist()
+    np.testing.assert_allclose(prediction.top_probabilities, expected.max(axis=1), atol=1e-5)
+    assert prediction.probabilities.shape == (20, 10)
+    assert (prediction.model_name, prediction.model_version) == ("digits", 1)
+
+
+def test_prediction_maps_class_indices_to_labels(spec, trained):
+    from inference.runtime import CPU_PROVIDER, ModelSpec, load_model
+
+    letters = load_model(ModelSpec(**{**spec.__dict__, "labels": tuple("abcdefghij")}), providers=[CPU_PROVIDER])
+    prediction = model_predict(model=letters, batch=trained.dataset.x_test[:3])
+    expected = np.asarray(trained.keras_model(trained.dataset.x_test[:3], training=False)).argmax(axis=1)
+    assert prediction.labels == ["abcdefghij"[i] for i in expected]

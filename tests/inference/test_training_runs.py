@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from inference import training
 from inference.models import ModelVersion, TrainingRun
 from inference.services import training_run_create, training_run_execute
 from inference.tasks import train_model_task
-from policy.audit.models import AuditEvent
 from tests.inference.factories import TrainingRunFactory
 from tests.support import celery_worker
 

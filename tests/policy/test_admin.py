@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.services import kill_switch_engage, policy_create
 from tests.policy.factories import ReviewItemFactory

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 from policy.models import Policy, PolicyVersion
 from policy.services import policy_create
 

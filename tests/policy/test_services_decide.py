@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db import InterfaceError, OperationalError, connection
 
-from gateway.errors import PolicyUnavailable
-from gateway.invalidation import clock
+from core.invalidation import clock
 from policy import selectors
+from policy.errors import PolicyUnavailable
 from policy.services import kill_switch_engage, policy_create, policy_decide, policy_models_visible, policy_update
 from tests.policy.factories import ModelFactsFactory, PrincipalFactory
 

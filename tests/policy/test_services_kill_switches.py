@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from gateway.errors import ValidationFailed
-from gateway.models import Generation
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import ValidationFailed
+from core.models import Generation
 from policy.errors import KillSwitchConflict
 from policy.models import KillSwitch
 from policy.services import kill_switch_engage, kill_switch_lift, policy_decide, policy_models_visible

@@ -8,9 +8,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway.errors import ValidationFailed
-from gateway.models import Generation
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import ValidationFailed
+from core.models import Generation
 from policy.errors import PolicyInvalid, PolicyUnchanged
 from policy.models import Policy, PolicyVersion
 from policy.services import policy_create, policy_decide, policy_update
@@ -161,7 +161,7 @@ def test_database_refuses_versions_without_reason_and_duplicate_numbers(no_basel
 
 
 def test_failed_audit_rolls_back_the_change(no_baseline, monkeypatch):
-    from gateway.errors import AuditUnavailable
+    from audit.errors import AuditUnavailable
     from policy import services
 
     def broken(**kwargs):

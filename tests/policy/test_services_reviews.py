@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ValidationFailed
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import ValidationFailed
 from policy.errors import ReviewItemConflict
 from policy.models import ReviewItem
 from policy.services import review_item_create, review_item_resolve, review_items_create

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.invalidation import clock
-from gateway.redis import redis_reset
+from core.invalidation import clock
+from core.redis import redis_reset
 from tenants.services import IssuedApiKey, api_key_authenticate, api_key_cache_clear, api_key_create
 from tests.tenants.factories import PlanFactory, TenantFactory
 

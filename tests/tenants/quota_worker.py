@@ -28,8 +28,8 @@ def main() -> int:
     django.setup()
     from django.db import connection
 
-    from gateway.errors import DomainError
-    from policy.audit.services import audit_event_record
+    from audit.services import audit_event_record
+    from core.errors import DomainError
     from tenants.services import api_key_authenticate, quota_reserve
 
     principal = api_key_authenticate(raw_key=raw_key)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_event_record
+from audit.models import AuditEvent
+from audit.services import audit_event_record
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.services import api_key_authenticate
 from tests.tenants.conftest import caches_expire, issue_key

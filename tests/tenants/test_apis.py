@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_event_record
+from audit.models import AuditEvent
+from audit.services import audit_event_record
 from tenants.services import (
     api_key_authenticate,
     api_key_revoke,

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.services import api_key_authenticate, api_key_revoke
 from tests.tenants.conftest import caches_expire
@@ -156,7 +156,7 @@ def test_suspend_and_unsuspend():
     event = AuditEvent.objects.get(action="tenant.suspend")
     assert event.actor == "command:suspend_tenant" and event.detail["reason"] == "payment overdue"
     caches_expire()
-    from gateway.errors import TenantSuspended
+    from tenants.errors import TenantSuspended
 
     with pytest.raises(TenantSuspended):
         api_key_authenticate(raw_key=raw)

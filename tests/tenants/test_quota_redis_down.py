@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from gateway.errors import QuotaBackendUnavailable, QuotaExceeded, exception_to_response
-from gateway.redis import redis_reset
+from core.errors import exception_to_response
+from core.redis import redis_reset
+from tenants.errors import QuotaBackendUnavailable, QuotaExceeded
 from tenants.selectors import quota_usage_current
 from tenants.services import api_key_authenticate, quota_refund, quota_reserve
 from tests.support import assert_problem, free_port

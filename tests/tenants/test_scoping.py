@@ -7,9 +7,9 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 
-from gateway.errors import Forbidden, NotFound
-from policy.audit.models import AuditEvent
-from policy.audit.services import audit_event_record
+from audit.models import AuditEvent
+from audit.services import audit_event_record
+from core.errors import Forbidden, NotFound
 from tenants.authentication import HasScope
 from tenants.models import ApiKey
 from tenants.scoping import TenantScopedApi

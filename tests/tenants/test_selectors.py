@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from policy.audit.services import audit_event_record
+from audit.services import audit_event_record
 from tenants.models import ApiKey
 from tenants.selectors import api_key_status, usage_summary, usage_units_since
 from tests.tenants.factories import PlanFactory, TenantFactory

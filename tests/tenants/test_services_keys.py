@@ -11,17 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 
-from gateway.errors import (
-    ApiKeyExpired,
-    ApiKeyRevoked,
-    Conflict,
-    InsufficientScope,
-    InvalidApiKey,
-    MissingApiKey,
-    TenantSuspended,
-    ValidationFailed,
-)
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import Conflict, InvalidApiKey, MissingApiKey, ValidationFailed
+from tenants.errors import ApiKeyExpired, ApiKeyRevoked, InsufficientScope, TenantSuspended
 from tenants.models import ApiKey
 from tenants.principal import ALL_SCOPES
 from tenants.services import (

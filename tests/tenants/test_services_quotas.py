@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.errors import QuotaExceeded, RateLimited
-from policy.audit.services import audit_event_record
+from audit.services import audit_event_record
+from core.errors import RateLimited
+from tenants.errors import QuotaExceeded
 from tenants.principal import Limits, Principal
 from tenants.selectors import quota_usage_current
 from tenants.services import (
@@ -290,14 +291,14 @@ def redis_or_none(quota_backend):
     """The Redis client when the test runs on Redis, else ``None``."""
     if quota_backend != "redis":
         return None
-    from gateway.redis import redis_client
+    from core.redis import redis_client
 
     return redis_client()
 
 
 def test_admission_scales_redis_tokens_and_remembers_redis_keys():
     from tenants.principal import QuotaScope
-    from tenants.services.quotas import quota_admission, quota_checks
+    from tenants.quota.types import quota_admission, quota_checks
 
     now = datetime(2030, 3, 10, 12, tzinfo=UTC)
     scope = QuotaScope(counter_id="t:1", tenant_id=1, rate_per_second=1.0, burst=10, daily_instances=50)

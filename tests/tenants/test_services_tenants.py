@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from gateway.errors import Conflict, ValidationFailed
-from policy.audit.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import Conflict, ValidationFailed
 from tenants.models import Plan, Tenant
 from tenants.services import (
     api_key_authenticate,

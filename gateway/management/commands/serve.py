@@ -18,7 +18,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from gateway.settings.env import VAR_DIR
+from core.env import VAR_DIR
 
 
 def _prometheus_dir() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from inference.selectors import model_version_get
 from inference.services import model_version_activate, model_version_rollback
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from inference.errors import ModelIntegrityFailed
 from inference.management.commands._progress import epoch_progress_printer
 from inference.management.commands.train_model import describe_version

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from inference.management.commands.train_model import describe_version
 from inference.models import RiskTier
 from inference.services import model_version_activate, model_version_register

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from inference.management.commands._progress import epoch_progress_printer
 from inference.models import RiskTier
 from inference.services import model_version_train

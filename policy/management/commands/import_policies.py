@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from policy.documents import load
 from policy.rules import RuleError
 from policy.services import policy_import

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from django.core.management.base import CommandError
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from tenants.models import ApiKey, Tenant
 from tenants.selectors import api_key_lookup
 

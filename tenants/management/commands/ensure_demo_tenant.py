@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from gateway.settings.env import VAR_DIR
+from core.env import VAR_DIR
 from tenants.management.commands._common import actor_for, call
 from tenants.services import demo_tenant_ensure
 

@@ -1,0 +1,29 @@
+"""Celery beat entries of the audit trail, for ``settings.CELERY_BEAT_SCHEDULE``.
+
+Django-free so the settings module can import it::
+
+    from audit.schedule import audit_beat_schedule
+    CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=AUDIT_SEAL_INTERVAL_SECONDS))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+
+
+def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[str, Any]]:
+    """Sealing every ``seal_interval_seconds`` and the retention purge daily at 03:17 UTC."""
+    return {
+        "audit-seal": {
+            "task": "audit.seal",
+            "schedule": float(seal_interval_seconds),
+            # A seal run that waited longer than one interval is superseded by the next.
+            "options": {"expires": float(seal_interval_seconds)},
+        },
+        "audit-purge": {
+            "task": "audit.purge",
+            "schedule": crontab(hour=3, minute=17),
+        },
+    }

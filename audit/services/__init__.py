@@ -1,0 +1,62 @@
+"""Writes and side effects of the audit trail, one module per concern.
+
+``recording`` (the per-request INSERT and change records), ``sealing``
+(signed Merkle blocks), ``verification`` (``verify_audit``), ``export``
+(streamed, manifest-signed exports), ``retention`` (retention periods, legal
+holds, purge) and ``compliance`` (the compliance officer group).  Everything
+public is re-exported here: callers import from ``audit.services``.
+"""
+
+from audit.services.compliance import COMPLIANCE_GROUP_NAME, compliance_group_ensure
+from audit.services.export import (
+    ExportStream,
+    audit_export_file,
+    audit_export_request,
+    audit_export_run,
+    audit_export_stream,
+    audit_export_write,
+    export_file_path,
+)
+from audit.services.recording import (
+    audit_change_record,
+    audit_event_record,
+    audit_input_digest,
+    audit_request_record,
+    redact_secrets,
+)
+from audit.services.retention import (
+    PurgeResult,
+    audit_purge,
+    legal_hold_place,
+    legal_hold_release,
+    retention_set,
+)
+from audit.services.sealing import SealResult, audit_seal
+from audit.services.verification import VerifyProblem, VerifyReport, audit_verify
+
+__all__ = [
+    "COMPLIANCE_GROUP_NAME",
+    "ExportStream",
+    "PurgeResult",
+    "SealResult",
+    "VerifyProblem",
+    "VerifyReport",
+    "audit_change_record",
+    "audit_event_record",
+    "audit_export_file",
+    "audit_export_request",
+    "audit_export_run",
+    "audit_export_stream",
+    "audit_export_write",
+    "audit_input_digest",
+    "audit_purge",
+    "audit_request_record",
+    "audit_seal",
+    "audit_verify",
+    "compliance_group_ensure",
+    "export_file_path",
+    "legal_hold_place",
+    "legal_hold_release",
+    "redact_secrets",
+    "retention_set",
+]

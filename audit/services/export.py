@@ -1,0 +1,503 @@
+"""Exports of the trail for compliance officers, with signed manifests.
+
+Constant memory whatever the size: events are read by keyset pagination on
+``seq`` (``seq > last ORDER BY seq LIMIT n``), each page is encoded, hashed
+and handed on, and only per-*block* state is kept (a block's leaf list when
+it is only partly exported; at most ``AUDIT_SEAL_BLOCK_SIZE`` hashes).
+
+The export freezes its upper bound (the highest ``seq`` when it starts) and
+then records itself as an ``audit.export`` event, so every export is in the
+trail and the set of exported rows is well defined.
+
+Rows carry the canonical fields (see :mod:`audit.canonical`) plus
+where they sit in the seal: the block number, the leaf index and, for blocks
+the filters only partly cover, an RFC 6962 inclusion proof.  The manifest
+lists each block's signed header and signature, the file's SHA-256, the row
+count and the public key, and is itself signed, so
+``python -m audit.verify_export`` can check everything offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min, QuerySet
+from django.utils import timezone
+
+from audit.blocks import SeqLayout
+from audit.canonical import (
+    CANONICAL_VERSION,
+    EVENT_FIELDS,
+    canonical_event,
+    canonical_json,
+    csv_cells,
+    timestamp_text,
+)
+from audit.errors import AuditExportNotReady, InvalidExportFilter
+from audit.merkle import inclusion_proof, tree_levels
+from audit.models import AuditEvent, AuditExport, PurgeTombstone, SealedBlock
+from audit.selectors import (
+    ExportFilters,
+    audit_events_filtered,
+    audit_export_get,
+    audit_last_seq,
+    audit_sealed_through,
+)
+from audit.services.recording import audit_event_record
+from audit.signing import public_key_pem_of, signing_identity, trusted_public_keys
+from audit.verify_export import JSONL_MERKLE_MEMBER, MANIFEST_KIND, MERKLE_COLUMNS
+from core.logging import current_request_id
+from core.queue import task_enqueue
+
+logger = logging.getLogger("policy.audit")
+
+AUDIT_EXPORT_TASK = "audit.export"  # the registered name of audit.tasks.audit_export_task
+
+FORMATS = ("csv", "jsonl")
+_PAGE = 2000
+ProgressCallback = Callable[[int], None]
+
+
+def export_page_size() -> int:
+    """Rows per keyset page (the export's memory bound)."""
+    return int(getattr(settings, "AUDIT_EXPORT_PAGE_SIZE", _PAGE))
+
+
+@dataclass
+class _BlockEntry:
+    block: SealedBlock
+    layout: SeqLayout
+    full: bool
+    levels: list[list[bytes]] | None
+    manifest: dict[str, Any]
+
+
+@dataclass
+class _ExportState:
+    """Running totals of one export: rows, hash, the blocks it touched."""
+
+    rows: int = 0
+    unsealed_rows: int = 0
+    sha256: Any = field(default_factory=hashlib.sha256)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    key_ids: set[str] = field(default_factory=set)
+
+
+class _BlockCursor:
+    """Finds the sealed block of each exported row (rows arrive in seq order)."""
+
+    def __init__(self, filtered: QuerySet[AuditEvent], sealed_through: int, state: _ExportState):
+        self.filtered = filtered
+        self.sealed_through = sealed_through
+        self.state = state
+        self.current: _BlockEntry | None = None
+
+    def locate(self, seq: int) -> _BlockEntry | None:
+        """The block holding ``seq`` (loading it and deciding full/partial coverage on entry), or None."""
+        if seq > self.sealed_through:
+            return None
+        current = self.current
+        if current is not None and current.block.first_seq <= seq <= current.block.last_seq:
+            return current
+        block = SealedBlock.objects.filter(first_seq__lte=seq, last_seq__gte=seq).first()
+        if block is None:
+            return None
+        covered = self.filtered.filter(seq__gte=block.first_seq, seq__lte=block.last_seq).count()
+        full = covered == block.count
+        levels = None
+        if not full:
+            raw = bytes(block.leaf_hashes)
+            levels = tree_levels([raw[i : i + 32] for i in range(0, len(raw), 32)])
+        entry = {
+            "header": block.header(),
+            "block_hash": block.block_hash,
+            "signature": block.signature,
+            "coverage": "full" if full else "partial",
+            "rows": 0,
+        }
+        self.state.blocks.append(entry)
+        self.state.key_ids.add(block.key_id)
+        # Drop the previous block's tree and blobs: memory stays per block.
+        block.leaf_hashes = b""
+        block.event_ids = b""
+        layout = SeqLayout(block.first_seq, block.last_seq, block.gaps)
+        self.current = _BlockEntry(block=block, layout=layout, full=full, levels=levels, manifest=entry)
+        return self.current
+
+
+def _merkle_position(cursor: _BlockCursor, seq: int) -> tuple[int, int, list[str]] | None:
+    entry = cursor.locate(seq)
+    if entry is None:
+        cursor.state.unsealed_rows += 1
+        return None
+    index = entry.layout.index(seq)
+    if index is None:
+        # A row inside a signed gap was inserted after sealing; export it
+        # without a position so offline verification flags it.
+        cursor.state.unsealed_rows += 1
+        return None
+    entry.manifest["rows"] += 1
+    proof = [] if entry.full else [h.hex() for h in inclusion_proof(entry.levels, index)]
+    return entry.block.number, index, proof
+
+
+def _pages(filtered: QuerySet[AuditEvent], upper_seq: int, page: int) -> Iterator[list[tuple]]:
+    """Keyset pages in seq order, each query bounded to a seq window.
+
+    ``seq > last ORDER BY seq LIMIT n`` alone lets PostgreSQL (without fresh
+    statistics) bitmap-scan and sort everything after ``last`` for every page,
+    which is quadratic over a million rows; a bounded window is always an
+    index range scan, and sparse filters just move through more windows.
+    """
+    rows = filtered.order_by("seq").values_list(*EVENT_FIELDS)
+    low = filtered.filter(seq__lte=upper_seq).aggregate(low=Min("seq"))["low"]
+    if low is None:
+        return
+    last = low - 1
+    window = page * 4
+    while last < upper_seq:
+        high = min(last + window, upper_seq)
+        chunk = list(rows.filter(seq__gt=last, seq__lte=high)[:page])
+        if chunk:
+            yield chunk
+        last = chunk[-1][0] if len(chunk) == page else high
+
+
+def _encode_chunks(
+    *,
+    filters: ExportFilters,
+    fmt: str,
+    upper_seq: int,
+    state: _ExportState,
+    on_progress: ProgressCallback | None,
+) -> Iterator[bytes]:
+    filtered = audit_events_filtered(filters=filters)
+    cursor = _BlockCursor(filtered.filter(seq__lte=upper_seq), audit_sealed_through(), state)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer) if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow([*EVENT_FIELDS, *MERKLE_COLUMNS])
+    for chunk in _pages(filtered, upper_seq, export_page_size()):
+        for row in chunk:
+            record = canonical_event(row)
+            position = _merkle_position(cursor, record["seq"])
+            if writer is not None:
+                merkle_cells = ["", "", ""]
+                if position is not None:
+                    merkle_cells = [str(position[0]), str(position[1]), " ".join(position[2])]
+                writer.writerow([*csv_cells(record), *merkle_cells])
+            else:
+                merkle = None
+                if position is not None:
+                    merkle = {"block": position[0], "index": position[1], "proof": position[2]}
+                buffer.write(canonical_json({**record, JSONL_MERKLE_MEMBER: merkle}))
+                buffer.write("\n")
+        state.rows += len(chunk)
+        data = buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+        state.sha256.update(data)
+        yield data
+        if on_progress is not None:
+            on_progress(state.rows)
+    data = buffer.getvalue().encode("utf-8")  # the CSV header of an empty export
+    if data:
+        state.sha256.update(data)
+        yield data
+
+
+def _manifest(
+    *,
+    state: _ExportState,
+    filters: ExportFilters,
+    fmt: str,
+    upper_seq: int,
+    actor: str,
+    source: str,
+    file_name: str,
+    export_id: int | None,
+    export_event_seq: int,
+) -> dict[str, Any]:
+    identity = signing_identity()
+    trusted = trusted_public_keys()
+    keys = {identity.key_id: identity.public_key_pem}
+    for key_id in state.key_ids:
+        if key_id in trusted:
+            keys[key_id] = public_key_pem_of(trusted[key_id])
+    tombstones = [
+        {"header": t.header(), "tombstone_hash": t.tombstone_hash, "signature": t.signature}
+        for t in PurgeTombstone.objects.filter(first_seq__lte=upper_seq).order_by("first_block")
+    ]
+    manifest: dict[str, Any] = {
+        "kind": MANIFEST_KIND,
+        "format_version": 1,
+        "export_id": export_id,
+        "file": file_name,
+        "format": fmt,
+        "canonical_version": CANONICAL_VERSION,
+        "fields": list(EVENT_FIELDS),
+        "filters": filters.as_dict(),
+        "generated_at": timestamp_text(timezone.now()),
+        "generated_by": actor,
+        "source": source,
+        "upper_seq": upper_seq,
+        "row_count": state.rows,
+        "unsealed_rows": state.unsealed_rows,
+        "sha256": state.sha256.hexdigest(),
+        "blocks": state.blocks,
+        "purged_ranges": tombstones,
+        "export_event_seq": export_event_seq,
+        "signature_algorithm": identity.algorithm,
+        "key_id": identity.key_id,
+        "public_keys": keys,
+        "verify_with": "python -m audit.verify_export EXPORT MANIFEST",
+    }
+    manifest["signature"] = identity.sign(canonical_json(manifest).encode("ascii"))
+    return manifest
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise InvalidExportFilter(f"format must be one of {list(FORMATS)}, got {fmt!r}", field="format")
+
+
+def _record_export_event(
+    *, actor: str, filters: ExportFilters, fmt: str, source: str, upper_seq: int, export_id: int | None
+) -> AuditEvent:
+    return audit_event_record(
+        event_type=AuditEvent.Type.EXPORT,
+        action="audit.export",
+        actor=actor,
+        request_id=current_request_id(),
+        tenant_slug=filters.tenant,
+        model_name=filters.model,
+        detail={
+            "filters": filters.as_dict(),
+            "format": fmt,
+            "source": source,
+            "export_id": export_id,
+            "upper_seq": upper_seq,
+        },
+    )
+
+
+class ExportStream:
+    """An export in progress: iterate for the bytes; ``manifest`` is set once exhausted."""
+
+    def __init__(
+        self,
+        *,
+        filters: ExportFilters,
+        fmt: str,
+        actor: str,
+        source: str,
+        file_name: str,
+        export: AuditExport | None = None,
+        on_progress: ProgressCallback | None = None,
+    ):
+        _check_format(fmt)
+        self.filters, self.fmt, self.actor, self.source = filters, fmt, actor, source
+        self.file_name, self.export, self.on_progress = file_name, export, on_progress
+        self.upper_seq = audit_last_seq()
+        self.event = _record_export_event(
+            actor=actor,
+            filters=filters,
+            fmt=fmt,
+            source=source,
+            upper_seq=self.upper_seq,
+            export_id=export.pk if export else None,
+        )
+        self.state = _ExportState()
+        self.manifest: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from _encode_chunks(
+            filters=self.filters, fmt=self.fmt, upper_seq=self.upper_seq, state=self.state, on_progress=self.on_progress
+        )
+        self.manifest = _manifest(
+            state=self.state,
+            filters=self.filters,
+            fmt=self.fmt,
+            upper_seq=self.upper_seq,
+            actor=self.actor,
+            source=self.source,
+            file_name=self.file_name,
+            export_id=self.export.pk if self.export else None,
+            export_event_seq=self.event.seq,
+        )
+
+
+def audit_export_write(
+    *,
+    filters: ExportFilters,
+    format: str,
+    stream: BinaryIO,
+    actor: str,
+    source: str = "command",
+    file_name: str = "",
+    export: AuditExport | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Write the export to ``stream`` (binary) and return its signed manifest."""
+    export_stream = ExportStream(
+        filters=filters,
+        fmt=format,
+        actor=actor,
+        source=source,
+        file_name=file_name,
+        export=export,
+        on_progress=on_progress,
+    )
+    for chunk in export_stream:
+        stream.write(chunk)
+    manifest = export_stream.manifest
+    if manifest is None:  # only if iteration stopped early, which the loop above never does
+        raise RuntimeError("export ended without a manifest")
+    return manifest
+
+
+def _finish(export: AuditExport, manifest: dict[str, Any], file_path: str = "") -> None:
+    AuditExport.objects.filter(pk=export.pk).update(
+        status=AuditExport.Status.DONE,
+        progress=1.0,
+        row_count=manifest["row_count"],
+        sha256=manifest["sha256"],
+        manifest=manifest,
+        file_path=file_path,
+        finished_at=timezone.now(),
+    )
+
+
+def _fail(export: AuditExport, error: str) -> None:
+    AuditExport.objects.filter(pk=export.pk).update(
+        status=AuditExport.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
+
+
+def audit_export_stream(
+    *, filters: ExportFilters, format: str, actor: str, source: str = "api"
+) -> tuple[AuditExport, Iterator[bytes]]:
+    """Start an export to be streamed over HTTP; the manifest lands on the returned row when done.
+
+    The audit event is written before this returns, so a failure to record it
+    refuses the export (``AuditUnavailable``) before any byte is sent.
+    """
+    _check_format(format)
+    with transaction.atomic():
+        export = AuditExport.objects.create(
+            requested_by=actor,
+            source=source,
+            filters=filters.as_dict(),
+            format=format,
+            status=AuditExport.Status.RUNNING,
+            started_at=timezone.now(),
+        )
+        export_stream = ExportStream(
+            filters=filters,
+            fmt=format,
+            actor=actor,
+            source=source,
+            file_name=f"audit-export-{export.pk}.{format}",
+            export=export,
+        )
+
+    def chunks() -> Iterator[bytes]:
+        completed = False
+        try:
+            yield from export_stream
+            completed = True
+        finally:
+            if completed and export_stream.manifest is not None:
+                _finish(export, export_stream.manifest)
+            else:
+                _fail(export, "the download was interrupted before the export completed")
+
+    return export, chunks()
+
+
+def audit_export_request(*, filters: ExportFilters, format: str, actor: str, source: str = "admin") -> AuditExport:
+    """Queue a background export (large ranges); a Celery task writes the file and manifest."""
+    _check_format(format)
+    estimate = audit_events_filtered(filters=filters).count()
+    export = AuditExport.objects.create(
+        requested_by=actor, source=source, filters=filters.as_dict(), format=format, estimated_rows=estimate
+    )
+
+    def fail_the_export(exc: Exception) -> None:
+        # Broker-failure policy: nothing re-enqueues an export, so it fails visibly instead of staying pending.
+        logger.error("could not enqueue audit export", extra={"export_id": export.pk, "error": str(exc)[:300]})
+        _fail(export, f"The job queue is unavailable; the export was not started ({type(exc).__name__}: {exc}).")
+
+    def enqueue() -> None:
+        task_enqueue(task=AUDIT_EXPORT_TASK, args=(export.pk,), on_broker_failure=fail_the_export)
+
+    transaction.on_commit(enqueue)
+    return export
+
+
+def export_file_path(export: AuditExport) -> Path:
+    """Where a background export's file lives (its manifest sits next to it)."""
+    return Path(settings.EXPORT_DIR) / f"audit-export-{export.pk}.{export.format}"
+
+
+def _open_private(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Exports hold personal data: readable by the service account only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def audit_export_run(*, export_id: int) -> AuditExport:
+    """Write a queued export to ``EXPORT_DIR`` with progress (idempotent: done exports are left alone)."""
+    export = audit_export_get(export_id=export_id)
+    if export.status == AuditExport.Status.DONE:
+        return export
+    AuditExport.objects.filter(pk=export.pk).update(
+        status=AuditExport.Status.RUNNING, started_at=timezone.now(), progress=0.0, error=""
+    )
+    estimate = max(export.estimated_rows, 1)
+
+    def progress(rows: int) -> None:
+        AuditExport.objects.filter(pk=export.pk).update(row_count=rows, progress=min(rows / estimate, 0.99))
+
+    path = export_file_path(export)
+    try:
+        filters = ExportFilters.from_mapping(export.filters)
+        with _open_private(path) as fh:
+            manifest = audit_export_write(
+                filters=filters,
+                format=export.format,
+                stream=fh,
+                actor=export.requested_by,
+                source=export.source,
+                file_name=path.name,
+                export=export,
+                on_progress=progress,
+            )
+        with _open_private(Path(f"{path}.manifest.json")) as fh:
+            fh.write(canonical_json(manifest).encode("ascii"))
+    except Exception as exc:
+        _fail(export, f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(export, manifest, str(path))
+    export.refresh_from_db()
+    return export
+
+
+def audit_export_file(*, export_id: int, manifest: bool = False) -> Path:
+    """Path of a finished background export's file (or manifest); ``AuditExportNotReady`` otherwise."""
+    export = audit_export_get(export_id=export_id)
+    if export.status != AuditExport.Status.DONE or not export.file_path:
+        raise AuditExportNotReady(f"Audit export {export_id} has no file (status {export.status}).")
+    path = Path(export.file_path)
+    return Path(f"{path}.manifest.json") if manifest else path

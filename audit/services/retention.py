@@ -1,0 +1,256 @@
+"""Retention periods, legal holds and the purge that enforces them.
+
+The law sets a floor (logs kept at least six months: EU AI Act Art. 19 and
+26(6), China's Cybersecurity Law Art. 21), data minimisation sets a ceiling
+(PIPL), and litigation can freeze everything (legal hold).  The purge removes
+only *whole sealed blocks*, so what remains still verifies: a block goes when
+every event in it is past its own tenant's retention and no tenant in it is
+on hold.  Each removed run of blocks leaves a signed ``PurgeTombstone``
+(range, counts, Merkle root over the removed block hashes, and the chain
+link), and the purge itself is an audit event.
+
+On PostgreSQL the append-only triggers let DELETE through only when the
+transaction has set ``maas.audit_purge``; this module is the only code that
+sets it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from audit.blocks import header_bytes, header_hash
+from audit.db import PURGE_SETTING
+from audit.errors import LegalHoldAlreadyReleased, LegalHoldNotFound, RetentionBelowFloor
+from audit.merkle import leaf_hash, merkle_root
+from audit.models import AuditEvent, LegalHold, PurgeTombstone, SealedBlock, TenantRetention
+from audit.selectors import legal_holds_active, retention_days_by_tenant, retention_default_days
+from audit.services.recording import audit_change_record
+from audit.services.sealing import seal_state_locked
+from audit.signing import signing_identity
+
+logger = logging.getLogger("policy.audit")
+
+_MAX_BLOCKS_PER_RUN = 20
+
+
+def retention_set(
+    *, tenant_slug: str, retention_days: int, actor: str, tenant_id: int | None = None
+) -> TenantRetention:
+    """Set a tenant's retention period (audited); below the floor raises ``RetentionBelowFloor``."""
+    floor = settings.AUDIT_RETENTION_FLOOR_DAYS
+    if retention_days < floor:
+        raise RetentionBelowFloor(
+            f"Audit events must be kept at least {floor} days; {retention_days} was requested.",
+            floor_days=floor,
+        )
+    with transaction.atomic():
+        current = TenantRetention.objects.select_for_update().filter(tenant_slug=tenant_slug).first()
+        before = {"retention_days": current.retention_days} if current else None
+        if current is None:
+            current = TenantRetention(tenant_slug=tenant_slug)
+        current.retention_days = retention_days
+        current.updated_by = actor
+        current.save()
+        audit_change_record(
+            actor=actor,
+            action="retention.set",
+            target=f"retention:{tenant_slug}",
+            before=before,
+            after={"retention_days": retention_days},
+            tenant_id=tenant_id,
+            tenant_slug=tenant_slug,
+        )
+    return current
+
+
+def legal_hold_place(*, tenant_slug: str, reason: str, actor: str) -> LegalHold:
+    """Stop the purge for ``tenant_slug`` (``*`` for every tenant) until released; audited."""
+    with transaction.atomic():
+        # The purge holds the same lock while it decides, so a hold placed
+        # now cannot miss a purge that has already started deciding.
+        seal_state_locked()
+        hold = LegalHold.objects.create(tenant_slug=tenant_slug, reason=reason, placed_by=actor)
+        audit_change_record(
+            actor=actor,
+            action="legal_hold.place",
+            target=f"legal_hold:{hold.pk}",
+            after={"tenant_slug": tenant_slug, "reason": reason},
+            tenant_slug="" if tenant_slug == LegalHold.ALL_TENANTS else tenant_slug,
+            event_type=AuditEvent.Type.LEGAL_HOLD,
+        )
+    return hold
+
+
+def legal_hold_release(*, hold_id: int, actor: str, reason: str) -> LegalHold:
+    """Release a hold (audited); the next purge may then remove what it protected."""
+    with transaction.atomic():
+        hold = LegalHold.objects.select_for_update().filter(pk=hold_id).first()
+        if hold is None:
+            raise LegalHoldNotFound(f"No legal hold {hold_id}.")
+        if hold.released_at is not None:
+            raise LegalHoldAlreadyReleased(f"Legal hold {hold_id} was released at {hold.released_at.isoformat()}.")
+        hold.released_at = timezone.now()
+        hold.released_by = actor
+        hold.released_reason = reason
+        hold.save(update_fields=["released_at", "released_by", "released_reason"])
+        audit_change_record(
+            actor=actor,
+            action="legal_hold.release",
+            target=f"legal_hold:{hold.pk}",
+            before={"tenant_slug": hold.tenant_slug, "reason": hold.reason},
+            after={"released_reason": reason},
+            tenant_slug="" if hold.tenant_slug == LegalHold.ALL_TENANTS else hold.tenant_slug,
+            event_type=AuditEvent.Type.LEGAL_HOLD,
+        )
+    return hold
+
+
+@dataclass
+class PurgeResult:
+    """What a purge removed (and what it kept because of holds)."""
+
+    tombstones: list[int] = field(default_factory=list)
+    blocks: int = 0
+    events: int = 0
+    held_blocks: int = 0
+
+
+def _block_is_purgeable(
+    block: SealedBlock, now: datetime, retention: dict[str, int], default_days: int, holds: set[str]
+) -> tuple[bool, bool]:
+    """(purgeable, kept only by a legal hold) for one block, from a per-tenant aggregate."""
+    per_tenant = (
+        AuditEvent.objects.filter(seq__gte=block.first_seq, seq__lte=block.last_seq)
+        .order_by()
+        .values("tenant_slug")
+        .annotate(newest=Max("occurred_at"))
+    )
+    floor = settings.AUDIT_RETENTION_FLOOR_DAYS
+    expired, held = True, False
+    for row in per_tenant:
+        days = max(floor, retention.get(row["tenant_slug"], default_days))
+        if row["newest"] >= now - timedelta(days=days):
+            expired = False
+        if LegalHold.ALL_TENANTS in holds or row["tenant_slug"] in holds:
+            held = True
+    return expired and not held, expired and held
+
+
+def _next_run(after: int, now: datetime, result: PurgeResult) -> tuple[list[SealedBlock], int]:
+    """The next contiguous run of purgeable blocks after block ``after`` (and where scanning stopped)."""
+    floor = settings.AUDIT_RETENTION_FLOOR_DAYS
+    retention, default_days, holds = retention_days_by_tenant(), retention_default_days(), legal_holds_active()
+    candidates = (
+        SealedBlock.objects.filter(number__gt=after, last_occurred_at__lt=now - timedelta(days=floor))
+        .order_by("number")
+        .defer("leaf_hashes", "event_ids")
+    )
+    run: list[SealedBlock] = []
+    last_seen = after
+    for block in candidates.iterator(chunk_size=100):
+        if run and block.number != run[-1].number + 1:
+            last_seen = block.number - 1  # not adjacent: it may start the next run
+            break
+        last_seen = block.number
+        purgeable, held = _block_is_purgeable(block, now, retention, default_days, holds)
+        if held:
+            result.held_blocks += 1
+        if purgeable:
+            run.append(block)
+            if len(run) >= _MAX_BLOCKS_PER_RUN:
+                break
+        elif run:
+            break
+    return run, last_seen
+
+
+def _delete_range(table: str, column: str, first: int, last: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {connection.ops.quote_name(table)} "  # table/column names come from model meta
+            f"WHERE {connection.ops.quote_name(column)} BETWEEN %s AND %s",
+            [first, last],
+        )
+        return cursor.rowcount
+
+
+def _purge_run(run: list[SealedBlock], *, now: datetime, actor: str, reason: str) -> PurgeTombstone:
+    first, last = run[0], run[-1]
+    tenants = {
+        row["tenant_slug"]: row["n"]
+        for row in AuditEvent.objects.filter(seq__gte=first.first_seq, seq__lte=last.last_seq)
+        .order_by()
+        .values("tenant_slug")
+        .annotate(n=Count("seq"))
+    }
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'on'")
+    removed_events = _delete_range(AuditEvent._meta.db_table, "seq", first.first_seq, last.last_seq)
+    _delete_range(SealedBlock._meta.db_table, "number", first.number, last.number)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'off'")
+    identity = signing_identity()
+    # The unsaved row builds its own header, so what is signed here is by
+    # construction what verifiers rebuild from the stored row.
+    tomb = PurgeTombstone(
+        first_block=first.number,
+        last_block=last.number,
+        first_seq=first.first_seq,
+        last_seq=last.last_seq,
+        block_count=len(run),
+        event_count=removed_events,
+        removed_root=merkle_root([leaf_hash(bytes.fromhex(b.block_hash)) for b in run]).hex(),
+        prev_block_hash=first.prev_block_hash,
+        last_block_hash=last.block_hash,
+        tenants={slug or "(none)": n for slug, n in sorted(tenants.items())},
+        reason=reason,
+        actor=actor,
+        purged_at=now,
+        key_id=identity.key_id,
+    )
+    header = tomb.header()
+    tomb.signature = identity.sign(header_bytes(header))
+    tomb.tombstone_hash = header_hash(header)
+    tomb.save()
+    audit_change_record(
+        actor=actor,
+        action="audit.purge",
+        target=f"blocks:{first.number}-{last.number}",
+        before={"first_seq": first.first_seq, "last_seq": last.last_seq, "events": removed_events},
+        after={"tombstone": tomb.pk, "tombstone_hash": tomb.tombstone_hash},
+        event_type=AuditEvent.Type.PURGE,
+        extra={"reason": reason, "tenants": tomb.tenants},
+    )
+    return tomb
+
+
+def audit_purge(*, now: datetime | None = None, actor: str = "system", reason: str = "retention") -> PurgeResult:
+    """Remove sealed blocks past every contained tenant's retention, skipping legal holds."""
+    now = now or timezone.now()
+    result = PurgeResult()
+    after = 0
+    while True:
+        with transaction.atomic():
+            seal_state_locked()  # serialises with sealers and legal_hold_place
+            run, after = _next_run(after, now, result)
+            if not run:
+                break
+            tomb = _purge_run(run, now=now, actor=actor, reason=reason)
+        result.tombstones.append(tomb.pk)
+        result.blocks += tomb.block_count
+        result.events += tomb.event_count
+        after = tomb.last_block
+        logger.info(
+            "audit purge removed blocks",
+            extra={"first_block": tomb.first_block, "last_block": tomb.last_block, "events": tomb.event_count},
+        )
+    return result

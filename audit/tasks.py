@@ -1,0 +1,38 @@
+"""Celery tasks of the audit trail: seal (beat, every minute), purge (beat, daily), export.
+
+Each task calls one service and is idempotent: sealing and purging start from
+the current chain state, and a finished export is left alone.  Transient
+database errors are retried with backoff.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from audit.errors import AuditUnavailable
+from audit.services import audit_export_run, audit_purge, audit_seal
+from audit.services.export import AUDIT_EXPORT_TASK
+
+_TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)
+
+
+@shared_task(name="audit.seal", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5)
+def audit_seal_task() -> dict:
+    """Seal every sealable event into signed blocks."""
+    result = audit_seal()
+    return {"blocks": result.blocks, "events": result.events}
+
+
+@shared_task(name="audit.purge", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5)
+def audit_purge_task() -> dict:
+    """Purge whole sealed blocks past retention, leaving signed tombstones."""
+    result = audit_purge(actor="system:audit.purge")
+    return {"tombstones": result.tombstones, "blocks": result.blocks, "events": result.events}
+
+
+@shared_task(name=AUDIT_EXPORT_TASK, autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=3)
+def audit_export_task(export_id: int) -> dict:
+    """Write a queued export (file + manifest) with progress."""
+    export = audit_export_run(export_id=export_id)
+    return {"export_id": export.pk, "rows": export.row_count, "status": export.status}

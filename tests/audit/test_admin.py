@@ -1,0 +1,137 @@
+"""Admin: audit records are read-only; exports download or run in the background; retention and holds are audited."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from audit.models import AuditEvent, AuditExport, LegalHold, SealedBlock, TenantRetention
+from audit.services.compliance import COMPLIANCE_GROUP_NAME
+from audit.verify_export import verify_export
+from tests.support import assert_problem
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.audit.urls")]
+
+MODELS = ["auditevent", "sealedblock", "purgetombstone", "auditexport", "tenantretention", "legalhold"]
+
+
+@pytest.fixture
+def officer_client(client, django_user_model):
+    user = django_user_model.objects.create_user(username="olga", password="pw-olga-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=COMPLIANCE_GROUP_NAME))
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_changelists_render(admin_client, sealed, model):
+    assert admin_client.get(f"/admin/audit/{model}/").status_code == 200
+
+
+@pytest.mark.parametrize("model", ["auditevent", "sealedblock", "purgetombstone", "auditexport"])
+def test_audit_records_cannot_be_added_changed_or_deleted(admin_client, sealed, model):
+    assert admin_client.get(f"/admin/audit/{model}/add/").status_code == 403
+
+
+def test_event_detail_is_read_only(admin_client, sealed):
+    event = sealed[0]
+    url = f"/admin/audit/auditevent/{event.seq}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert admin_client.post(url, {"http_status": 500}).status_code == 403
+    assert admin_client.post(f"/admin/audit/auditevent/{event.seq}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.get(seq=event.seq).http_status == 200
+    block = SealedBlock.objects.get(number=1)
+    assert admin_client.get(f"/admin/audit/sealedblock/{block.pk}/change/").status_code == 200
+
+
+def test_officer_sees_the_trail_and_the_export_link(officer_client, sealed):
+    page = officer_client.get("/admin/audit/auditevent/")
+    assert page.status_code == 200 and b"/admin/audit/auditevent/export/" in page.content
+    assert officer_client.get("/admin/audit/tenantretention/add/").status_code == 403
+    assert officer_client.get("/admin/audit/legalhold/add/").status_code == 403
+
+
+def test_small_export_downloads_directly(officer_client, sealed, tmp_path):
+    form = officer_client.get("/admin/audit/auditevent/export/")
+    assert form.status_code == 200 and b"Export" in form.content
+    response = officer_client.post("/admin/audit/auditevent/export/", {"format": "jsonl", "tenant": "globex"})
+    assert response.status_code == 200 and response.streaming
+    body = b"".join(response.streaming_content)
+    export = AuditExport.objects.get(pk=int(response["X-Audit-Export-Id"]))
+    assert export.status == AuditExport.Status.DONE and export.source == "admin"
+    (tmp_path / "e").write_bytes(body)
+    (tmp_path / "m").write_text(json.dumps(export.manifest))
+    assert verify_export(tmp_path / "e", tmp_path / "m").ok
+    manifest = officer_client.get(f"/admin/audit/auditexport/{export.pk}/manifest/")
+    assert manifest.status_code == 200 and manifest.json()["sha256"] == export.sha256
+
+
+def test_manifest_of_unknown_or_unfinished_export_is_a_problem(officer_client, django_user_model):
+    assert_problem(officer_client.get("/admin/audit/auditexport/999/manifest/"), 404, "audit_export_not_found")
+    pending = AuditExport.objects.create(requested_by="staff:olga", format="csv")
+    url = f"/admin/audit/auditexport/{pending.pk}/manifest/"
+    assert_problem(officer_client.get(url), 409, "audit_export_not_ready")
+    # Staff without the export permission are still refused before the selector runs.
+    viewer = django_user_model.objects.create_user(username="vic", password="pw-vic-12345", is_staff=True)
+    other = Client()
+    other.force_login(viewer)
+    assert other.get(url).status_code == 403
+
+
+def test_large_export_runs_in_the_background_with_progress(
+    officer_client, sealed, settings, celery_eager, django_capture_on_commit_callbacks, tmp_path
+):
+    settings.AUDIT_EXPORT_DIRECT_MAX_ROWS = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        response = officer_client.post("/admin/audit/auditevent/export/", {"format": "csv"})
+    export = AuditExport.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(
+        f"/admin/audit/auditexport/{export.pk}/change/"
+    )
+    assert export.status == AuditExport.Status.DONE and export.progress == 1.0
+    assert export.estimated_rows == export.row_count == len(sealed)
+    page = officer_client.get(f"/admin/audit/auditexport/{export.pk}/change/")
+    assert b"export file" in page.content and b"manifest" in page.content
+    download = officer_client.get(f"/admin/audit/auditexport/{export.pk}/download/")
+    assert download.status_code == 200
+    (tmp_path / "e.csv").write_bytes(b"".join(download.streaming_content))
+    (tmp_path / "m.json").write_text(json.dumps(export.manifest))
+    assert verify_export(tmp_path / "e.csv", tmp_path / "m.json").ok
+    assert AuditEvent.objects.filter(action="audit.export.download", actor="staff:olga").exists()
+
+
+def test_export_form_requires_the_export_permission(admin_client, client, django_user_model, sealed):
+    viewer = django_user_model.objects.create_user(username="vic", password="pw-vic-12345", is_staff=True)
+    client.force_login(viewer)
+    assert client.get("/admin/audit/auditevent/export/").status_code == 403
+    bad = admin_client.post(
+        "/admin/audit/auditevent/export/", {"format": "csv", "since": "2026-01-02", "until": "2026-01-01"}
+    )
+    assert bad.status_code == 200 and b"earlier than" in bad.content
+
+
+def test_retention_admin_enforces_the_floor_and_audits(admin_client):
+    too_short = admin_client.post("/admin/audit/tenantretention/add/", {"tenant_slug": "acme", "retention_days": 90})
+    assert too_short.status_code == 200 and not TenantRetention.objects.exists()
+    ok = admin_client.post("/admin/audit/tenantretention/add/", {"tenant_slug": "acme", "retention_days": 400})
+    assert ok.status_code == 302
+    assert TenantRetention.objects.get(tenant_slug="acme").retention_days == 400
+    event = AuditEvent.objects.get(action="retention.set")
+    assert event.actor == "staff:admin" and event.detail["after"] == {"retention_days": 400}
+
+
+def test_legal_hold_admin_places_and_releases_through_services(admin_client):
+    admin_client.post("/admin/audit/legalhold/add/", {"tenant_slug": "acme", "reason": "subpoena 42"})
+    hold = LegalHold.objects.get()
+    assert hold.active and hold.placed_by == "staff:admin"
+    admin_client.post("/admin/audit/legalhold/", {"action": "release_holds", "_selected_action": [hold.pk]})
+    hold.refresh_from_db()
+    assert not hold.active and hold.released_by == "staff:admin"
+    assert list(AuditEvent.objects.filter(event_type="audit.legal_hold").values_list("action", flat=True)) == [
+        "legal_hold.place",
+        "legal_hold.release",
+    ]
