@@ -112,6 +112,10 @@ class JobNotFound(NotFound):
     code, title = "job_not_found", "Job not found"
 
 
+class JobResultsExpired(DomainError):
+    status, code, title = 410, "job_results_expired", "Job results expired"
+
+
 class MethodNotAllowed(DomainError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from gateway.jobs.services import ExecutionOutcome, batch_job_execute, batch_jobs_recover
+from gateway.jobs.services import ExecutionOutcome, batch_job_execute, batch_jobs_expire, batch_jobs_recover
 
 
 @shared_task(
@@ -30,3 +30,9 @@ def batch_job_run(self, job_id: str) -> str:
 def batch_jobs_recover_task() -> int:
     """Beat task: re-enqueue jobs with expired leases or lost messages."""
     return batch_jobs_recover()
+
+
+@shared_task(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+def batch_jobs_expire_task() -> int:
+    """Beat task: delete the results of jobs past ``expires_at`` (``JOB_RESULTS_TTL_DAYS``)."""
+    return batch_jobs_expire()

@@ -109,6 +109,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "batch-jobs-recover": {"task": "gateway.jobs.tasks.batch_jobs_recover_task", "schedule": 30.0},
+    "batch-jobs-expire": {"task": "gateway.jobs.tasks.batch_jobs_expire_task", "schedule": 3600.0},
 }
 # Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
 CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))
