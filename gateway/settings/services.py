@@ -54,6 +54,21 @@ else:
     }
 DATABASES = {"default": _db}
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "gateway.db.postgresql"
+# Least privilege (README "Database roles"): DATABASE_URL is the application role the
+# gateway and workers use; DATABASE_OWNER_URL, when set, is the role that owns the schema,
+# runs migrations (manage.py bootstrap) and owns the audit purge function.  Unset, the one
+# role of DATABASE_URL does both, and the database cannot keep it from the audit tables.
+DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL", "")
+if DATABASE_OWNER_URL and DATABASE_IS_POSTGRES:
+    _owner = dj_database_url.parse(DATABASE_OWNER_URL, conn_max_age=0)
+    _owner["ENGINE"] = _db["ENGINE"]
+    _owner["HEALTH_CHECK_IDLE_SECONDS"] = _db["HEALTH_CHECK_IDLE_SECONDS"]
+    _owner["OPTIONS"] = dict(_db["OPTIONS"])
+    # The same database under another role: tests reach it through the default alias.
+    _owner["TEST"] = {"MIRROR": "default"}
+    DATABASES["owner"] = _owner
+elif DATABASE_OWNER_URL:
+    raise ImproperlyConfigured("DATABASE_OWNER_URL needs a PostgreSQL DATABASE_URL (SQLite has no roles).")
 
 REDIS_URL = env_str("REDIS_URL", "")
 
