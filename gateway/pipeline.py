@@ -48,6 +48,7 @@ from inference.errors import BatchTooLarge
 from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict
 from policy.audit.services import audit_input_digest, audit_request_record
+from policy.audit.services.retained import retained_input_store
 from policy.evaluator import Decision
 from policy.services import policy_decide, review_items_create
 from tenants.principal import Principal
@@ -245,8 +246,17 @@ class GovernedCall:
         batch = instances_validate(model=self.model, instances=instances, max_batch=limit)
         payload = batch.tobytes()
         self.input_digest = audit_input_digest(payload=payload)
-        if self.decision is not None and self.decision.retain_raw_input:
-            self.raw_input = batch.tolist()
+        if self.decision is not None and self.decision.retain_raw_input and self.principal is not None:
+            # Kept encrypted outside the sealed record, which commits to it by digest and id.
+            retained = retained_input_store(
+                batch=batch,
+                input_digest=self.input_digest,
+                days=self.decision.raw_input_retention_days,
+                tenant_id=self.principal.tenant_id,
+                tenant_slug=self.principal.tenant_slug,
+                request_id=current_request_id(),
+            )
+            self.extra_detail["retained_input"] = retained.as_detail()
         return batch
 
     def infer(self, batch: np.ndarray) -> PredictionResult:

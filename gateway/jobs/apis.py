@@ -131,7 +131,7 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
 
 def _replay(call: GovernedCall, job: BatchJob) -> JsonResponse:
     """Answer a resubmission with the job its Idempotency-Key already created (audited as a replay)."""
-    call.extra_detail = {"job_id": str(job.id), "idempotent_replay": True}
+    call.extra_detail.update({"job_id": str(job.id), "idempotent_replay": True})
     headers = call.record_success(status=202)
     headers.update({"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"})
     return JsonResponse(job_body(job, include_results=False), status=202, headers=headers)
@@ -312,7 +312,7 @@ class JobsApi(APIView):
                     # job, and give back what this one reserved, as a sequential duplicate never reserves.
                     call.refund()
                     return _replay(call, acceptance.job)
-                call.extra_detail = {"job_id": str(acceptance.job.id)}
+                call.extra_detail.update({"job_id": str(acceptance.job.id)})
                 headers = call.record_success(status=202)
         headers["Location"] = f"/v1/jobs/{acceptance.job.id}"
         return JsonResponse(job_body(acceptance.job, include_results=False), status=202, headers=headers)
