@@ -17,8 +17,11 @@ the same one the README gives for managed databases.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connections
 from psycopg import sql
 
@@ -37,6 +40,32 @@ class GrantReport:
     sealed: list[str] = field(default_factory=list)
 
 
+_CONNECTION_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
+
+
+@contextmanager
+def connected_as_owner(using: str = "default") -> Iterator[bool]:
+    """Reconnect ``using`` as the owner role of ``DATABASE_OWNER_URL`` for the block; yields whether it did.
+
+    Migrations (data migrations and ``post_migrate`` handlers included) then
+    run as the owner without a second database alias.  Without an owner URL
+    the block runs as the one configured role.
+    """
+    owner = getattr(settings, "DATABASE_OWNER", None)
+    if not owner:
+        yield False
+        return
+    connection = connections[using]
+    connection.close()
+    saved = {key: connection.settings_dict.get(key) for key in _CONNECTION_KEYS}
+    connection.settings_dict.update({key: owner.get(key) for key in _CONNECTION_KEYS})
+    try:
+        yield True
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+
+
 def _role_exists(cursor, role: str) -> bool:
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
     return cursor.fetchone() is not None
@@ -46,7 +75,8 @@ def db_roles_grant(*, app_role: str, app_password: str | None = None, using: str
     """Create ``app_role`` if missing (when this role may) and grant it exactly what the gateway needs.
 
     Runs as the role of the ``using`` alias, which must own the tables (the
-    owner role).  Idempotent: privileges are revoked and granted again.
+    owner role: see :func:`connected_as_owner`).  Idempotent: privileges are
+    revoked and granted again.
     """
     connection = connections[using]
     report = GrantReport(app_role=app_role)
@@ -84,4 +114,4 @@ def db_roles_grant(*, app_role: str, app_password: str | None = None, using: str
     return report
 
 
-__all__ = ["PURGE_FUNCTION", "SEALED_TABLES", "GrantReport", "db_roles_grant"]
+__all__ = ["PURGE_FUNCTION", "SEALED_TABLES", "GrantReport", "connected_as_owner", "db_roles_grant"]

@@ -59,14 +59,11 @@ DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "gateway.db.postgresql"
 # runs migrations (manage.py bootstrap) and owns the audit purge function.  Unset, the one
 # role of DATABASE_URL does both, and the database cannot keep it from the audit tables.
 DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL", "")
+# Not a second alias: bootstrap reconnects the default alias as this role while it migrates
+# (gateway.db_roles.connected_as_owner), so data migrations and post_migrate run as the owner too.
+DATABASE_OWNER: dict | None = None
 if DATABASE_OWNER_URL and DATABASE_IS_POSTGRES:
-    _owner = dj_database_url.parse(DATABASE_OWNER_URL, conn_max_age=0)
-    _owner["ENGINE"] = _db["ENGINE"]
-    _owner["HEALTH_CHECK_IDLE_SECONDS"] = _db["HEALTH_CHECK_IDLE_SECONDS"]
-    _owner["OPTIONS"] = dict(_db["OPTIONS"])
-    # The same database under another role: tests reach it through the default alias.
-    _owner["TEST"] = {"MIRROR": "default"}
-    DATABASES["owner"] = _owner
+    DATABASE_OWNER = dj_database_url.parse(DATABASE_OWNER_URL)
 elif DATABASE_OWNER_URL:
     raise ImproperlyConfigured("DATABASE_OWNER_URL needs a PostgreSQL DATABASE_URL (SQLite has no roles).")
 

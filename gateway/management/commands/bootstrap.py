@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from gateway.db_roles import connected_as_owner
 
 
 class Command(BaseCommand):
@@ -27,8 +28,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         self.stdout.write("==> migrating the database")
-        database = "owner" if "owner" in settings.DATABASES else "default"
-        call_command("migrate", interactive=False, verbosity=0, database=database)
+        with connected_as_owner():
+            call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("==> database roles")
         call_command("db_grants", stdout=self.stdout)
         if not options["skip_model"]:

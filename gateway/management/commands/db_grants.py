@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from gateway.db_roles import db_roles_grant
+from gateway.db_roles import connected_as_owner, db_roles_grant
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         if not settings.DATABASE_IS_POSTGRES:
             self.stdout.write("database roles: SQLite has none (the audit triggers still refuse UPDATE and DELETE)")
             return
-        if "owner" not in settings.DATABASES:
+        if not settings.DATABASE_OWNER:
             user = settings.DATABASES["default"].get("USER") or "(default)"
             self.stdout.write(
                 self.style.WARNING(
@@ -33,7 +33,9 @@ class Command(BaseCommand):
             )
             return
         default = settings.DATABASES["default"]
-        report = db_roles_grant(app_role=default["USER"], app_password=default.get("PASSWORD") or None, using="owner")
+        app_role, app_password = default["USER"], default.get("PASSWORD") or None
+        with connected_as_owner():
+            report = db_roles_grant(app_role=app_role, app_password=app_password)
         created = " (created)" if report.created_role else ""
         self.stdout.write(
             f"database roles: {report.app_role}{created} granted {report.tables} tables, "
