@@ -8,7 +8,7 @@ from django.apps import AppConfig
 
 
 class AuditConfig(AppConfig):
-    """The audit trail: a top-level app (it was policy.audit; the label and tables are unchanged)."""
+    """The audit trail: a top-level app (it was audit; the label and tables are unchanged)."""
 
     name = "audit"
     label = "audit"

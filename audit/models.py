@@ -349,3 +349,93 @@ class LegalHold(models.Model):
     def active(self) -> bool:
         """True until released."""
         return self.released_at is None
+
+
+class RetentionKey(models.Model):
+    """The AES-256-GCM key of one tenant's raw inputs for one retention period and expiry day.
+
+    Raw inputs that a ``data_minimisation`` rule lets a tenant keep are
+    encrypted under the key of (tenant, retention period, day of expiry); the
+    key is destroyed when that day comes (crypto-shredding), which makes every
+    copy of the ciphertext unreadable at once while the sealed audit record,
+    which only holds the input's keyed digest, still verifies.
+    """
+
+    label = models.CharField(max_length=140, unique=True, help_text="tenant/<days>d/<expiry day>")
+    tenant_id = models.BigIntegerField(null=True, blank=True)
+    tenant_slug = models.CharField(max_length=64, db_index=True)
+    retention_days = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+    material = models.BinaryField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["expires_at"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"retention key {self.label} ({'destroyed' if self.destroyed_at else 'live'})"
+
+
+class RetainedInput(models.Model):
+    """One request's raw input, kept outside the sealed record and encrypted under a ``RetentionKey``.
+
+    The audit event commits to it by ``input_digest`` (the keyed digest it
+    already carries) and by this row's id in its ``detail``.
+    """
+
+    key = models.ForeignKey(RetentionKey, on_delete=models.PROTECT, related_name="inputs")
+    request_id = models.CharField(max_length=128, blank=True, default="")
+    input_digest = models.CharField(max_length=64)
+    nonce = models.BinaryField(editable=False)
+    ciphertext = models.BinaryField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"retained input {self.pk} under {self.key_id}"
+
+
+class ShreddingTombstone(AppendOnlyModel):
+    """Signed record of a destroyed retention key: what became unrecoverable, and when."""
+
+    key_label = models.CharField(max_length=140, unique=True)
+    tenant_slug = models.CharField(max_length=64)
+    retention_days = models.PositiveIntegerField()
+    key_expires_at = models.DateTimeField()
+    input_count = models.PositiveIntegerField()
+    inputs_root = models.CharField(max_length=64, help_text="Merkle root over the destroyed inputs' keyed digests.")
+    reason = models.CharField(max_length=200)
+    actor = models.CharField(max_length=200)
+    destroyed_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+    tombstone_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["destroyed_at"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"shredded {self.key_label} ({self.input_count} inputs)"
+
+    def header(self) -> dict[str, Any]:
+        """The signed header (same canonical encoding and signature as the purge tombstone's)."""
+        return {
+            "kind": "shredding",
+            "v": 1,
+            "key_label": self.key_label,
+            "tenant_slug": self.tenant_slug,
+            "retention_days": self.retention_days,
+            "key_expires_at": timestamp_text(self.key_expires_at),
+            "input_count": self.input_count,
+            "inputs_root": self.inputs_root,
+            "reason": self.reason,
+            "actor": self.actor,
+            "destroyed_at": timestamp_text(self.destroyed_at),
+            "key_id": self.key_id,
+        }

@@ -14,7 +14,7 @@ from celery.schedules import crontab
 
 
 def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[str, Any]]:
-    """Sealing every ``seal_interval_seconds`` and the retention purge daily at 03:17 UTC."""
+    """Sealing every ``seal_interval_seconds``, the retention purge daily at 03:17 UTC, shredding at 00:07."""
     return {
         "audit-seal": {
             "task": "audit.seal",
@@ -25,5 +25,10 @@ def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[st
         "audit-purge": {
             "task": "audit.purge",
             "schedule": crontab(hour=3, minute=17),
+        },
+        # Retention keys expire at 00:00 UTC of their day; shredding runs right after.
+        "audit-shred-retained-inputs": {
+            "task": "audit.shred_retained_inputs",
+            "schedule": crontab(hour=0, minute=7),
         },
     }

@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError
 from audit.errors import AuditUnavailable
 from audit.services import audit_export_run, audit_purge, audit_seal
 from audit.services.export import AUDIT_EXPORT_TASK
+from audit.services.retained import retained_inputs_shred
 
 _TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)
 
@@ -36,3 +37,9 @@ def audit_export_task(export_id: int) -> dict:
     """Write a queued export (file + manifest) with progress."""
     export = audit_export_run(export_id=export_id)
     return {"export_id": export.pk, "rows": export.row_count, "status": export.status}
+
+
+@shared_task(name="audit.shred_retained_inputs", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5)
+def retained_inputs_shred_task() -> dict:
+    """Destroy the keys of retained raw inputs past their retention (crypto-shredding), with signed tombstones."""
+    return {"tombstones": retained_inputs_shred(actor="system:audit.shred_retained_inputs")}

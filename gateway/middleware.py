@@ -16,13 +16,7 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse
 
-from core.errors import (
-    PROBLEM_CONTENT_TYPE,
-    exception_to_response,
-    handler404,
-    problem_response,
-    status_code_and_title,
-)
+from core.errors import PROBLEM_CONTENT_TYPE, exception_to_response, handler404, problem_response, status_code_and_title
 from core.logging import current_tenant_slug, set_request_context
 from gateway import metrics
 

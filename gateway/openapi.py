@@ -47,6 +47,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "Missing, invalid, expired or revoked API key (`WWW-Authenticate: Bearer`).",
     403: "Insufficient scope, suspended tenant, or a policy denial (`policy_denied` carries `rule_id`).",
     404: "Unknown model, version or object (another tenant's objects are 404 too).",
+    410: "Gone: a job's results expired (`job_results_expired`) and were deleted.",
     409: "Conflict, e.g. an `Idempotency-Key` reused for a different request.",
     413: "The body exceeds the plan's size limit.",
     415: "Unsupported `Content-Type`.",

@@ -36,6 +36,7 @@ from django.http import HttpRequest
 
 from audit.errors import AuditUnavailable
 from audit.services import audit_input_digest, audit_request_record
+from audit.services.retained import retained_input_store
 from core.errors import DomainError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from core.logging import current_request_id, set_request_context
 from gateway import metrics
@@ -69,11 +70,6 @@ class PredictionResult:
 def client_ip(request: HttpRequest) -> str | None:
     """The peer address (a proxy in front is expected to be trusted and configured there)."""
     return request.META.get("REMOTE_ADDR") or None
-
-
-def model_permitted_for_key(*, principal: Principal, model_name: str) -> bool:
-    """The key's own model allow-list; listing and predicting share this check."""
-    return not principal.allowed_models or model_name in principal.allowed_models
 
 
 def body_length_check(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's limit") -> None:
@@ -206,7 +202,7 @@ class GovernedCall:
         """Step 6: policy, plus the key's model allow-list."""
         assert self.principal is not None and self.model is not None
         self.purpose = (purpose or "")[:100]
-        if not model_permitted_for_key(principal=self.principal, model_name=self.model.name):
+        if not self.principal.permits_model(self.model.name):
             self.decision = Decision(
                 allowed=False,
                 rule_id="api_key.allowed_models",
@@ -240,8 +236,17 @@ class GovernedCall:
         batch = instances_validate(model=self.model, instances=instances, max_batch=limit)
         payload = batch.tobytes()
         self.input_digest = audit_input_digest(payload=payload)
-        if self.decision is not None and self.decision.retain_raw_input:
-            self.raw_input = batch.tolist()
+        if self.decision is not None and self.decision.retain_raw_input and self.principal is not None:
+            # Kept encrypted outside the sealed record, which commits to it by digest and id.
+            retained = retained_input_store(
+                batch=batch,
+                input_digest=self.input_digest,
+                days=self.decision.raw_input_retention_days,
+                tenant_id=self.principal.tenant_id,
+                tenant_slug=self.principal.tenant_slug,
+                request_id=current_request_id(),
+            )
+            self.extra_detail["retained_input"] = retained.as_detail()
         return batch
 
     def infer(self, batch: np.ndarray) -> PredictionResult:

@@ -15,3 +15,9 @@ class TooManyJobs(DomainError):
 
 class IdempotencyKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Idempotency key reused"
+
+
+class JobResultsExpired(DomainError):
+    """The job's results were deleted after ``JOB_RESULTS_TTL_DAYS`` (privacy: nothing is kept forever)."""
+
+    status, code, title = 410, "job_results_expired", "Job results expired"

@@ -46,6 +46,11 @@ class BatchJob(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     completions = models.PositiveIntegerField(default=0, help_text="Times the job reached a final state (must be 1).")
     error = models.TextField(blank=True, default="")
+    error_code = models.CharField(
+        max_length=64, blank=True, default="", help_text="Stable code of the failure or refusal that ended the job."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When a succeeded job's results are deleted.")
+    results_deleted_at = models.DateTimeField(null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -25,10 +25,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_event_record, audit_input_digest
+from core.errors import DomainError
 from core.queue import task_enqueue
 from inference.selectors import model_serving_get, model_version_get
 from inference.services import model_predict
 from jobs.errors import IdempotencyKeyReused, TooManyJobs
+from jobs.governance import batch_job_recheck, refusal_detail
 from jobs.models import BatchJob
 from jobs.selectors import batch_job_active_count
 from tenants.models import Tenant
@@ -208,6 +210,19 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
             if fresh["cancel_requested"]:
                 _finish(job, worker, BatchJob.Status.CANCELLED)
                 return ExecutionOutcome.FINISHED
+            try:
+                batch_job_recheck(job=job, model=model)
+            except DomainError as refusal:
+                # What would refuse a request now stops the job: unrun instances are refunded.
+                _finish(
+                    job,
+                    worker,
+                    BatchJob.Status.CANCELLED,
+                    error=refusal.detail[:2000],
+                    error_code=refusal.code,
+                    extra=refusal_detail(refusal),
+                )
+                return ExecutionOutcome.FINISHED
             end = min(done + settings.JOB_CHUNK_SIZE, job.total)
             chunk = np.ascontiguousarray(inputs[done:end])
             prediction = model_predict(model=model, batch=chunk)
@@ -216,12 +231,18 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
             flagged = 0
             if job.review_threshold is not None:
                 flagged = int((np.asarray(prediction.top_probabilities) < job.review_threshold).sum())
-            _audit_chunk(job, model, chunk, prediction, start=done, end=end, flagged=flagged)
-            updated = BatchJob.objects.filter(id=job.id, lease_owner=worker, status=BatchJob.Status.RUNNING).update(
-                done=end,
-                needs_review=F("needs_review") + flagged,
-                lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-            )
+            # The chunk's audit record and the progress it reports commit together: a worker
+            # killed (or a lease lost) in between leaves neither, so the chunk that is run
+            # again is recorded once, and audit totals equal the instances actually served.
+            with transaction.atomic():
+                _audit_chunk(job, model, chunk, prediction, start=done, end=end, flagged=flagged)
+                updated = BatchJob.objects.filter(id=job.id, lease_owner=worker, status=BatchJob.Status.RUNNING).update(
+                    done=end,
+                    needs_review=F("needs_review") + flagged,
+                    lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+                )
+                if not updated:
+                    transaction.set_rollback(True)
             if not updated:
                 return ExecutionOutcome.LOST_LEASE
             done = end
@@ -269,13 +290,34 @@ def _audit_chunk(
     )
 
 
-def _finish(job: BatchJob, worker: str, status: str, error: str = "") -> bool:
-    """The one transition to a final state: only the lease holder, only once."""
+def _finish(
+    job: BatchJob,
+    worker: str,
+    status: str,
+    error: str = "",
+    *,
+    error_code: str = "",
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """The one transition to a final state: only the lease holder, only once.
+
+    The job's raw input is deleted once the transition commits (policy keeps
+    digests, not inputs); a succeeded job's results are kept until
+    ``expires_at`` (``JOB_RESULTS_TTL_DAYS``), anything else's partial results
+    go with the input.
+    """
+    if not error_code and status == BatchJob.Status.FAILED:
+        error_code = "job_failed"
     with transaction.atomic():
+        now = timezone.now()
+        succeeded = status == BatchJob.Status.SUCCEEDED
+        expires_at = now + timedelta(days=settings.JOB_RESULTS_TTL_DAYS) if succeeded else None
         updated = BatchJob.objects.filter(id=job.id, status=BatchJob.Status.RUNNING, lease_owner=worker).update(
             status=status,
-            finished_at=timezone.now(),
+            finished_at=now,
             error=error,
+            error_code=error_code,
+            expires_at=expires_at,
             completions=F("completions") + 1,
             lease_expires_at=None,
         )
@@ -283,6 +325,8 @@ def _finish(job: BatchJob, worker: str, status: str, error: str = "") -> bool:
             return False
         job.refresh_from_db()
         _refund_unrun(job)
+        detail = {"job_id": str(job.id), "done": job.done, "total": job.total, "refunded": job.units_refunded}
+        detail.update(extra or {})
         audit_event_record(
             event_type="job",
             action=f"job.{status}",
@@ -295,10 +339,38 @@ def _finish(job: BatchJob, worker: str, status: str, error: str = "") -> bool:
             model_version=job.model_version,
             model_sha256=job.model_sha256,
             units=-job.units_refunded,
-            error_code=("job_failed" if status == BatchJob.Status.FAILED else ""),
-            detail={"job_id": str(job.id), "done": job.done, "total": job.total, "refunded": job.units_refunded},
+            error_code=error_code,
+            rule_id=str(detail.get("rule_id", ""))[:100],
+            reason_code=str(detail.get("reason_code", ""))[:64],
+            detail=detail,
         )
+        keep_results = status == BatchJob.Status.SUCCEEDED
+        transaction.on_commit(lambda: batch_job_files_delete(job_id=job.id, keep_results=keep_results))
     return True
+
+
+def batch_job_files_delete(*, job_id: Any, keep_results: bool) -> None:
+    """Delete a finished job's raw input (and, unless ``keep_results``, everything else it stored)."""
+    path = job_dir(job_id)
+    if keep_results:
+        (path / "input.npy").unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def batch_jobs_expire(*, now: Any = None) -> int:
+    """Delete the results of succeeded jobs past ``expires_at``; the job row stays and says so."""
+    now = now or timezone.now()
+    expired = list(
+        BatchJob.objects.filter(
+            status=BatchJob.Status.SUCCEEDED, expires_at__lte=now, results_deleted_at__isnull=True
+        ).values_list("id", flat=True)
+    )
+    for job_id in expired:
+        # Row first: once it says "deleted" no reader opens the file, then the file goes.
+        BatchJob.objects.filter(id=job_id).update(results_deleted_at=now)
+        shutil.rmtree(job_dir(job_id), ignore_errors=True)
+    return len(expired)
 
 
 def _refund_unrun(job: BatchJob) -> None:
@@ -364,8 +436,10 @@ __all__ = [
     "batch_job_accept",
     "batch_job_cancel",
     "batch_job_execute",
+    "batch_job_files_delete",
     "batch_job_find_idempotent",
     "batch_job_results",
+    "batch_jobs_expire",
     "batch_jobs_recover",
     "request_digest",
 ]

@@ -113,6 +113,10 @@ class Principal:
         """True when the key was granted ``scope``."""
         return scope in self.scopes
 
+    def permits_model(self, model_name: str) -> bool:
+        """The key's own model allow-list (empty: every model); listing, predicting and jobs share it."""
+        return not self.allowed_models or model_name in self.allowed_models
+
     def effective_quota_scopes(self) -> tuple[QuotaScope, ...]:
         """The scopes to charge: the explicit ones, or a tenant scope derived from ``limits``."""
         if self.quota_scopes:

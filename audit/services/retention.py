@@ -9,9 +9,12 @@ on hold.  Each removed run of blocks leaves a signed ``PurgeTombstone``
 (range, counts, Merkle root over the removed block hashes, and the chain
 link), and the purge itself is an audit event.
 
-On PostgreSQL the append-only triggers let DELETE through only when the
-transaction has set ``maas.audit_purge``; this module is the only code that
-sets it.
+On PostgreSQL the deletion itself is ``audit_purge_blocks`` (migration
+0006): a ``SECURITY DEFINER`` function owned by the owner role, which checks
+the retention floor and legal holds again before it deletes, so the
+application role needs (and has) no DELETE privilege on the audit tables.  On
+SQLite the append-only triggers let DELETE through only inside this module's
+``purge_window``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from audit.blocks import header_bytes, header_hash
-from audit.db import PURGE_SETTING
+from audit.db import purge_window
 from audit.errors import LegalHoldAlreadyReleased, LegalHoldNotFound, RetentionBelowFloor
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditEvent, LegalHold, PurgeTombstone, SealedBlock, TenantRetention
@@ -192,12 +195,12 @@ def _purge_run(run: list[SealedBlock], *, now: datetime, actor: str, reason: str
     }
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'on'")
-    removed_events = _delete_range(AuditEvent._meta.db_table, "seq", first.first_seq, last.last_seq)
-    _delete_range(SealedBlock._meta.db_table, "number", first.number, last.number)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL {PURGE_SETTING} = 'off'")
+            cursor.execute("SELECT audit_purge_blocks(%s, %s)", [first.number, last.number])
+            removed_events = int(cursor.fetchone()[0])
+    else:
+        with purge_window():
+            removed_events = _delete_range(AuditEvent._meta.db_table, "seq", first.first_seq, last.last_seq)
+            _delete_range(SealedBlock._meta.db_table, "number", first.number, last.number)
     identity = signing_identity()
     # The unsaved row builds its own header, so what is signed here is by
     # construction what verifiers rebuild from the stored row.

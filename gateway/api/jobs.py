@@ -36,6 +36,7 @@ from gateway.openapi import (
     problem_responses,
 )
 from gateway.pipeline import GovernedCall, body_json, body_length_check
+from jobs.errors import JobResultsExpired
 from jobs.models import BatchJob
 from jobs.selectors import batch_job_get, batch_jobs_for_tenant
 from jobs.services import (
@@ -67,8 +68,11 @@ def job_body(job: BatchJob, *, include_results: bool = True) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "units_refunded": job.units_refunded,
         "error": job.error or None,
+        "error_code": job.error_code or None,
+        "expires_at": job.expires_at.isoformat() if job.expires_at else None,
+        "results_expired": job.results_deleted_at is not None,
     }
-    if job.status == BatchJob.Status.SUCCEEDED:
+    if job.status == BatchJob.Status.SUCCEEDED and job.results_deleted_at is None:
         body["results_url"] = f"/v1/jobs/{job.id}/results"
         if include_results and job.total <= INLINE_RESULTS_MAX:
             probabilities, labels = batch_job_results(job=job)
@@ -132,7 +136,7 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
 
 def _replay(call: GovernedCall, job: BatchJob) -> JsonResponse:
     """Answer a resubmission with the job its Idempotency-Key already created (audited as a replay)."""
-    call.extra_detail = {"job_id": str(job.id), "idempotent_replay": True}
+    call.extra_detail.update({"job_id": str(job.id), "idempotent_replay": True})
     headers = call.record_success(status=202)
     headers.update({"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"})
     return JsonResponse(job_body(job, include_results=False), status=202, headers=headers)
@@ -167,6 +171,13 @@ class JobSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     units_refunded = serializers.IntegerField(help_text="Quota units given back (instances never run).")
     error = serializers.CharField(allow_null=True)
+    error_code = serializers.CharField(
+        allow_null=True, help_text="Why the job ended early: the refusal a request would get now, or job_failed."
+    )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a succeeded job's results are deleted (JOB_RESULTS_TTL_DAYS after it ends)."
+    )
+    results_expired = serializers.BooleanField(help_text="True once the results have been deleted.")
     results_url = serializers.CharField(required=False, help_text="Once succeeded: every prediction as JSON Lines.")
     results = JobResultSerializer(
         many=True, required=False, help_text=f"Inline once succeeded, for jobs of up to {INLINE_RESULTS_MAX} instances."
@@ -192,12 +203,16 @@ EXAMPLE_JOB = {
     "finished_at": None,
     "units_refunded": 0,
     "error": None,
+    "error_code": None,
+    "expires_at": None,
+    "results_expired": False,
 }
 EXAMPLE_FINISHED_JOB = EXAMPLE_JOB | {
     "status": "succeeded",
     "progress": {"done": 2, "total": 2},
     "started_at": "2025-01-01T12:00:01+00:00",
     "finished_at": "2025-01-01T12:00:02+00:00",
+    "expires_at": "2025-01-08T12:00:02+00:00",
     "results_url": "/v1/jobs/3f0e6d52-8a53-4c8e-9d52-0f8c5b1e2a77/results",
     "results": [{"label": 0, "probabilities": EXAMPLE_PROBABILITIES}] * 2,
 }
@@ -302,7 +317,7 @@ class JobsApi(APIView):
                     # job, and give back what this one reserved, as a sequential duplicate never reserves.
                     call.refund()
                     return _replay(call, acceptance.job)
-                call.extra_detail = {"job_id": str(acceptance.job.id)}
+                call.extra_detail.update({"job_id": str(acceptance.job.id)})
                 headers = call.record_success(status=202)
         headers["Location"] = f"/v1/jobs/{acceptance.job.id}"
         return JsonResponse(job_body(acceptance.job, include_results=False), status=202, headers=headers)
@@ -372,7 +387,7 @@ class JobResultsApi(APIView):
                 OpenApiTypes.STR,
                 description='One JSON object per line and instance: `{"index": 0, "label": 7, "probabilities": []}`.',
             ),
-            **problem_responses(400, 401, 403, 404, 503),
+            **problem_responses(400, 401, 403, 404, 410, 503),
         },
         tags=["jobs"],
     )
@@ -382,6 +397,10 @@ class JobResultsApi(APIView):
             job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
             if job.status != BatchJob.Status.SUCCEEDED:
                 raise InvalidInput(f"Job {job.id} is {job.status}; results exist once it has succeeded.")
+            if job.results_deleted_at is not None:
+                raise JobResultsExpired(
+                    f"The results of job {job.id} expired at {job.expires_at.isoformat()} and were deleted."
+                )
             probabilities, labels = batch_job_results(job=job)
             headers = call.record_success()
 

@@ -12,7 +12,6 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter
 
 from core.errors import InvalidInput
-from gateway.pipeline import model_permitted_for_key
 from inference.selectors import model_catalog_list
 from policy.services import policy_models_visible
 
@@ -52,9 +51,7 @@ def requested_purpose(*, header: str | None, body: object) -> str | None:
 
 def visible_models(principal: Any) -> list[Any]:
     """The active models this key may call: key allow-list, then the policy decision."""
-    catalog = [
-        info for info in model_catalog_list() if model_permitted_for_key(principal=principal, model_name=info.name)
-    ]
+    catalog = [info for info in model_catalog_list() if principal.permits_model(info.name)]
     facts = {info.name: info.facts() for info in catalog}
     allowed = {f.name for f in policy_models_visible(principal=principal, models=list(facts.values()))}
     return [info for info in catalog if info.name in allowed]

@@ -42,6 +42,9 @@ JOB_MAX_BODY_BYTES = env_int("JOB_MAX_BODY_BYTES", 64 * 1024 * 1024)
 JOB_CHUNK_SIZE = env_int("JOB_CHUNK_SIZE", 2048)
 # A worker that stops renewing its lease for this long is presumed dead; its job is resumed elsewhere.
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
+# A succeeded job's results are deleted this long after it ends (the job row stays and says so);
+# raw inputs are deleted as soon as a job ends, whatever its outcome.
+JOB_RESULTS_TTL_DAYS = env_float("JOB_RESULTS_TTL_DAYS", 7.0)
 
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 

@@ -53,6 +53,18 @@ else:
     }
 DATABASES = {"default": _db}
 DATABASE_IS_POSTGRES = DATABASES["default"]["ENGINE"] == "core.db.postgresql"
+# Least privilege (README "Database roles"): DATABASE_URL is the application role the
+# gateway and workers use; DATABASE_OWNER_URL, when set, is the role that owns the schema,
+# runs migrations (manage.py bootstrap) and owns the audit purge function.  Unset, the one
+# role of DATABASE_URL does both, and the database cannot keep it from the audit tables.
+DATABASE_OWNER_URL = env_str("DATABASE_OWNER_URL", "")
+# Not a second alias: bootstrap reconnects the default alias as this role while it migrates
+# (gateway.db_roles.connected_as_owner), so data migrations and post_migrate run as the owner too.
+DATABASE_OWNER: dict | None = None
+if DATABASE_OWNER_URL and DATABASE_IS_POSTGRES:
+    DATABASE_OWNER = dj_database_url.parse(DATABASE_OWNER_URL)
+elif DATABASE_OWNER_URL:
+    raise ImproperlyConfigured("DATABASE_OWNER_URL needs a PostgreSQL DATABASE_URL (SQLite has no roles).")
 
 REDIS_URL = env_str("REDIS_URL", "")
 
@@ -108,6 +120,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "batch-jobs-recover": {"task": "gateway.jobs.tasks.batch_jobs_recover_task", "schedule": 30.0},
+    "batch-jobs-expire": {"task": "jobs.tasks.batch_jobs_expire_task", "schedule": 3600.0},
 }
 # Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
 CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))

@@ -3,6 +3,7 @@
 Import from here; the submodules are an implementation detail.
 """
 
+from tenants.quota.types import QuotaPolicy
 from tenants.services.keys import (
     IssuedApiKey,
     api_key_authenticate,
@@ -15,14 +16,7 @@ from tenants.services.keys import (
     api_key_update,
     principal_require_scope,
 )
-from tenants.services.quotas import (
-    QuotaPolicy,
-    Reservation,
-    quota_refund,
-    quota_refund_state,
-    quota_reserve,
-    quota_state_of,
-)
+from tenants.services.quotas import Reservation, quota_refund, quota_refund_state, quota_reserve, quota_state_of
 from tenants.services.tenants import (
     DemoTenant,
     demo_tenant_ensure,

@@ -91,15 +91,31 @@ def test_raw_sql_is_refused_by_triggers(sealed, statement):
 
 
 @on_postgres
-def test_only_the_purge_setting_lets_delete_through(sealed):
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL maas.audit_purge = 'on'")
-        cursor.execute("DELETE FROM audit_auditevent WHERE seq = %s", [sealed[0].seq])
-        cursor.execute("SET LOCAL maas.audit_purge = 'off'")
-    assert not AuditEvent.objects.filter(seq=sealed[0].seq).exists()
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL maas.audit_purge = 'on'")
-        cursor.execute("UPDATE audit_auditevent SET http_status = 1")
+def test_no_session_setting_lets_delete_through(sealed):
+    """The 0003 guard honoured ``maas.audit_purge``; since 0006 only the purge function deletes."""
+    for setting in ("maas.audit_purge", "maas.audit_flush"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL {setting} = 'on'")
+            cursor.execute("DELETE FROM audit_auditevent WHERE seq = %s", [sealed[0].seq])
+    assert AuditEvent.objects.filter(seq=sealed[0].seq).exists()
+    with pytest.raises(DatabaseError, match="retention floor"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT audit_purge_blocks(1, 1)")  # young events: the function refuses itself
+    assert SealedBlock.objects.count() == 3
+
+
+@pytest.mark.embedded
+def test_sqlite_triggers_refuse_raw_update_and_delete(sealed):
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL is covered by test_raw_sql_is_refused_by_triggers")
+    for statement in (
+        "UPDATE audit_auditevent SET http_status = 500",
+        "DELETE FROM audit_auditevent",
+        "UPDATE audit_sealedblock SET merkle_root = 'x'",
+        "DELETE FROM audit_sealedblock",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+    assert AuditEvent.objects.count() == len(sealed) and SealedBlock.objects.count() == 3
 
 
 @pytest.mark.embedded

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import (
-    STATUS_ERRORS,
-    DomainError,
-    MethodNotAllowed,
-    NotFound,
-    status_code_and_title,
-)
+from core.errors import STATUS_ERRORS, DomainError, MethodNotAllowed, NotFound, status_code_and_title
 
 
 def _all_subclasses(cls: type) -> set[type]:

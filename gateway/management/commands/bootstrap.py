@@ -1,6 +1,7 @@
 """``manage.py bootstrap``: the idempotent part of ``make setup``.
 
-Migrates, makes sure the default model is trained and active, makes sure the
+Migrates (as the owner role when ``DATABASE_OWNER_URL`` is set, then grants
+the application role its privileges: ``db_grants``), makes sure the default model is trained and active, makes sure the
 demo tenant and its key exist, and creates a superuser only when
 ``DJANGO_SUPERUSER_PASSWORD`` is set.  Each step reuses what exists, so a
 second run takes seconds.
@@ -14,6 +15,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from gateway.db_roles import connected_as_owner
+
 
 class Command(BaseCommand):
     """Bring a fresh or existing installation to a servable state."""
@@ -25,7 +28,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         self.stdout.write("==> migrating the database")
-        call_command("migrate", interactive=False, verbosity=0)
+        with connected_as_owner():
+            call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("==> database roles")
+        call_command("db_grants", stdout=self.stdout)
         if not options["skip_model"]:
             self.stdout.write("==> default model")
             call_command("ensure_default_model")

@@ -1,0 +1,117 @@
+"""Least privilege on PostgreSQL: what the application role may do to which table.
+
+Two roles share one database.  The *owner* role (``DATABASE_OWNER_URL``) owns
+the schema: it runs migrations and owns ``audit_purge_blocks``, the
+``SECURITY DEFINER`` function that is the only way audit rows are deleted.
+The *application* role (``DATABASE_URL``), which the gateway and the workers
+use, gets ``SELECT``/``INSERT``/``UPDATE``/``DELETE`` on the ordinary tables
+and only ``SELECT``/``INSERT`` on the sealed audit tables, plus ``EXECUTE`` on
+the purge function: it can neither rewrite nor delete the trail, and no
+session setting changes that.
+
+:func:`db_roles_grant` applies this after every migration (``manage.py
+db_grants``, run by ``manage.py bootstrap``); a table added later has no
+privileges until it runs, which fails loudly rather than open.  The SQL is
+the same one the README gives for managed databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connections
+from psycopg import sql
+
+#: Rows that are evidence: insert and read, never change (migrations 0003 and 0006 guard them too).
+SEALED_TABLES = ("audit_auditevent", "audit_sealedblock", "audit_purgetombstone", "audit_shreddingtombstone")
+PURGE_FUNCTION = "audit_purge_blocks(bigint, bigint)"
+
+
+@dataclass
+class GrantReport:
+    """What :func:`db_roles_grant` did."""
+
+    app_role: str
+    created_role: bool = False
+    tables: int = 0
+    sealed: list[str] = field(default_factory=list)
+
+
+_CONNECTION_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
+
+
+@contextmanager
+def connected_as_owner(using: str = "default") -> Iterator[bool]:
+    """Reconnect ``using`` as the owner role of ``DATABASE_OWNER_URL`` for the block; yields whether it did.
+
+    Migrations (data migrations and ``post_migrate`` handlers included) then
+    run as the owner without a second database alias.  Without an owner URL
+    the block runs as the one configured role.
+    """
+    owner = getattr(settings, "DATABASE_OWNER", None)
+    if not owner:
+        yield False
+        return
+    connection = connections[using]
+    connection.close()
+    saved = {key: connection.settings_dict.get(key) for key in _CONNECTION_KEYS}
+    connection.settings_dict.update({key: owner.get(key) for key in _CONNECTION_KEYS})
+    try:
+        yield True
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+
+
+def _role_exists(cursor, role: str) -> bool:
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+    return cursor.fetchone() is not None
+
+
+def db_roles_grant(*, app_role: str, app_password: str | None = None, using: str = "default") -> GrantReport:
+    """Create ``app_role`` if missing (when this role may) and grant it exactly what the gateway needs.
+
+    Runs as the role of the ``using`` alias, which must own the tables (the
+    owner role: see :func:`connected_as_owner`).  Idempotent: privileges are
+    revoked and granted again.
+    """
+    connection = connections[using]
+    report = GrantReport(app_role=app_role)
+    role = sql.Identifier(app_role)
+    with connection.cursor() as cursor:
+        if not _role_exists(cursor, app_role):
+            statement = sql.SQL("CREATE ROLE {} LOGIN").format(role)
+            if app_password:
+                statement = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(app_password))
+            cursor.execute(statement)
+            report.created_role = True
+        cursor.execute("SELECT current_schema(), current_database()")
+        schema, database = cursor.fetchone()
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+            [schema],
+        )
+        tables = [row[0] for row in cursor.fetchall()]
+        cursor.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
+        cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
+        for table in tables:
+            name = sql.Identifier(schema, table)
+            cursor.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(name, role))
+            if table in SEALED_TABLES:
+                cursor.execute(sql.SQL("GRANT SELECT, INSERT ON TABLE {} TO {}").format(name, role))
+                report.sealed.append(table)
+            else:
+                cursor.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {} TO {}").format(name, role))
+            report.tables += 1
+        cursor.execute(
+            sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(sql.Identifier(schema), role)
+        )
+        cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + PURGE_FUNCTION + " TO {}").format(role))
+    return report
+
+
+__all__ = ["PURGE_FUNCTION", "SEALED_TABLES", "GrantReport", "connected_as_owner", "db_roles_grant"]
