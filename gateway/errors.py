@@ -49,6 +49,10 @@ class MalformedRequest(DomainError):
     status, code, title = 400, "malformed_request", "Malformed request"
 
 
+class CredentialsInUrl(DomainError):
+    status, code, title = 400, "credentials_in_url", "Credentials in the URL"
+
+
 class ValidationFailed(DomainError):
     status, code, title = 400, "validation_error", "Validation failed"
 

@@ -30,6 +30,17 @@ def set_request_context(*, request_id: str | None = None, tenant: str | None = N
         _tenant.set(tenant)
 
 
+def request_context_reset() -> None:
+    """Forget the request id and tenant: called when a request or a Celery task ends (and as a task starts).
+
+    A context variable set in a worker thread outlives the request that set
+    it; without this, log lines written between requests -- or by the next
+    request before it binds its own id -- would carry the previous one.
+    """
+    _request_id.set("")
+    _tenant.set("")
+
+
 def current_tenant_slug() -> str:
     """The tenant bound to the current request, or ``""``."""
     return _tenant.get()

@@ -44,6 +44,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.logging import current_request_id, set_request_context
+from gateway.sanitize import text_for_record
 from inference.errors import BatchTooLarge
 from inference.selectors import model_serving_get
 from inference.services import instances_validate, model_predict
@@ -319,7 +320,8 @@ class GovernedCall:
             "action": self.endpoint,
             "request_id": current_request_id(),
             "method": self.request.method or "",
-            "path": self.request.path[:300],
+            # Escaped, keys redacted: a NUL or a key in the URL must neither fail the INSERT nor be kept.
+            "path": text_for_record(self.request.path, max_length=300),
             "http_status": status,
             "latency_ms": round(latency, 3),
             "client_ip": client_ip(self.request),

@@ -19,6 +19,7 @@ from gateway.api.negotiation import JsonOnlyNegotiation
 from gateway.errors import InvalidInput, MalformedRequest, ModelNotFound
 from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, model_permitted_for_key
+from gateway.sanitize import text_require_clean
 from inference.selectors import model_catalog_list, model_detail_get
 from policy.services import policy_models_visible
 
@@ -62,6 +63,9 @@ def requested_purpose(*, header: str | None, body: object) -> str | None:
     for value in (header, body):
         if value is not None and (not isinstance(value, str) or len(value) > PURPOSE_MAX_LENGTH):
             raise InvalidInput(f"'purpose' must be a string of at most {PURPOSE_MAX_LENGTH} characters.")
+        if value is not None:
+            # A NUL or a lone surrogate is valid JSON but cannot be matched, stored or logged: refused here.
+            text_require_clean(value, what="'purpose'")
     return header or (body if isinstance(body, str) else None)
 
 

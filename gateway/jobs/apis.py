@@ -41,6 +41,7 @@ from gateway.jobs.services import (
 )
 from gateway.openapi import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, body_json, body_length_check
+from gateway.sanitize import text_require_clean
 from tenants.services import quota_state_of
 
 INLINE_RESULTS_MAX = 1000
@@ -261,6 +262,7 @@ class JobsApi(APIView):
         idempotency_key = django_request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200]
         with GovernedCall(django_request, scope="jobs", endpoint="jobs.submit") as call:
             principal = call.authenticate()
+            text_require_clean(idempotency_key, what="The Idempotency-Key header")
             fields, instances, digest_source = _parse_submission(django_request, max_bytes=settings.JOB_MAX_BODY_BYTES)
             digest = request_digest(digest_source)
             existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
