@@ -141,6 +141,10 @@ class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Rate limit exceeded"
 
 
+class AuthenticationThrottled(RateLimited):
+    code, title = "authentication_throttled", "Too many failed authentications"
+
+
 class QuotaExceeded(DomainError):
     status, code, title = 429, "quota_exceeded", "Quota exceeded"
 

@@ -92,10 +92,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: every dependency answers; 503 with the failing ones otherwise."""
+    """Readiness: every dependency answers; 503 otherwise.
+
+    The public answer says only ready or not ready: which backends run, which
+    failed and how (hosts, key ids, checksums) helps an attacker, not a load
+    balancer.  Staff sessions and ``Authorization: Bearer <METRICS_TOKEN>``
+    get the per-check report.
+    """
+    from gateway.metrics import metrics_authorised
+
     ok, results = readiness_report()
+    detailed = metrics_authorised(request)
     failed = [name for name, r in results.items() if r["status"] != "ok"]
-    body = {"status": "ok" if ok else "unavailable", "checks": results, "request_id": current_request_id()}
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "request_id": current_request_id()}
+    if detailed:
+        body["checks"] = results
     if not ok:
         body.update(
             {
@@ -103,8 +114,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
                 "title": "Dependency unavailable",
                 "status": 503,
                 "code": "dependency_unavailable",
-                "detail": "Not ready: " + ", ".join(failed) + " failed.",
+                "detail": "Not ready: " + ", ".join(failed) + " failed." if detailed else "Not ready.",
             }
         )
-        return JsonResponse(body, status=503, content_type="application/problem+json")
+        return JsonResponse(body, status=503, content_type="application/problem+json", headers={"Retry-After": "5"})
     return JsonResponse(body)

@@ -87,7 +87,7 @@ def _collect_state_gauges() -> None:
     state_gauges_refresh(sealed=AUDIT_SEALED, unsealed=AUDIT_UNSEALED, jobs=JOBS)
 
 
-def _authorised(request: HttpRequest) -> bool:
+def metrics_authorised(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_staff:
         return True
@@ -100,7 +100,7 @@ def _authorised(request: HttpRequest) -> bool:
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics`` in the Prometheus text format (staff or ``METRICS_TOKEN`` only)."""
-    if not _authorised(request):
+    if not metrics_authorised(request):
         return problem_response(
             status=401 if not settings.METRICS_TOKEN or "HTTP_AUTHORIZATION" not in request.META else 403,
             code="metrics_forbidden",

@@ -39,6 +39,8 @@ from gateway.errors import (
     AuditUnavailable,
     DomainError,
     MalformedRequest,
+    ModelNotFound,
+    ModelVersionNotFound,
     PayloadTooLarge,
     PolicyDenied,
     UnsupportedMediaType,
@@ -46,11 +48,11 @@ from gateway.errors import (
 from gateway.logging import current_request_id, set_request_context
 from gateway.sanitize import text_for_record
 from inference.errors import BatchTooLarge
-from inference.selectors import model_serving_get
+from inference.selectors import model_detail_get, model_serving_get
 from inference.services import instances_validate, model_predict
 from policy.audit.services import audit_input_digest, audit_request_record
 from policy.evaluator import Decision
-from policy.services import policy_decide, review_items_create
+from policy.services import policy_decide, policy_models_visible, review_items_create
 from tenants.principal import Principal
 from tenants.services import api_key_authenticate_request, principal_require_scope, quota_refund, quota_reserve
 
@@ -80,6 +82,38 @@ def client_ip(request: HttpRequest) -> str | None:
 def model_permitted_for_key(*, principal: Principal, model_name: str) -> bool:
     """The key's own model allow-list; listing and predicting share this check."""
     return not principal.allowed_models or model_name in principal.allowed_models
+
+
+def missing_model_detail(name: str) -> str:
+    """The detail of the 404 for a model name the registry does not know (``inference.selectors``' wording)."""
+    return f"No model named {name!r}."
+
+
+def model_hidden(*, principal: Principal, decision: Decision, facts: Any) -> bool:
+    """True when a denial comes from the model being hidden from this caller, not from the request.
+
+    Hidden means absent from the caller's listing: the key's allow-list, or a
+    purpose-independent policy restriction.  Such a model must answer like one
+    that does not exist (an existence oracle otherwise).  A kill switch is a
+    visible, temporary refusal (clients and operators need to tell it from a
+    typo), and a purpose-dependent denial is about the request, so both stay 403.
+    """
+    if decision.rule_id == "api_key.allowed_models":
+        return True
+    if decision.rule_id.startswith("kill_switch/"):
+        return False
+    return not policy_models_visible(principal=principal, models=[facts])
+
+
+def model_name_hidden(*, principal: Principal, name: str) -> bool:
+    """True when the caller's listing would not show ``name`` (allow-list or policy)."""
+    if not model_permitted_for_key(principal=principal, model_name=name):
+        return True
+    try:
+        info = model_detail_get(name=name)
+    except DomainError:
+        return False
+    return not policy_models_visible(principal=principal, models=[info.facts()])
 
 
 def body_length_check(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's limit") -> None:
@@ -180,7 +214,10 @@ class GovernedCall:
         self.refund()
         if status in (401, 403, 429):
             metrics.refusal(reason=code)
-        if self._auth_attempted and not self._audited:
+        # Past the first rows of a burst, failed authentications are summed into one aggregated
+        # event per address and window (tenants.services.auth_failures) instead of one row each.
+        verbatim = getattr(exc, "audit_verbatim", True)
+        if self._auth_attempted and not self._audited and verbatim:
             try:
                 self._audit(status=status, error_code=code)
             except AuditUnavailable as audit_exc:
@@ -205,7 +242,13 @@ class GovernedCall:
 
     def resolve_model(self, *, name: str, version: int | None) -> Any:
         """Step 5: the served model (404 for unknown names or versions)."""
-        self.model = model_serving_get(name=name, version=version)
+        try:
+            self.model = model_serving_get(name=name, version=version)
+        except ModelVersionNotFound:
+            # "no such version" would confirm that a hidden model exists.
+            if self.principal is not None and model_name_hidden(principal=self.principal, name=name):
+                raise ModelNotFound(missing_model_detail(name)) from None
+            raise
         return self.model
 
     def decide(self, *, purpose: str | None, action: str = "predict") -> Decision:
@@ -225,6 +268,9 @@ class GovernedCall:
                 principal=self.principal, model=self.model.facts(), purpose=purpose or None, action=action
             )
         if not self.decision.allowed:
+            if model_hidden(principal=self.principal, decision=self.decision, facts=self.model.facts()):
+                # The same answer a name that does not exist gets; the audit record keeps the rule.
+                raise ModelNotFound(missing_model_detail(self.model.name))
             raise PolicyDenied(
                 self.decision.reason, rule_id=self.decision.rule_id, reason_code=self.decision.reason_code
             )

@@ -86,6 +86,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "gateway.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "gateway.openapi.GatewayAutoSchema",
+    # OPTIONS would describe views (serializer fields, renderers) to anyone, unauthenticated: answered 405.
+    "DEFAULT_METADATA_CLASS": None,
 }
 
 SPECTACULAR_SETTINGS = {
