@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .env import BASE_DIR, VAR_DIR, env_bool, env_list, env_str, is_production, secret_from_env_or_file
+from datetime import timedelta
+
+from .env import BASE_DIR, VAR_DIR, env_bool, env_int, env_list, env_str, is_production, secret_from_env_or_file
 
 SECRET_KEY = secret_from_env_or_file("SECRET_KEY", "secret-key")
 DEBUG = env_bool("DEBUG", False)
@@ -10,7 +12,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the two-factor login site (gateway.adminauth).
+    "gateway.admin_apps.GatewayAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -23,6 +26,9 @@ INSTALLED_APPS = [
     "policy.audit",
     "inference",
     "gateway",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -32,9 +38,29 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login guessing (gateway.adminauth): axes checks lockouts before the password is.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 30))
+# Locked out by username or by address, each on its own (a list of single parameters).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The peer address, as the gateway's own client_ip(): X-Forwarded-For is the client's to forge.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
+# A second factor for the admin; mandatory for superusers in production.
+ADMIN_OTP_REQUIRED_FOR_SUPERUSERS = env_bool("ADMIN_OTP_REQUIRED_FOR_SUPERUSERS", is_production())
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "MaaS Gateway")
 
 ROOT_URLCONF = "gateway.urls"
 WSGI_APPLICATION = "gateway.wsgi.application"

@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded, pyt
 MAX_EXAMPLES = int(os.environ.get("MAAS_FUZZ_EXAMPLES", "15"))
 SEED = int(os.environ.get("MAAS_FUZZ_SEED", "7"))
 PHASES = os.environ.get("MAAS_FUZZ_PHASES", "examples,coverage,fuzzing,stateful")
-# The staff-only audit export and its manifest answer a session or HTTP Basic login, never an API key.
+# The staff-only audit export and its manifest answer an admin session, never an API key.
 STAFF_ONLY = r"^/v1/audit/export"
 
 
