@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from gateway.sanitize import credentials_redact
+
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 _tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="")
 
@@ -75,4 +77,6 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # The last net under every logger (Django's own request logger prints full paths): no key secret
+        # reaches a log line, whichever field or message carried it.
+        return credentials_redact(json.dumps(payload, default=str))

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import re
 
-from gateway.errors import MalformedRequest
-
 # Deliberately looser than tenants.keyformat's parser (any product prefix, any secret of the key
 # alphabet from 16 characters): redaction must catch a truncated or mistyped key too.  No word
 # boundary: in "Bearer%20maas_..." the key follows a digit.
@@ -53,6 +51,9 @@ def text_is_clean(value: str) -> bool:
 def text_require_clean(value: str, *, what: str) -> str:
     """``value`` unchanged, or 400 ``malformed_request`` naming ``what`` when it holds unencodable text."""
     if _UNSAFE.search(value) is not None:
+        # Imported here: this module sits under gateway.logging, which gateway.errors imports.
+        from gateway.errors import MalformedRequest
+
         raise MalformedRequest(f"{what} holds a control character, a NUL or an unpaired surrogate.")
     return value
 

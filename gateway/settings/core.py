@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+
 from .env import BASE_DIR, VAR_DIR, env_bool, env_int, env_list, env_str, is_production, secret_from_env_or_file
 
 SECRET_KEY = secret_from_env_or_file("SECRET_KEY", "secret-key")
@@ -41,6 +43,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -99,10 +102,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 80 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
-if is_production():
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Transport security: production defaults (``manage.py check --deploy`` passes clean), each
+# overridable from the environment.  TLS ends at the proxy in front, which must set
+# X-Forwarded-Proto (and strip a client's own); probes inside the network may use plain HTTP.
+_PRODUCTION = is_production()
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL", _PRODUCTION) else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^v2/health/"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -130,6 +146,27 @@ SPECTACULAR_SETTINGS = {
     },
     "SECURITY": [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "gateway.openapi.v2_paths_hook"],
+}
+
+# Content-Security-Policy (django-csp 4) on every response: the admin and the Swagger UI load
+# scripts only from this origin (the docs' init script is served from /v1/docs/?script, no inline
+# script anywhere); inline *styles* are allowed (the admin's and Swagger UI's style attributes
+# cannot run code).  Until the Swagger UI assets are self-hosted (drf-spectacular-sidecar,
+# SWAGGER_UI_DIST="SIDECAR"), their CDN origin is allowed for scripts, styles and images.
+_DOCS_ASSETS = [] if SPECTACULAR_SETTINGS.get("SWAGGER_UI_DIST") == "SIDECAR" else ["https://cdn.jsdelivr.net"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, *_DOCS_ASSETS],
+        "style-src": [SELF, UNSAFE_INLINE, *_DOCS_ASSETS],
+        "img-src": [SELF, "data:", *_DOCS_ASSETS],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -63,3 +63,12 @@ def test_a_key_in_the_query_string_is_refused_even_with_a_valid_header(client, d
 def test_ordinary_query_strings_pass():
     assert not credentials_in_query("format=csv&since=2026-01-01&tenant=acme_corp.eu")
     assert credentials_redact("maas_abcdefghjkmn.shorter") == "maas_abcdefghjkmn.shorter"
+
+
+def test_no_log_line_carries_a_key_secret_whatever_logger_wrote_it(make_caller):
+    caller = make_caller()
+    record = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "Service Unavailable: %s", (), None)
+    record.args = (f"/v1/models/{caller.key}",)
+    record.request = f"<WSGIRequest: GET '/v1/models/{caller.key}'>"
+    line = JsonFormatter().format(record)
+    assert _secret(caller.key) not in line and f"{caller.prefix}.[redacted]" in line
