@@ -276,6 +276,28 @@ class GovernedCall:
             )
         return self.decision
 
+    def hidden_model_note(self, *, name: str) -> None:
+        """Before a listing-style 404: when ``name`` exists but is hidden from this caller, audit the rule.
+
+        The answer stays the missing-model 404; only the record says which
+        rule hid the model (the allow-list, or the listing decision's rule).
+        """
+        assert self.principal is not None
+        try:
+            facts = model_detail_get(name=name).facts()
+        except DomainError:
+            return  # missing indeed: nothing was hidden
+        if not model_permitted_for_key(principal=self.principal, model_name=name):
+            rule_id, reason_code = "api_key.allowed_models", "model_not_allowed_for_key"
+        else:
+            decision = policy_decide(principal=self.principal, model=facts, purpose=None, action="list")
+            if decision.allowed:
+                return
+            rule_id, reason_code = decision.rule_id, decision.reason_code
+        self.decision = Decision(
+            allowed=False, rule_id=rule_id, reason_code=reason_code, reason="hidden from this key", policy_versions=""
+        )
+
     def reserve(self, *, units: int, max_batch: int | None = None) -> None:
         """Step 7: one atomic check-and-consume of every applicable limit."""
         assert self.principal is not None

@@ -116,6 +116,7 @@ def server_metadata(request: HttpRequest) -> JsonResponse:
 def _visible_model(call: GovernedCall, name: str, version: str | None) -> Any:
     principal = call.authenticate()
     if name not in {info.name for info in visible_models(principal)}:
+        call.hidden_model_note(name=name)
         raise ModelNotFound(f"No model named {name!r} is available to this key.")
     return call.resolve_model(name=name, version=_version(version))
 

@@ -104,3 +104,16 @@ def test_a_kill_switch_stays_a_visible_refusal(client, digits, make_caller, digi
     body = json.dumps({"instances": digit_rows[:1].tolist(), "purpose": "research"})
     response = client.post("/v1/models/digits/predict", data=body, content_type="application/json", **caller.headers)
     assert assert_problem(response, 403, "policy_denied")["rule_id"] == "kill_switch/model"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/{}", "/v2/models/{}", "/v2/models/{}/ready"])
+def test_metadata_of_a_hidden_model_answers_like_a_missing_one_and_records_the_rule(
+    client, digits, hidden_caller, path
+):
+    caller, rule = hidden_caller
+    hidden = client.get(path.format("digits"), **caller.headers)
+    missing = client.get(path.format("nope"), **caller.headers)
+    assert hidden.status_code == missing.status_code == 404
+    assert json.dumps(_body(hidden)).replace("digits", "nope") == json.dumps(_body(missing))
+    assert AuditEvent.objects.get(request_id=hidden["X-Request-ID"]).rule_id.endswith(rule)
+    assert AuditEvent.objects.get(request_id=missing["X-Request-ID"]).rule_id == ""
