@@ -46,7 +46,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.logging import current_request_id, set_request_context
-from gateway.sanitize import text_for_record
+from gateway.sanitize import text_for_record, text_is_clean
 from inference.errors import BatchTooLarge
 from inference.selectors import model_detail_get, model_serving_get
 from inference.services import instances_validate, model_predict
@@ -109,6 +109,8 @@ def model_name_hidden(*, principal: Principal, name: str) -> bool:
     """True when the caller's listing would not show ``name`` (allow-list or policy)."""
     if not model_permitted_for_key(principal=principal, model_name=name):
         return True
+    if not text_is_clean(name):
+        return False
     try:
         info = model_detail_get(name=name)
     except DomainError:
@@ -242,6 +244,9 @@ class GovernedCall:
 
     def resolve_model(self, *, name: str, version: int | None) -> Any:
         """Step 5: the served model (404 for unknown names or versions)."""
+        if not text_is_clean(name):
+            # No model name holds a control character, and PostgreSQL refuses a NUL in the lookup.
+            raise ModelNotFound(missing_model_detail(name))
         try:
             self.model = model_serving_get(name=name, version=version)
         except ModelVersionNotFound:
@@ -283,6 +288,8 @@ class GovernedCall:
         rule hid the model (the allow-list, or the listing decision's rule).
         """
         assert self.principal is not None
+        if not text_is_clean(name):
+            return  # no such name can exist
         try:
             facts = model_detail_get(name=name).facts()
         except DomainError:

@@ -118,3 +118,20 @@ def test_the_writer_never_fails_on_content():
     assert len(stored.path) == 300 and stored.client_ip is None
     assert stored.detail == {"k\\x00": ["v\\ud800", "nan"]}
     assert stored.monitor_denials == ["\\ud800"]
+
+
+@pytest.mark.parametrize("path", ["/v1/models/ab%00cd/predict", "/v2/models/ab%00cd/infer"])
+def test_nul_in_a_model_name_is_a_missing_model(client, digits, make_caller, digit_rows, path):
+    caller = make_caller()
+    body = {"instances": digit_rows[:1].tolist(), "purpose": "research"}
+    response = _post(client, path, body, caller)
+    assert response.status_code == 404, response.content
+    assert _one_row(response).path == path.replace("%00", "\\x00")
+
+
+def test_nul_in_a_job_model_name_is_a_missing_model(client, digits, make_caller, digit_rows):
+    caller = make_caller()
+    body = {"model": "ab\x00cd", "instances": digit_rows[:1].tolist(), "purpose": "research"}
+    response = _post(client, "/v1/jobs", body, caller)
+    assert_problem(response, 404, "model_not_found")
+    assert _one_row(response).http_status == 404
