@@ -233,4 +233,7 @@ def test_the_interactive_docs_render(client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     page = response.content.decode()
-    assert "swagger-ui" in page.lower() and "/v1/schema/" in page
+    assert "swagger-ui" in page.lower() and "/v1/docs/?script=" in page
+    # The init script (with the schema URL) is served from the same origin, not inlined: the CSP forbids inline script.
+    script = client.get("/v1/docs/?script=")
+    assert script.status_code == 200 and "/v1/schema/" in script.content.decode()
