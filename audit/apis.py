@@ -8,7 +8,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -30,10 +30,10 @@ class CanExportAudit(BasePermission):
     message = "Exporting the audit trail needs a staff account with the export permission."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        """Anonymous callers get a 401 with a Basic challenge; others need staff plus the permission."""
+        """Anonymous callers get a 401 naming the admin login; others need staff plus the permission."""
         user = request.user
         if not (user and user.is_authenticated):
-            raise StaffAuthenticationRequired("Log in to the admin or send HTTP Basic credentials of a staff account.")
+            raise StaffAuthenticationRequired("Log in to the admin (/admin/login/) with a staff account first.")
         return bool(user.is_staff and user.has_perm(EXPORT_PERMISSION))
 
 
@@ -70,7 +70,8 @@ class ExportFormatNegotiation(DefaultContentNegotiation):
 class AuditExportApi(APIView):
     """``GET /v1/audit/export``: stream an export (staff with the export permission)."""
 
-    authentication_classes = [SessionAuthentication, BasicAuthentication]
+    # A staff session only: HTTP Basic here was a password oracle outside the admin's lockout and second factor.
+    authentication_classes = [SessionAuthentication]
     permission_classes = [CanExportAudit]
     content_negotiation_class = ExportFormatNegotiation
 
@@ -107,7 +108,8 @@ class AuditExportApi(APIView):
 class AuditExportManifestApi(APIView):
     """``GET /v1/audit/exports/{id}/manifest``: the signed manifest once the export finished."""
 
-    authentication_classes = [SessionAuthentication, BasicAuthentication]
+    # A staff session only: HTTP Basic here was a password oracle outside the admin's lockout and second factor.
+    authentication_classes = [SessionAuthentication]
     permission_classes = [CanExportAudit]
 
     @extend_schema(

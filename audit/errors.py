@@ -50,12 +50,16 @@ class InvalidExportFilter(ValidationFailed):
 
 
 class StaffAuthenticationRequired(AuthenticationError):
-    """Staff-only audit endpoints need a staff session or HTTP Basic credentials, not an API key."""
+    """Staff-only audit endpoints need a staff session (the admin login), not an API key or a password."""
 
     code, title = "staff_authentication_required", "Staff authentication required"
 
     def __init__(self, detail: str | None = None, **kwargs: Any):
-        headers = {"WWW-Authenticate": 'Basic realm="maas-staff"', **(kwargs.pop("headers", None) or {})}
+        # Not "Basic": a browser would offer its password prompt, which bypasses the admin's lockout and 2FA.
+        headers = {
+            "WWW-Authenticate": 'Session realm="maas-staff", login="/admin/login/"',
+            **(kwargs.pop("headers", None) or {}),
+        }
         super().__init__(detail, headers=headers, **kwargs)
 
 

@@ -55,6 +55,10 @@ class MalformedRequest(DomainError):
     status, code, title = 400, "malformed_request", "Malformed request"
 
 
+class CredentialsInUrl(DomainError):
+    status, code, title = 400, "credentials_in_url", "Credentials in the URL"
+
+
 class ValidationFailed(DomainError):
     status, code, title = 400, "validation_error", "Validation failed"
 
@@ -109,6 +113,10 @@ class UnsupportedMediaType(DomainError):
 # --- 429 ---------------------------------------------------------------------
 class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Rate limit exceeded"
+
+
+class AuthenticationThrottled(RateLimited):
+    code, title = "authentication_throttled", "Too many failed authentications"
 
 
 # --- 5xx ---------------------------------------------------------------------

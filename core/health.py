@@ -9,6 +9,7 @@ naming each dependency that failed.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,18 @@ def readiness_report() -> tuple[bool, dict[str, Any]]:
     return ok, results
 
 
+def metrics_authorised(request: HttpRequest) -> bool:
+    """Operators only: a staff session or ``Authorization: Bearer <METRICS_TOKEN>`` (metrics, detailed readiness)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    token = settings.METRICS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and header.startswith("Bearer "):
+        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    return False
+
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers."""
@@ -93,10 +106,19 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: every dependency answers; 503 with the failing ones otherwise."""
+    """Readiness: every dependency answers; 503 otherwise.
+
+    The public answer says only ready or not ready: which backends run, which
+    failed and how (hosts, key ids, checksums) helps an attacker, not a load
+    balancer.  Staff sessions and ``Authorization: Bearer <METRICS_TOKEN>``
+    get the per-check report.
+    """
     ok, results = readiness_report()
+    detailed = metrics_authorised(request)
     failed = [name for name, r in results.items() if r["status"] != "ok"]
-    body = {"status": "ok" if ok else "unavailable", "checks": results, "request_id": current_request_id()}
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "request_id": current_request_id()}
+    if detailed:
+        body["checks"] = results
     if not ok:
         body.update(
             {
@@ -104,8 +126,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
                 "title": "Dependency unavailable",
                 "status": 503,
                 "code": "dependency_unavailable",
-                "detail": "Not ready: " + ", ".join(failed) + " failed.",
+                "detail": "Not ready: " + ", ".join(failed) + " failed." if detailed else "Not ready.",
             }
         )
-        return JsonResponse(body, status=503, content_type="application/problem+json")
+        return JsonResponse(body, status=503, content_type="application/problem+json", headers={"Retry-After": "5"})
     return JsonResponse(body)

@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from core.sanitize import credentials_redact
+
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 _tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="")
 
@@ -28,6 +30,17 @@ def set_request_context(*, request_id: str | None = None, tenant: str | None = N
         _request_id.set(request_id)
     if tenant is not None:
         _tenant.set(tenant)
+
+
+def request_context_reset() -> None:
+    """Forget the request id and tenant: called when a request or a Celery task ends (and as a task starts).
+
+    A context variable set in a worker thread outlives the request that set
+    it; without this, log lines written between requests -- or by the next
+    request before it binds its own id -- would carry the previous one.
+    """
+    _request_id.set("")
+    _tenant.set("")
 
 
 def current_tenant_slug() -> str:
@@ -64,4 +77,6 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # The last net under every logger (Django's own request logger prints full paths): no key secret
+        # reaches a log line, whichever field or message carried it.
+        return credentials_redact(json.dumps(payload, default=str))

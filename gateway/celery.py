@@ -5,9 +5,26 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
 app = Celery("gateway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _task_context_start(**kwargs: object) -> None:
+    """A task starts with no request id or tenant left over from the previous task in this worker."""
+    from core.logging import request_context_reset
+
+    request_context_reset()
+
+
+@task_postrun.connect
+def _task_context_end(**kwargs: object) -> None:
+    """A task leaves no request id or tenant behind for whatever runs next in this worker."""
+    from core.logging import request_context_reset
+
+    request_context_reset()

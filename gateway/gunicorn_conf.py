@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from gateway.gunicorn_errors import install as _problem_rejections
+
 worker_class = "sync"
 timeout = 60
 graceful_timeout = 10
@@ -13,6 +15,16 @@ preload_app = False
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
+
+# Requests gunicorn itself refuses (answered problem+json by gateway.gunicorn_errors, never
+# reaching Django or the audit trail; gunicorn's error log records each).  Explicit, so that
+# the README's figures are these: a request line (method, path and query) of at most 8190
+# bytes (gunicorn's maximum; 414 beyond), at most 100 header fields (431), each at most 8190
+# bytes (431).  A NUL, CR or LF inside a header value is always refused (400).
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+_problem_rejections()
 
 
 def child_exit(server, worker) -> None:

@@ -10,7 +10,6 @@ token equal to ``METRICS_TOKEN``.
 
 from __future__ import annotations
 
-import hmac
 import os
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from prometheus_client import (
 )
 
 from core.errors import problem_response
+from core.health import metrics_authorised
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -87,20 +87,9 @@ def _collect_state_gauges() -> None:
     state_gauges_refresh(sealed=AUDIT_SEALED, unsealed=AUDIT_UNSEALED, jobs=JOBS)
 
 
-def _authorised(request: HttpRequest) -> bool:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated and user.is_staff:
-        return True
-    token = settings.METRICS_TOKEN
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if token and header.startswith("Bearer "):
-        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
-    return False
-
-
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics`` in the Prometheus text format (staff or ``METRICS_TOKEN`` only)."""
-    if not _authorised(request):
+    if not metrics_authorised(request):
         return problem_response(
             status=401 if not settings.METRICS_TOKEN or "HTTP_AUTHORIZATION" not in request.META else 403,
             code="metrics_forbidden",

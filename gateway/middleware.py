@@ -16,8 +16,17 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse
 
-from core.errors import PROBLEM_CONTENT_TYPE, exception_to_response, handler404, problem_response, status_code_and_title
-from core.logging import current_tenant_slug, set_request_context
+from audit.errors import AuditUnavailable
+from core.errors import (
+    PROBLEM_CONTENT_TYPE,
+    CredentialsInUrl,
+    exception_to_response,
+    handler404,
+    problem_response,
+    status_code_and_title,
+)
+from core.logging import current_tenant_slug, request_context_reset, set_request_context
+from core.sanitize import credentials_in_query, text_for_record
 from gateway import metrics
 
 access_log = logging.getLogger("gateway.access")
@@ -33,6 +42,38 @@ def request_id_from(request: HttpRequest) -> str:
     if supplied and _REQUEST_ID_RE.match(supplied):
         return supplied
     return uuid.uuid4().hex
+
+
+def credentials_in_url_refuse(request: HttpRequest) -> HttpResponse:
+    """400 ``credentials_in_url`` for a key in the query string, audited with the key redacted.
+
+    A query string ends up in proxy logs, browser history and ``Referer``
+    headers: a key sent there must be treated as leaked, so it is refused
+    before any view (or authentication) sees it, and the client is told to
+    rotate it.
+    """
+    from audit.services import audit_event_record
+    from gateway.pipeline import client_ip
+
+    error = CredentialsInUrl(
+        "Send the API key in the Authorization or X-API-Key header, never in the URL; "
+        "treat a key that was sent in a URL as leaked and rotate it."
+    )
+    try:
+        audit_event_record(
+            event_type="request",
+            action="credentials_in_url",
+            request_id=getattr(request, "request_id", ""),
+            method=text_for_record(request.method or "", max_length=8),
+            path=text_for_record(request.path, max_length=300),
+            http_status=error.status,
+            client_ip=client_ip(request),
+            error_code=error.code,
+            detail={"query": text_for_record(request.META.get("QUERY_STRING", ""), max_length=1000)},
+        )
+    except AuditUnavailable as exc:
+        return exception_to_response(exc)
+    return exception_to_response(error)
 
 
 def _is_api_path(path: str) -> bool:
@@ -51,7 +92,17 @@ class RequestContextMiddleware:
         request.request_id = request_id  # type: ignore[attr-defined]
         set_request_context(request_id=request_id, tenant="")
         try:
-            response = self.get_response(request)
+            return self._handle(request, request_id, started)
+        finally:
+            # The context variables outlive the request in this thread: the next one must not inherit them.
+            request_context_reset()
+
+    def _handle(self, request: HttpRequest, request_id: str, started: float) -> HttpResponse:
+        try:
+            if credentials_in_query(request.META.get("QUERY_STRING", "")):
+                response = credentials_in_url_refuse(request)
+            else:
+                response = self.get_response(request)
         except Exception as exc:  # the last net: map, log, never re-raise to the server
             response = exception_to_response(exc)
         if response.status_code >= 400 and _is_api_path(request.path):
@@ -68,8 +119,9 @@ class RequestContextMiddleware:
         access_log.info(
             "request",
             extra={
-                "method": request.method,
-                "path": request.path,
+                "method": text_for_record(request.method or "", max_length=16),
+                # Escaped and with keys redacted: the access log is read by more people than the audit trail.
+                "path": text_for_record(request.path, max_length=2048),
                 "status": response.status_code,
                 "latency_ms": round(latency_ms, 3),
                 "tenant": current_tenant_slug(),

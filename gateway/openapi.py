@@ -148,7 +148,7 @@ class GatewayAutoSchema(AutoSchema):
 
         Views without DRF authenticators authenticate inside the governed
         pipeline (the global ``SECURITY``); views with their own (staff
-        exports: session or HTTP Basic) do not accept API keys, so the global
+        exports: an admin session) do not accept API keys, so the global
         schemes must not be advertised for them.
         """
         auths = super().get_auth()

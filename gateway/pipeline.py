@@ -39,13 +39,14 @@ from audit.services import audit_input_digest, audit_request_record
 from audit.services.retained import retained_input_store
 from core.errors import DomainError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from core.logging import current_request_id, set_request_context
+from core.sanitize import text_for_record, text_is_clean
 from gateway import metrics
-from inference.errors import BatchTooLarge
-from inference.selectors import model_serving_get
+from inference.errors import BatchTooLarge, ModelNotFound, ModelVersionNotFound
+from inference.selectors import model_detail_get, model_serving_get
 from inference.services import instances_validate, model_predict
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
-from policy.services import policy_decide, review_items_create
+from policy.services import policy_decide, policy_models_visible, review_items_create
 from tenants.principal import Principal
 from tenants.services import api_key_authenticate_request, principal_require_scope, quota_refund, quota_reserve
 
@@ -70,6 +71,40 @@ class PredictionResult:
 def client_ip(request: HttpRequest) -> str | None:
     """The peer address (a proxy in front is expected to be trusted and configured there)."""
     return request.META.get("REMOTE_ADDR") or None
+
+
+def missing_model_detail(name: str) -> str:
+    """The detail of the 404 for a model name the registry does not know (``inference.selectors``' wording)."""
+    return f"No model named {name!r}."
+
+
+def model_hidden(*, principal: Principal, decision: Decision, facts: Any) -> bool:
+    """True when a denial comes from the model being hidden from this caller, not from the request.
+
+    Hidden means absent from the caller's listing: the key's allow-list, or a
+    purpose-independent policy restriction.  Such a model must answer like one
+    that does not exist (an existence oracle otherwise).  A kill switch is a
+    visible, temporary refusal (clients and operators need to tell it from a
+    typo), and a purpose-dependent denial is about the request, so both stay 403.
+    """
+    if decision.rule_id == "api_key.allowed_models":
+        return True
+    if decision.rule_id.startswith("kill_switch/"):
+        return False
+    return not policy_models_visible(principal=principal, models=[facts])
+
+
+def model_name_hidden(*, principal: Principal, name: str) -> bool:
+    """True when the caller's listing would not show ``name`` (allow-list or policy)."""
+    if not principal.permits_model(name):
+        return True
+    if not text_is_clean(name):
+        return False
+    try:
+        info = model_detail_get(name=name)
+    except DomainError:
+        return False
+    return not policy_models_visible(principal=principal, models=[info.facts()])
 
 
 def body_length_check(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's limit") -> None:
@@ -170,7 +205,10 @@ class GovernedCall:
         self.refund()
         if status in (401, 403, 429):
             metrics.refusal(reason=code)
-        if self._auth_attempted and not self._audited:
+        # Past the first rows of a burst, failed authentications are summed into one aggregated
+        # event per address and window (tenants.services.auth_failures) instead of one row each.
+        verbatim = getattr(exc, "audit_verbatim", True)
+        if self._auth_attempted and not self._audited and verbatim:
             try:
                 self._audit(status=status, error_code=code)
             except AuditUnavailable as audit_exc:
@@ -195,7 +233,16 @@ class GovernedCall:
 
     def resolve_model(self, *, name: str, version: int | None) -> Any:
         """Step 5: the served model (404 for unknown names or versions)."""
-        self.model = model_serving_get(name=name, version=version)
+        if not text_is_clean(name):
+            # No model name holds a control character, and PostgreSQL refuses a NUL in the lookup.
+            raise ModelNotFound(missing_model_detail(name))
+        try:
+            self.model = model_serving_get(name=name, version=version)
+        except ModelVersionNotFound:
+            # "no such version" would confirm that a hidden model exists.
+            if self.principal is not None and model_name_hidden(principal=self.principal, name=name):
+                raise ModelNotFound(missing_model_detail(name)) from None
+            raise
         return self.model
 
     def decide(self, *, purpose: str | None, action: str = "predict") -> Decision:
@@ -215,10 +262,37 @@ class GovernedCall:
                 principal=self.principal, model=self.model.facts(), purpose=purpose or None, action=action
             )
         if not self.decision.allowed:
+            if model_hidden(principal=self.principal, decision=self.decision, facts=self.model.facts()):
+                # The same answer a name that does not exist gets; the audit record keeps the rule.
+                raise ModelNotFound(missing_model_detail(self.model.name))
             raise PolicyDenied(
                 self.decision.reason, rule_id=self.decision.rule_id, reason_code=self.decision.reason_code
             )
         return self.decision
+
+    def hidden_model_note(self, *, name: str) -> None:
+        """Before a listing-style 404: when ``name`` exists but is hidden from this caller, audit the rule.
+
+        The answer stays the missing-model 404; only the record says which
+        rule hid the model (the allow-list, or the listing decision's rule).
+        """
+        assert self.principal is not None
+        if not text_is_clean(name):
+            return  # no such name can exist
+        try:
+            facts = model_detail_get(name=name).facts()
+        except DomainError:
+            return  # missing indeed: nothing was hidden
+        if not self.principal.permits_model(name):
+            rule_id, reason_code = "api_key.allowed_models", "model_not_allowed_for_key"
+        else:
+            decision = policy_decide(principal=self.principal, model=facts, purpose=None, action="list")
+            if decision.allowed:
+                return
+            rule_id, reason_code = decision.rule_id, decision.reason_code
+        self.decision = Decision(
+            allowed=False, rule_id=rule_id, reason_code=reason_code, reason="hidden from this key", policy_versions=""
+        )
 
     def reserve(self, *, units: int, max_batch: int | None = None) -> None:
         """Step 7: one atomic check-and-consume of every applicable limit."""
@@ -319,7 +393,8 @@ class GovernedCall:
             "action": self.endpoint,
             "request_id": current_request_id(),
             "method": self.request.method or "",
-            "path": self.request.path[:300],
+            # Escaped, keys redacted: a NUL or a key in the URL must neither fail the INSERT nor be kept.
+            "path": text_for_record(self.request.path, max_length=300),
             "http_status": status,
             "latency_ms": round(latency, 3),
             "client_ip": client_ip(self.request),

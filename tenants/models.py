@@ -218,3 +218,23 @@ class RateBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}: {self.tokens:.2f} tokens"
+
+
+class AuthFailureWindow(models.Model):
+    """Failed authentications from one client address in one fixed window (the database backend).
+
+    Kept only until the window's flood, if any, has been written to the audit
+    trail as one aggregated event (``auth_floods_flush``).
+    """
+
+    client_ip = models.CharField(max_length=64)
+    window_start = models.BigIntegerField(help_text="Epoch seconds at the start of the window.")
+    failures = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_ip", "window_start"], name="auth_failure_window_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_ip} @{self.window_start}: {self.failures}"

@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 from audit.errors import AuditUnavailable
 from core.errors import MissingApiKey, NotFound, exception_to_response
 from core.logging import current_request_id
+from core.sanitize import text_for_record
 from tenants.authentication import ApiKeyAuthentication, principal_of
 from tenants.principal import Principal
 
@@ -141,7 +142,7 @@ class TenantScopedApi(APIView):
             key_prefix=principal.key_prefix,
             region=principal.region,
             method=request.method or "",
-            path=request.path[:300],
+            path=text_for_record(request.path, max_length=300),
             http_status=response.status_code,
             latency_ms=round((time.perf_counter() - started) * 1000.0, 3) if started else None,
             error_code=error_code,

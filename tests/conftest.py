@@ -38,6 +38,15 @@ def _fresh_invalidation_clock():
     api_key_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _auth_failure_throttle_out_of_the_way(settings):
+    """Tests send bad keys by the dozen from 127.0.0.1: no throttle or aggregation unless a test sets its own.
+
+    tests/security/test_auth_flood.py sets the production-like limits it checks.
+    """
+    settings.AUTH_FAILURE_LIMIT = settings.AUTH_FAILURE_VERBATIM = 10**9
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_test_redis():
     """Quota counters are keyed by tenant id, and every test database reuses ids: start each session empty."""

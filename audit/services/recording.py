@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -25,6 +28,7 @@ from django.utils import timezone
 
 from audit.errors import AuditUnavailable
 from audit.models import AuditEvent
+from core.sanitize import text_storable
 
 logger = logging.getLogger("policy.audit")
 
@@ -142,6 +146,72 @@ class _InsertStatement:
 
 _statements: dict[str, _InsertStatement] = {}
 
+_CHAR_LIMITS = {f.attname: f.max_length for f in AuditEvent._meta.concrete_fields if isinstance(f, models.CharField)}
+_JSON_FIELDS = {f.attname for f in AuditEvent._meta.concrete_fields if isinstance(f, models.JSONField)}
+_IP_FIELDS = {f.attname for f in AuditEvent._meta.concrete_fields if isinstance(f, models.GenericIPAddressField)}
+
+
+# What json.dumps writes for content PostgreSQL's jsonb or a UTF-8 encoder refuses: an escaped NUL,
+# an escaped surrogate, a non-finite float.  (A false positive only costs the walk below.)
+_JSON_UNSAFE = re.compile(r"\\u0000|\\ud[89a-f]|NaN|Infinity")
+
+
+def _json_walk(value: Any) -> Any:
+    if isinstance(value, str):
+        return text_storable(value)
+    if isinstance(value, dict):
+        return {(text_storable(k) if isinstance(k, str) else k): _json_walk(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_walk(item) for item in value]
+    if type(value) is float and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _json_storable(value: Any) -> Any:
+    """``value`` with every string (keys too) storable and non-finite floats as strings (jsonb refuses NaN).
+
+    One C-speed ``json.dumps`` scan first: the Python walk runs only for the
+    rare value that needs it (a 1,024-instance prediction summary would
+    otherwise cost a millisecond per request).
+    """
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return _json_walk(value)
+    return value if _JSON_UNSAFE.search(text) is None else _json_walk(value)
+
+
+def _ip_or_none(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def audit_values_storable(values: dict[str, Any]) -> dict[str, Any]:
+    """The values of one event made storable whatever their content (attribute names as keys).
+
+    The writer must never fail on content: a NUL (PostgreSQL refuses it in
+    text and jsonb), a lone surrogate (no UTF-8 encoder accepts it), a string
+    longer than its column (PostgreSQL refuses it) or a NaN in JSON would
+    turn one hostile request into a 503 ``audit_unavailable`` -- or into a
+    request served unrecorded.  Text is escaped, never dropped; callers
+    validate and escape at entry, so this changes nothing for them.
+    """
+    for attname, value in values.items():
+        if isinstance(value, str):
+            value = text_storable(value)
+            limit = _CHAR_LIMITS.get(attname)
+            if limit is not None and len(value) > limit:
+                value = value[:limit]
+            if attname in _IP_FIELDS:
+                value = _ip_or_none(value)
+            values[attname] = value
+        elif attname in _JSON_FIELDS and value is not None:
+            values[attname] = _json_storable(value)
+    return values
+
 
 def _write(event_type: str, fields: dict[str, Any]) -> tuple[dict[str, Any], int, Any, str]:
     unknown = set(fields) - _FIELDS
@@ -151,6 +221,7 @@ def _write(event_type: str, fields: dict[str, Any]) -> tuple[dict[str, Any], int
     values["event_type"] = event_type
     values.setdefault("occurred_at", timezone.now())
     values.setdefault("event_id", uuid.uuid4())
+    audit_values_storable(values)
     alias = router.db_for_write(AuditEvent)
     try:
         if not connections[alias].features.can_return_columns_from_insert:

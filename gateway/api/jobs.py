@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from core.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+from core.sanitize import text_require_clean
 from gateway.api.negotiation import JsonOnlyNegotiation
 from gateway.api.params import (
     MAX_VERSION,
@@ -280,6 +281,7 @@ class JobsApi(APIView):
         idempotency_key = django_request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200]
         with GovernedCall(django_request, scope="jobs", endpoint="jobs.submit") as call:
             principal = call.authenticate()
+            text_require_clean(idempotency_key, what="The Idempotency-Key header")
             fields, instances, digest_source = _parse_submission(django_request, max_bytes=settings.JOB_MAX_BODY_BYTES)
             digest = request_digest(digest_source)
             existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)

@@ -12,6 +12,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter
 
 from core.errors import InvalidInput
+from core.sanitize import text_require_clean
 from inference.selectors import model_catalog_list
 from policy.services import policy_models_visible
 
@@ -46,6 +47,9 @@ def requested_purpose(*, header: str | None, body: object) -> str | None:
     for value in (header, body):
         if value is not None and (not isinstance(value, str) or len(value) > PURPOSE_MAX_LENGTH):
             raise InvalidInput(f"'purpose' must be a string of at most {PURPOSE_MAX_LENGTH} characters.")
+        if value is not None:
+            # A NUL or a lone surrogate is valid JSON but cannot be matched, stored or logged: refused here.
+            text_require_clean(value, what="'purpose'")
     return header or (body if isinstance(body, str) else None)
 
 

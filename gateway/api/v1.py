@@ -106,6 +106,7 @@ class ModelDetailApi(APIView):
             visible = {info.name for info in visible_models(principal)}
             info = model_detail_get(name=name) if name in visible else None
             if info is None:
+                call.hidden_model_note(name=name)
                 raise ModelNotFound(f"No model named {name!r} is available to this key.")
             body = _model_summary(info) | {"model_card": info.model_card, "metrics": info.metrics}
             headers = call.record_success()

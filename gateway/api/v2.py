@@ -117,6 +117,7 @@ def server_metadata(request: HttpRequest) -> JsonResponse:
 def _visible_model(call: GovernedCall, name: str, version: str | None) -> Any:
     principal = call.authenticate()
     if name not in {info.name for info in visible_models(principal)}:
+        call.hidden_model_note(name=name)
         raise ModelNotFound(f"No model named {name!r} is available to this key.")
     return call.resolve_model(name=name, version=_version(version))
 
@@ -241,9 +242,10 @@ def model_infer(request: HttpRequest, name: str, version: str | None = None) -> 
         if not isinstance(body.get("id", ""), str):
             raise InvalidInput("'id' must be a string.")
         purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=parameters.get("purpose"))
+        # Decided before the tensor is checked against the model: an input error would confirm a hidden model.
+        call.decide(purpose=purpose)
         array = _input_tensor(body, binary, input_name=model.input_name, width=model.input_width)
         requested = _requested_outputs(body, parameters)
-        call.decide(purpose=purpose)
         call.reserve(units=array.shape[0])
         batch = call.validate(array)
         result = call.infer(batch)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from core.env import BASE_DIR, VAR_DIR, env_bool, env_list, env_str, is_production, secret_from_env_or_file
+from datetime import timedelta
+
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+
+from core.env import BASE_DIR, VAR_DIR, env_bool, env_int, env_list, env_str, is_production, secret_from_env_or_file
 
 SECRET_KEY = secret_from_env_or_file("SECRET_KEY", "secret-key")
 DEBUG = env_bool("DEBUG", False)
@@ -10,7 +14,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the two-factor login site (gateway.adminauth).
+    "gateway.admin_apps.GatewayAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -25,6 +30,9 @@ INSTALLED_APPS = [
     "inference",
     "jobs",
     "gateway",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -34,9 +42,30 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login guessing (gateway.adminauth): axes checks lockouts before the password is.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 30))
+# Locked out by username or by address, each on its own (a list of single parameters).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The peer address, as the gateway's own client_ip(): X-Forwarded-For is the client's to forge.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
+# A second factor for the admin; mandatory for superusers in production.
+ADMIN_OTP_REQUIRED_FOR_SUPERUSERS = env_bool("ADMIN_OTP_REQUIRED_FOR_SUPERUSERS", is_production())
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "MaaS Gateway")
 
 ROOT_URLCONF = "gateway.urls"
 WSGI_APPLICATION = "gateway.wsgi.application"
@@ -75,10 +104,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 80 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
-if is_production():
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Transport security: production defaults (``manage.py check --deploy`` passes clean), each
+# overridable from the environment.  TLS ends at the proxy in front, which must set
+# X-Forwarded-Proto (and strip a client's own); probes inside the network may use plain HTTP.
+_PRODUCTION = is_production()
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL", _PRODUCTION) else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^v2/health/"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -88,6 +130,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "core.errors.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "gateway.openapi.GatewayAutoSchema",
+    # OPTIONS would describe views (serializer fields, renderers) to anyone, unauthenticated: answered 405.
+    "DEFAULT_METADATA_CLASS": None,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -104,6 +148,27 @@ SPECTACULAR_SETTINGS = {
     },
     "SECURITY": [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "gateway.openapi.v2_paths_hook"],
+}
+
+# Content-Security-Policy (django-csp 4) on every response: the admin and the Swagger UI load
+# scripts only from this origin (the docs' init script is served from /v1/docs/?script, no inline
+# script anywhere); inline *styles* are allowed (the admin's and Swagger UI's style attributes
+# cannot run code).  Until the Swagger UI assets are self-hosted (drf-spectacular-sidecar,
+# SWAGGER_UI_DIST="SIDECAR"), their CDN origin is allowed for scripts, styles and images.
+_DOCS_ASSETS = [] if SPECTACULAR_SETTINGS.get("SWAGGER_UI_DIST") == "SIDECAR" else ["https://cdn.jsdelivr.net"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, *_DOCS_ASSETS],
+        "style-src": [SELF, UNSAFE_INLINE, *_DOCS_ASSETS],
+        "img-src": [SELF, "data:", *_DOCS_ASSETS],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

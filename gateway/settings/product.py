@@ -15,6 +15,12 @@ INVALIDATION_CHECK_SECONDS = env_float("INVALIDATION_CHECK_SECONDS", 1.0)
 
 QUOTA_FAIL_OPEN = env_bool("QUOTA_FAIL_OPEN", False)
 
+# Failed authentication per client address (tenants.services.auth_failures): past the limit in a
+# window, 429 with Retry-After; past the verbatim count, one aggregated audit event per window.
+AUTH_FAILURE_WINDOW_SECONDS = 60
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 30)
+AUTH_FAILURE_VERBATIM = min(env_int("AUTH_FAILURE_VERBATIM", 10), AUTH_FAILURE_LIMIT)
+
 MODEL_STORE_DIR = env_str("MODEL_STORE_DIR", str(VAR_DIR / "models"))
 DEFAULT_MODEL_NAME = env_str("DEFAULT_MODEL_NAME", "digits")
 INFERENCE_PROVIDERS = env_list("INFERENCE_PROVIDERS", [])

@@ -121,6 +121,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "batch-jobs-recover": {"task": "gateway.jobs.tasks.batch_jobs_recover_task", "schedule": 30.0},
     "batch-jobs-expire": {"task": "jobs.tasks.batch_jobs_expire_task", "schedule": 3600.0},
+    # One aggregated audit event per address and window of failed authentication (tenants.services.auth_failures).
+    "auth-floods-flush": {"task": "tenants.auth_floods_flush", "schedule": 60.0},
 }
 # Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
 CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))

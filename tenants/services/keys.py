@@ -36,7 +36,15 @@ from django.db.models import Q
 
 from audit.models import AuditEvent
 from audit.services import audit_change_record
-from core.errors import Conflict, DatabaseUnavailable, InvalidApiKey, MissingApiKey, ValidationFailed
+from core.errors import (
+    AuthenticationError,
+    AuthenticationThrottled,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidApiKey,
+    MissingApiKey,
+    ValidationFailed,
+)
 from core.invalidation import KEYS, LocalCache
 from tenants.errors import ApiKeyExpired, ApiKeyRevoked, InsufficientScope, TenantSuspended
 from tenants.keyformat import (
@@ -49,6 +57,7 @@ from tenants.keyformat import (
 )
 from tenants.models import ApiKey, Tenant
 from tenants.principal import ALL_SCOPES, LIMIT_FIELDS, Principal
+from tenants.services.auth_failures import auth_failure_count
 from tenants.services.validation import keys_changed, limit_overrides_validate, snapshot
 
 logger = logging.getLogger("tenants.keys")
@@ -153,8 +162,23 @@ def api_key_authenticate_request(*, meta: Mapping[str, str]) -> Principal:
     every endpoint reads credentials the same way.  Setting the log context is
     left to the caller, which owns the request's lifecycle.
     """
-    raw_key = api_key_from_headers(authorization=meta.get("HTTP_AUTHORIZATION"), x_api_key=meta.get("HTTP_X_API_KEY"))
-    return api_key_authenticate(raw_key=raw_key)
+    try:
+        raw_key = api_key_from_headers(
+            authorization=meta.get("HTTP_AUTHORIZATION"), x_api_key=meta.get("HTTP_X_API_KEY")
+        )
+        return api_key_authenticate(raw_key=raw_key)
+    except AuthenticationError as exc:
+        # Counted per client address: past the limit 429, past the verbatim count aggregated in the audit trail.
+        count = auth_failure_count(client_ip=meta.get("REMOTE_ADDR"))
+        if count.throttled:
+            throttled = AuthenticationThrottled(
+                "Too many failed authentications from this address; retry later.",
+                headers={"Retry-After": str(count.retry_after)},
+            )
+            throttled.audit_verbatim = count.verbatim  # type: ignore[attr-defined]
+            raise throttled from None
+        exc.audit_verbatim = count.verbatim  # type: ignore[attr-defined]
+        raise
 
 
 def principal_require_scope(*, principal: Principal, scope: str) -> None:

@@ -19,7 +19,7 @@ from gateway.openapi import EXAMPLE_DIGIT, GatewayAutoSchema, v2_paths_hook
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # Operations anyone may call: the protocol's health and server metadata, the audit trail's public key.
 PUBLIC = {"v2_server_metadata", "v2_health_live", "v2_health_ready", "audit_public_key"}
-# Staff-only operations: a session or HTTP Basic login, never an API key.
+# Staff-only operations: an admin session, never an API key.
 STAFF = {"audit_export", "audit_export_manifest"}
 
 
@@ -232,4 +232,7 @@ def test_the_interactive_docs_render(client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     page = response.content.decode()
-    assert "swagger-ui" in page.lower() and "/v1/schema/" in page
+    assert "swagger-ui" in page.lower() and "/v1/docs/?script=" in page
+    # The init script (with the schema URL) is served from the same origin, not inlined: the CSP forbids inline script.
+    script = client.get("/v1/docs/?script=")
+    assert script.status_code == 200 and "/v1/schema/" in script.content.decode()

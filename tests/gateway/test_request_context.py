@@ -45,21 +45,24 @@ def test_access_log_is_one_json_line_with_request_fields(client, caplog):
     assert "tenant" in line
 
 
-def test_readyz_reports_each_dependency(client):
-    response = client.get("/readyz")
+def test_readyz_reports_each_dependency(client, settings):
+    settings.METRICS_TOKEN = "ops-token-for-tests"
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token-for-tests")
     body = response.json()
     assert {"database", "cache", "broker"} <= set(body["checks"])
     assert body["checks"]["database"]["status"] == "ok"
 
 
-def test_readyz_names_failed_dependency(client, monkeypatch):
+def test_readyz_names_failed_dependency(client, monkeypatch, settings):
     from core import health
+
+    settings.METRICS_TOKEN = "ops-token-for-tests"
 
     def broken():
         raise ConnectionError("broker down")
 
     monkeypatch.setitem(health._checks, "broker", broken)
-    response = client.get("/readyz")
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token-for-tests")
     body = assert_problem(response, 503, "dependency_unavailable")
     assert body["checks"]["broker"]["status"] == "fail"
     assert "broker" in body["detail"]

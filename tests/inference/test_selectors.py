@@ -223,17 +223,19 @@ def test_catalog_reports_the_loaded_provider(register, settings):
 
 def test_readiness_check_reports_default_model(register, settings, client):
     settings.DEFAULT_MODEL_NAME = "digits"
+    settings.METRICS_TOKEN = "ops-token-for-tests"
     register(activate=True)
     report = model_readiness()
     assert report == {"name": "digits", "version": 1, "provider": "CPUExecutionProvider", "sha256": report["sha256"]}
-    body = client.get("/readyz").json()
+    body = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token-for-tests").json()
     assert body["checks"]["model"]["status"] == "ok" and body["checks"]["model"]["version"] == 1
 
 
 def test_readiness_fails_without_an_active_default_model(settings, client):
     settings.DEFAULT_MODEL_NAME = "digits"
+    settings.METRICS_TOKEN = "ops-token-for-tests"
     serving_caches_clear()
-    response = client.get("/readyz")
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token-for-tests")
     assert response.status_code == 503
     assert response.json()["checks"]["model"]["status"] == "fail"
     assert "No model named 'digits'" in response.json()["checks"]["model"]["error"]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from core.errors import exception_to_response
+from core.logging import request_context_reset, set_request_context
 from core.redis import redis_reset
 from tenants.errors import QuotaBackendUnavailable, QuotaExceeded
 from tenants.selectors import quota_usage_current
@@ -36,11 +37,17 @@ def redis_down(settings):
 @pytest.mark.embedded
 def test_fails_closed_with_503_by_default(principal, redis_down, settings):
     settings.QUOTA_FAIL_OPEN = False
-    with pytest.raises(QuotaBackendUnavailable) as info:
-        quota_reserve(principal=principal, units=1)
-    response = exception_to_response(info.value)
+    # The problem names the request it answers: bind one, as the middleware does (it used to leak from
+    # the previous test, so this passed only after another test; issue 13).
+    set_request_context(request_id="quota-down-request")
+    try:
+        with pytest.raises(QuotaBackendUnavailable) as info:
+            quota_reserve(principal=principal, units=1)
+        response = exception_to_response(info.value)
+    finally:
+        request_context_reset()
     response.json = lambda: json.loads(response.content)  # what the test client adds to its responses
-    assert_problem(response, 503, "quota_backend_unavailable")
+    assert assert_problem(response, 503, "quota_backend_unavailable")["request_id"] == "quota-down-request"
     assert response["Retry-After"] == "1"
 
 
