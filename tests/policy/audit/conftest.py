@@ -19,10 +19,12 @@ BLOCK_SIZE = 5
 
 @pytest.fixture(autouse=True)
 def _audit_settings(settings, tmp_path):
-    """Blocks of five events, no safety lag (unless a test sets one) and exports under tmp_path."""
+    """Blocks of five events, no safety lag (unless a test sets one), exports and checkpoints under tmp_path."""
     settings.AUDIT_SEAL_BLOCK_SIZE = BLOCK_SIZE
     settings.AUDIT_SEAL_LAG_SECONDS = 0
     settings.EXPORT_DIR = str(tmp_path / "exports")
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
+    settings.AUDIT_CHECKPOINT_SINKS = []
 
 
 @pytest.fixture
