@@ -1,4 +1,4 @@
-"""HTTP API of the audit trail: the public signing key and staff-only exports."""
+"""HTTP API of the audit trail: the public signing key and checkpoints, staff-only exports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -15,9 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from policy.audit.errors import StaffAuthenticationRequired
+from policy.audit.errors import AuditCheckpointNotFound, StaffAuthenticationRequired
 from policy.audit.selectors import ExportFilters, audit_export_manifest_get, audit_public_key_info
 from policy.audit.services import audit_export_stream
+from policy.audit.services.checkpoints import checkpoint_get
 from policy.audit.services.compliance import EXPORT_PERMISSION
 from policy.audit.services.export import FORMATS
 
@@ -58,6 +59,46 @@ class AuditPublicKeyApi(APIView):
     @extend_schema(operation_id="audit_public_key", auth=[], responses=OutputSerializer, tags=["audit"])
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer(audit_public_key_info()).data)
+
+
+class AuditCheckpointApi(APIView):
+    """``GET /v1/audit/checkpoints[/{number}]``: a signed checkpoint, public like the signing key.
+
+    The newest checkpoint of the current epoch, or block ``number``'s
+    (``?epoch=`` picks an older epoch).  The body is the signed document
+    itself: save it as it is, and ``verify_audit --checkpoint FILE`` or a
+    receipt verifier can check it later with nothing but the public key.
+    """
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    class OutputSerializer(serializers.Serializer):
+        kind = serializers.CharField()
+        v = serializers.IntegerField()
+        epoch = serializers.IntegerField()
+        number = serializers.IntegerField(help_text="Sealed block number.")
+        last_seq = serializers.IntegerField()
+        block_hash = serializers.CharField()
+        merkle_root = serializers.CharField()
+        sealed_at = serializers.CharField()
+        key_id = serializers.CharField()
+        key_fingerprint = serializers.CharField()
+        signature = serializers.CharField(help_text="Ed25519 over the canonical JSON of every other member.")
+
+    @extend_schema(
+        operation_id="audit_checkpoint",
+        auth=[],
+        parameters=[OpenApiParameter("epoch", int, required=False, description="Chain epoch (default: current).")],
+        responses={200: OutputSerializer, 404: OpenApiResponse(description="No such checkpoint (problem+json).")},
+        tags=["audit"],
+    )
+    def get(self, request: Request, number: int | None = None) -> Response:
+        epoch_text = request.query_params.get("epoch")
+        epoch = int(epoch_text) if epoch_text and epoch_text.isdecimal() else None
+        if epoch_text and epoch is None:
+            raise AuditCheckpointNotFound("epoch must be a positive integer.")
+        return Response(checkpoint_get(number=number, epoch=epoch))
 
 
 class ExportFormatNegotiation(DefaultContentNegotiation):

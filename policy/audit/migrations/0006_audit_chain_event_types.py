@@ -4,15 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0005_request_id_plain_index'),
+        ("audit", "0005_request_id_plain_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='event_type',
-            field=models.CharField(choices=[('request', 'API request'), ('config.change', 'Configuration change'), ('key.lifecycle', 'API key lifecycle'), ('model.lifecycle', 'Model lifecycle'), ('policy.change', 'Policy change'), ('policy.kill_switch', 'Kill switch'), ('policy.review', 'Human review'), ('job', 'Batch job'), ('audit.export', 'Audit export'), ('audit.purge', 'Audit purge'), ('audit.legal_hold', 'Legal hold'), ('audit.chain_start', 'Audit chain start'), ('audit.alarm', 'Audit alarm')], max_length=32),
+            model_name="auditevent",
+            name="event_type",
+            field=models.CharField(
+                choices=[
+                    ("request", "API request"),
+                    ("config.change", "Configuration change"),
+                    ("key.lifecycle", "API key lifecycle"),
+                    ("model.lifecycle", "Model lifecycle"),
+                    ("policy.change", "Policy change"),
+                    ("policy.kill_switch", "Kill switch"),
+                    ("policy.review", "Human review"),
+                    ("job", "Batch job"),
+                    ("audit.export", "Audit export"),
+                    ("audit.purge", "Audit purge"),
+                    ("audit.legal_hold", "Legal hold"),
+                    ("audit.chain_start", "Audit chain start"),
+                    ("audit.alarm", "Audit alarm"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

@@ -84,6 +84,7 @@ HEAD_MISMATCH = "head_mismatch"
 STATE_REWOUND = "state_rewound"
 LOG_EMPTY = "log_empty"
 LOG_INVALID = "log_invalid"
+CHECKPOINTS_MISSING = "checkpoints_missing"
 NO_CHAIN = "no_chain"
 
 
@@ -147,7 +148,9 @@ def _deliver_witness(sink: Sink, document: dict[str, Any], log: CheckpointLog) -
     path = log.witness_path(int(document["epoch"]), int(document["number"]), sink.label)
     if path.exists():
         return
-    request = urllib.request.Request(
+    if not sink.target.startswith(("http://", "https://")):
+        raise ValueError(f"witness URL {sink.target!r} is not http(s)")
+    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
         sink.target,
         data=document_bytes(document),
         headers={"Content-Type": "application/json", "Accept": "application/json"},
@@ -378,10 +381,7 @@ def checkpoint_guard() -> int | None:
             state = seal_state_locked()
             head = _db_head()
             epochs = log.epochs()
-            if not epochs:
-                outcome = _guard_empty_log(log, head)
-            else:
-                outcome = _guard_epoch(log, epochs[-1], head, state)
+            outcome = _guard_epoch(log, epochs[-1], head, state) if epochs else _guard_empty_log(log, head)
     except (_Refusal, ValueError) as exc:
         reason, message = (exc.reason, exc.message) if isinstance(exc, _Refusal) else (LOG_INVALID, str(exc))
         _refuse(reason, message)
@@ -433,6 +433,13 @@ def _guard_epoch(log: CheckpointLog, epoch: int, head: _Head, state: SealState) 
             HEAD_MISMATCH,
             f"block {anchor.number} in the database has hash {db_hash[:16]}..., its checkpoint (epoch {epoch}) "
             f"says {anchor.block_hash[:16]}... (re-sealed)",
+        )
+    if head.number > anchor.number + 1:
+        # A crash between a block's commit and its checkpoint leaves one block behind, never more.
+        raise _Refusal(
+            CHECKPOINTS_MISSING,
+            f"blocks {anchor.number + 1}-{head.number} have no checkpoint in epoch {epoch} "
+            "(checkpoint log truncated or deleted)",
         )
     if (state.head_number, state.head_last_seq) != (head.number, head.last_seq):
         raise _Refusal(
@@ -538,22 +545,18 @@ def _expected_checkpoints(log: CheckpointLog, report: CheckpointReport) -> tuple
         except ValueError as exc:
             start, problem = None, f"unreadable: {exc}"
         else:
-            problem = (
-                "missing" if start is None else document_problem(start, keys, kind=CHAIN_START_KIND)
-            )
+            problem = "missing" if start is None else document_problem(start, keys, kind=CHAIN_START_KIND)
         if problem is not None or start is None:
-            report.findings.append(
-                CheckpointFinding(CHECKPOINT_INVALID, 0, f"chain start of epoch {epoch}: {problem}")
-            )
+            report.findings.append(CheckpointFinding(CHECKPOINT_INVALID, 0, f"chain start of epoch {epoch}: {problem}"))
             continue
         after = int(start["after_block"])
         if i == 0:
             floor = after
         else:
             superseded = sorted(n for n in expected if n > after)
+            left = f"; checkpoints {superseded[0]}-{superseded[-1]} of earlier epochs left behind" if superseded else ""
             report.restarts.append(
-                f"epoch {epoch} restarted the chain after block {after} ({start['actor']}: {start['reason']})"
-                + (f"; checkpoints {superseded[0]}-{superseded[-1]} of earlier epochs left behind" if superseded else "")
+                f"epoch {epoch} restarted the chain after block {after} ({start['actor']}: {start['reason']}){left}"
             )
             for n in superseded:
                 del expected[n]

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 
 from policy.audit.models import AuditEvent
+from policy.audit.selectors import audit_public_key_info
 from policy.audit.services import audit_seal
 
 from .factories import AuditEventFactory
@@ -88,3 +89,8 @@ def raw_delete(seq: int) -> None:
     """DELETE one event row behind the ORM's back."""
     with tampering() as cursor:
         cursor.execute("DELETE FROM audit_auditevent WHERE seq = %s", [seq])
+
+
+def trusted_pem() -> str:
+    """The audit public key a verifier pins (as saved from ``GET /v1/audit/public-key``)."""
+    return audit_public_key_info()["public_key_pem"]

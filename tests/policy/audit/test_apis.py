@@ -16,6 +16,8 @@ from policy.audit.services.compliance import COMPLIANCE_GROUP_NAME
 from policy.audit.verify_export import verify_export
 from tests.support import assert_problem
 
+from .conftest import trusted_pem
+
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.policy.audit.urls")]
 
 
@@ -73,7 +75,7 @@ def test_export_streams_and_its_manifest_verifies(api_client, exporter, sealed, 
     assert manifest["row_count"] == sum(1 for e in sealed if e.tenant_slug == "globex")
     (tmp_path / "e").write_bytes(body)
     (tmp_path / "m").write_text(json.dumps(manifest))
-    assert verify_export(tmp_path / "e", tmp_path / "m").ok
+    assert verify_export(tmp_path / "e", tmp_path / "m", public_key_pem=trusted_pem()).ok
     event = AuditEvent.objects.get(seq=manifest["export_event_seq"])
     assert event.actor == "staff:carol" and event.detail["source"] == "api"
 

@@ -26,6 +26,7 @@ from policy.audit.services.export import _pages
 from policy.audit.verify_export import verify_export
 from tests.support import ROOT
 
+from .conftest import trusted_pem
 from .factories import AuditEventFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -84,7 +85,7 @@ def test_filtered_exports_carry_inclusion_proofs_and_verify(tmp_path, sealed, fi
     assert _seqs(path, fmt) == wanted
     assert manifest["row_count"] == len(wanted)
     assert manifest["filters"]["tenant"] == filters.get("tenant", "")
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert report.ok, report.problems
     assert report.sealed_rows == len(wanted)
 
@@ -98,14 +99,14 @@ def test_time_range_filter(tmp_path, db):
     path, manifest_path, _ = _export(tmp_path, "csv", since=mid.occurred_at, until=now - timedelta(days=1))
     assert _seqs(path, "csv") == [mid.seq]
     assert old.seq not in _seqs(path, "csv")
-    assert verify_export(path, manifest_path).ok
+    assert verify_export(path, manifest_path, public_key_pem=trusted_pem()).ok
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("filters", [{}, {"tenant": "acme"}], ids=["full", "partial"])
 def test_editing_one_row_fails_offline_verification(tmp_path, sealed, fmt, filters):
     path, manifest_path, _ = _export(tmp_path, fmt, **filters)
-    assert verify_export(path, manifest_path).ok
+    assert verify_export(path, manifest_path, public_key_pem=trusted_pem()).ok
     lines = path.read_text().splitlines(keepends=True)
     target = 2  # a data row (after the CSV header, or the second JSON line)
     if fmt == "csv":
@@ -113,7 +114,7 @@ def test_editing_one_row_fails_offline_verification(tmp_path, sealed, fmt, filte
     else:
         lines[target] = lines[target].replace('"http_status":200', '"http_status":201', 1)
     path.write_text("".join(lines))
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert not report.ok
     assert any("SHA-256" in p for p in report.problems)
     edited_seq = _seqs(path, fmt)[target - 1 if fmt == "csv" else target]
@@ -130,7 +131,7 @@ def test_manifest_tampering_is_caught(tmp_path, sealed):
     manifest["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest["row_count"] -= 1
     manifest_path.write_text(json.dumps(manifest))
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert not report.ok
     assert any("manifest signature is invalid" in p for p in report.problems)
     assert any("block 3" in p for p in report.problems)
@@ -147,7 +148,7 @@ def test_reordered_rows_fail(tmp_path, sealed):
     lines = path.read_text().splitlines(keepends=True)
     lines[0], lines[1] = lines[1], lines[0]
     path.write_text("".join(lines))
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert any("ascending sequence order" in p for p in report.problems)
 
 
@@ -175,7 +176,7 @@ def test_export_command_writes_file_and_manifest(tmp_path, sealed):
     assert output.exists() and manifest_path.exists()
     assert stat.S_IMODE(os.stat(output).st_mode) == 0o600
     assert "Exported 8 events" in stdout.getvalue()
-    assert verify_export(output, manifest_path).ok
+    assert verify_export(output, manifest_path, public_key_pem=trusted_pem()).ok
     assert AuditEvent.objects.filter(event_type="audit.export", actor__startswith="command:export_audit").exists()
 
 
@@ -185,7 +186,12 @@ def test_offline_verifier_runs_without_django(tmp_path, sealed):
     check = "import sys, policy.audit.verify_export; sys.exit(any(m.split('.')[0] == 'django' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path).returncode == 0
     command = [sys.executable, "-m", "policy.audit.verify_export", str(path), str(manifest_path)]
-    ok = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    unpinned = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert unpinned.returncode == 1 and "no trusted key pinned" in unpinned.stdout
+    key_file = tmp_path / "audit-key.pem"
+    key_file.write_text(trusted_pem())
+    pinned = [*command, "--public-key", str(key_file)]
+    ok = subprocess.run(pinned, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK" in ok.stdout
     path.write_text(path.read_text().replace("globex", "globez", 1))
