@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from gateway.openapi import problem_responses
 from policy.audit.errors import AuditCheckpointNotFound, StaffAuthenticationRequired
 from policy.audit.selectors import ExportFilters, audit_export_manifest_get, audit_public_key_info
 from policy.audit.services import audit_export_stream
@@ -61,44 +62,69 @@ class AuditPublicKeyApi(APIView):
         return Response(self.OutputSerializer(audit_public_key_info()).data)
 
 
-class AuditCheckpointApi(APIView):
-    """``GET /v1/audit/checkpoints[/{number}]``: a signed checkpoint, public like the signing key.
+class CheckpointOutputSerializer(serializers.Serializer):
+    """A signed checkpoint, exactly as written to the checkpoint log."""
 
-    The newest checkpoint of the current epoch, or block ``number``'s
-    (``?epoch=`` picks an older epoch).  The body is the signed document
-    itself: save it as it is, and ``verify_audit --checkpoint FILE`` or a
-    receipt verifier can check it later with nothing but the public key.
+    kind = serializers.CharField()
+    v = serializers.IntegerField()
+    epoch = serializers.IntegerField()
+    number = serializers.IntegerField(help_text="Sealed block number.")
+    last_seq = serializers.IntegerField()
+    block_hash = serializers.CharField()
+    merkle_root = serializers.CharField()
+    sealed_at = serializers.CharField()
+    key_id = serializers.CharField()
+    key_fingerprint = serializers.CharField()
+    signature = serializers.CharField(help_text="Ed25519 over the canonical JSON of every other member.")
+
+
+_EPOCH_PARAMETER = OpenApiParameter("epoch", int, required=False, description="Chain epoch (default: the current).")
+
+
+class AuditCheckpointLatestApi(APIView):
+    """``GET /v1/audit/checkpoints``: the newest signed checkpoint, public like the signing key.
+
+    The body is the signed document itself: save it as it is, and
+    ``verify_audit --checkpoint FILE`` or a receipt verifier checks it later
+    with nothing but the public key.
     """
 
     authentication_classes: list = []
     permission_classes: list = []
 
-    class OutputSerializer(serializers.Serializer):
-        kind = serializers.CharField()
-        v = serializers.IntegerField()
-        epoch = serializers.IntegerField()
-        number = serializers.IntegerField(help_text="Sealed block number.")
-        last_seq = serializers.IntegerField()
-        block_hash = serializers.CharField()
-        merkle_root = serializers.CharField()
-        sealed_at = serializers.CharField()
-        key_id = serializers.CharField()
-        key_fingerprint = serializers.CharField()
-        signature = serializers.CharField(help_text="Ed25519 over the canonical JSON of every other member.")
+    @staticmethod
+    def epoch_of(request: Request) -> int | None:
+        """``?epoch=`` as a number (anything else names no epoch: 404)."""
+        text = request.query_params.get("epoch")
+        if not text:
+            return None
+        if not text.isdecimal():
+            raise AuditCheckpointNotFound("epoch must be a positive integer.")
+        return int(text)
+
+    @extend_schema(
+        operation_id="audit_checkpoint_latest",
+        auth=[],
+        parameters=[_EPOCH_PARAMETER],
+        responses={200: CheckpointOutputSerializer, **problem_responses(404)},
+        tags=["audit"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(checkpoint_get(epoch=self.epoch_of(request)))
+
+
+class AuditCheckpointApi(AuditCheckpointLatestApi):
+    """``GET /v1/audit/checkpoints/{number}``: block ``number``'s signed checkpoint (public)."""
 
     @extend_schema(
         operation_id="audit_checkpoint",
         auth=[],
-        parameters=[OpenApiParameter("epoch", int, required=False, description="Chain epoch (default: current).")],
-        responses={200: OutputSerializer, 404: OpenApiResponse(description="No such checkpoint (problem+json).")},
+        parameters=[_EPOCH_PARAMETER],
+        responses={200: CheckpointOutputSerializer, **problem_responses(404)},
         tags=["audit"],
     )
-    def get(self, request: Request, number: int | None = None) -> Response:
-        epoch_text = request.query_params.get("epoch")
-        epoch = int(epoch_text) if epoch_text and epoch_text.isdecimal() else None
-        if epoch_text and epoch is None:
-            raise AuditCheckpointNotFound("epoch must be a positive integer.")
-        return Response(checkpoint_get(number=number, epoch=epoch))
+    def get(self, request: Request, number: int) -> Response:
+        return Response(checkpoint_get(number=number, epoch=self.epoch_of(request)))
 
 
 class ExportFormatNegotiation(DefaultContentNegotiation):

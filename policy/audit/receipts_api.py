@@ -9,11 +9,12 @@ prepared; nothing is wrong with the request, so not a 409).
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from gateway.openapi import problem_responses
 from policy.audit.errors import AuditReceiptNotFound
 from policy.audit.models import AuditEvent
 from policy.audit.services.receipts import audit_receipt_build
@@ -45,8 +46,13 @@ class AuditReceiptApi(TenantScopedApi):
         responses={
             200: OutputSerializer,
             202: OpenApiResponse(PendingSerializer, description="Not sealed yet: retry after `Retry-After` seconds."),
-            404: OpenApiResponse(description="No such request for this tenant (problem+json)."),
+            **problem_responses(401, 403, 404, 503),
         },
+        parameters=[
+            OpenApiParameter(
+                "Retry-After", int, OpenApiParameter.HEADER, response=[202], description="Seconds until it is sealed."
+            )
+        ],
         tags=["audit"],
     )
     def get(self, request: Request, request_id: str) -> Response:

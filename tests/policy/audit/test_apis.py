@@ -115,3 +115,24 @@ def test_interrupted_download_marks_the_export_failed(sealed):
     export.refresh_from_db()
     assert export.status == AuditExport.Status.FAILED
     assert "interrupted" in export.error
+
+
+def test_checkpoints_are_published_without_authentication(api_client, sealed):
+    from policy.audit.checkpoints import document_problem
+    from policy.audit.services.checkpoints import checkpoint_log
+
+    key = load_public_key(trusted_pem())
+    keys = {public_key_fingerprint(key): key}
+    latest = api_client.get("/v1/audit/checkpoints")
+    assert latest.status_code == 200
+    assert latest.json()["number"] == 3 and document_problem(latest.json(), keys) is None
+    second = api_client.get("/v1/audit/checkpoints/2").json()
+    assert second == json.loads(checkpoint_log().checkpoint_path(1, 2).read_text())
+    assert api_client.get("/v1/audit/checkpoints/2?epoch=1").json() == second
+    assert_problem(api_client.get("/v1/audit/checkpoints/9"), 404, "audit_checkpoint_not_found")
+    assert_problem(api_client.get("/v1/audit/checkpoints/2?epoch=7"), 404, "audit_checkpoint_not_found")
+    assert_problem(api_client.get("/v1/audit/checkpoints?epoch=x"), 404, "audit_checkpoint_not_found")
+
+
+def test_no_checkpoint_yet_is_404(api_client, db):
+    assert_problem(api_client.get("/v1/audit/checkpoints"), 404, "audit_checkpoint_not_found")

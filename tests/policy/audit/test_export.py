@@ -219,3 +219,52 @@ def test_invalid_filters_are_domain_errors():
         ExportFilters.from_mapping({"since": "2026-03-02", "until": "2026-03-01"})
     with pytest.raises(InvalidExportFilter):
         ExportFilters.from_mapping({"event_type": "bogus"})
+
+
+def test_an_export_resigned_with_a_fresh_key_fails_without_any_flag(tmp_path, sealed, settings):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from policy.audit.services import sealing
+    from policy.audit.services.checkpoints import checkpoint_log
+
+    from .conftest import raw_update, tampering
+
+    saved = tmp_path / "saved-checkpoint.json"
+    saved.write_bytes(checkpoint_log().checkpoint_path(1, 3).read_bytes())
+    # The forger edits an event, wipes the seal, re-seals and exports with a key of their own.
+    raw_update(sealed[4].seq, decision="allow", http_status=200, reason_code="allowed")
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM audit_sealedblock")
+        cursor.execute("DELETE FROM audit_sealstate")
+    fresh = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    original_pem = trusted_pem()
+    settings.AUDIT_SIGNING_KEY = fresh.decode()
+    sealing._seal_loop(max_blocks=None, on_block=None)
+    (tmp_path / "forged").mkdir()
+    path, manifest_path, _ = _export(tmp_path / "forged", "jsonl")
+    assert verify_export(path, manifest_path, trust_manifest_key=True).ok  # what the verifier accepted before
+    unpinned = verify_export(path, manifest_path)
+    assert not unpinned.ok and "no trusted key pinned" in unpinned.problems[0]
+    assert not verify_export(path, manifest_path, public_key_pem=original_pem).ok
+    from policy.audit.verify_export import load_checkpoints
+
+    by_checkpoint = verify_export(path, manifest_path, checkpoints=load_checkpoints(saved))
+    assert not by_checkpoint.ok
+    assert any("saved checkpoints" in p for p in by_checkpoint.problems), by_checkpoint.problems
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "policy.audit.verify_export", str(path), str(manifest_path)]
+    assert subprocess.run(command, env=env, cwd=tmp_path, capture_output=True).returncode == 1
+    with_checkpoint = [*command, "--checkpoint", str(saved)]
+    assert subprocess.run(with_checkpoint, env=env, cwd=tmp_path, capture_output=True).returncode == 1
+
+
+def test_a_saved_checkpoint_pins_the_key_and_the_blocks_it_covers(tmp_path, sealed):
+    from policy.audit.services.checkpoints import checkpoint_log
+    from policy.audit.verify_export import load_checkpoints
+
+    path, manifest_path, _ = _export(tmp_path, "csv")
+    report = verify_export(path, manifest_path, checkpoints=load_checkpoints(checkpoint_log().root))
+    assert report.ok, report.problems
