@@ -20,6 +20,7 @@ from gateway.errors import InvalidInput, MalformedRequest, ModelNotFound
 from gateway.openapi import MODEL_NAME_PARAMETER, RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER, problem_responses
 from gateway.pipeline import GovernedCall, model_permitted_for_key
 from inference.selectors import model_catalog_list, model_detail_get
+from policy.facts import decision_facts
 from policy.services import policy_models_visible
 
 # The registry stores versions as PositiveIntegerField: a larger number could
@@ -34,6 +35,15 @@ PURPOSE_HEADER = OpenApiParameter(
     required=False,
     description="Why the prediction is requested; takes precedence over the body's `purpose`.",
 )
+
+# The decision facts of every governed answer (policy.facts), next to X-Request-ID.
+DECISION_HEADERS = [
+    OpenApiParameter(name, str, OpenApiParameter.HEADER, response=[200], description=description)
+    for name, description in (
+        ("X-Policy-Versions", "`name@version` of every policy that decided this answer, comma-separated."),
+        ("X-Obligations", "Obligations applied: `human_review;threshold=...`, `data_minimisation;raw_input=...`."),
+    )
+]
 
 # A real handwritten zero (scikit-learn digits[0]) and the model's answer, for the examples.
 EXAMPLE_DIGIT = [
@@ -157,6 +167,16 @@ class PredictionSerializer(serializers.Serializer):
     needs_review = serializers.BooleanField()
 
 
+class DecisionFactsSerializer(serializers.Serializer):
+    """Who decided this answer and what it obliged (``policy.facts``)."""
+
+    policy_versions = serializers.ListField(child=serializers.CharField(), help_text="`name@version` of each policy.")
+    obligations = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="`human_review` (threshold) and `data_minimisation` (raw input discarded or retained, days).",
+    )
+
+
 class ModelPredictApi(APIView):
     """``POST /v1/models/{name}/predict``: a governed synchronous prediction."""
 
@@ -194,6 +214,7 @@ class ModelPredictApi(APIView):
         version = serializers.IntegerField()
         request_id = serializers.CharField()
         predictions = PredictionSerializer(many=True)
+        decision = DecisionFactsSerializer(help_text="Also in the X-Policy-Versions and X-Obligations headers.")
 
     @extend_schema(
         operation_id="models_predict",
@@ -204,6 +225,7 @@ class ModelPredictApi(APIView):
             PURPOSE_HEADER,
             *RATE_LIMIT_HEADERS,
             RETRY_AFTER_HEADER,
+            *DECISION_HEADERS,
         ],
         examples=[
             OpenApiExample("one digit", request_only=True, value={"instances": [EXAMPLE_DIGIT], "purpose": "research"}),
@@ -216,6 +238,10 @@ class ModelPredictApi(APIView):
                     "version": 1,
                     "request_id": "9f1c2e7a4b5d4c3e8a6f0b1d2c3e4f5a",
                     "predictions": [{"label": 0, "probabilities": EXAMPLE_PROBABILITIES, "needs_review": False}],
+                    "decision": {
+                        "policy_versions": ["global-baseline@3"],
+                        "obligations": [{"type": "data_minimisation", "raw_input": "discarded"}],
+                    },
                 },
             ),
         ],
@@ -252,6 +278,7 @@ class ModelPredictApi(APIView):
                 "version": result.model_version,
                 "request_id": request._request.request_id,
                 "predictions": predictions,
+                "decision": decision_facts(call.decision),
             },
             headers=headers,
         )
