@@ -360,3 +360,16 @@ def test_http_witness_receives_each_checkpoint_and_its_signature_is_kept(setting
     stored = json.loads(log.witness_path(1, 3, label).read_text())
     assert stored["response"]["signature"] == "ab" * 32 and stored["witness"] == url
     assert log.numbers(1) == [1, 2, 3]  # countersignatures are not mistaken for checkpoints
+
+
+def test_a_trail_sealed_before_checkpoints_is_adopted_explicitly(events):
+    assert _legacy_reseal() == [1, 2, 3]  # sealed by a version without checkpoints
+    with pytest.raises(AuditChainMismatch, match="empty"):
+        audit_seal()
+    assert "checkpoints 1-3 missing" in audit_verify().first_problem.message
+    call_command("audit_chain_start", "--reason", "adopt the trail sealed before checkpoints", stdout=io.StringIO())
+    assert checkpoint_log().chain_start(1)["after_block"] == 3
+    assert audit_seal().blocks == [4]  # the alarm and the chain-start events
+    report = audit_verify()
+    assert report.ok, report.problems
+    assert checkpoint_log().numbers(1) == [4]
