@@ -120,7 +120,10 @@ def verify_receipt(
 
 
 def _check_event(receipt: Mapping[str, Any], header: Mapping[str, Any], report: ReceiptVerification) -> None:
-    inclusion = receipt.get("inclusion") or {}
+    inclusion = receipt.get("inclusion")
+    if not isinstance(inclusion, Mapping):
+        report.fail("inclusion: missing")
+        return
     try:
         record = record_from_json(receipt.get("event") or {}, version=int(header["v"]))
         leaf = leaf_hash(canonical_bytes(record))
