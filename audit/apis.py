@@ -1,4 +1,4 @@
-"""HTTP API of the audit trail: the public signing key and staff-only exports."""
+"""HTTP API of the audit trail: the public signing key and checkpoints, staff-only exports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -15,11 +15,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.errors import StaffAuthenticationRequired
+from audit.errors import AuditCheckpointNotFound, StaffAuthenticationRequired
 from audit.selectors import ExportFilters, audit_export_manifest_get, audit_public_key_info
 from audit.services import audit_export_stream
+from audit.services.checkpoints import checkpoint_get
 from audit.services.compliance import EXPORT_PERMISSION
 from audit.services.export import FORMATS
+from core.openapi import problem_responses
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
 
@@ -58,6 +60,71 @@ class AuditPublicKeyApi(APIView):
     @extend_schema(operation_id="audit_public_key", auth=[], responses=OutputSerializer, tags=["audit"])
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer(audit_public_key_info()).data)
+
+
+class CheckpointOutputSerializer(serializers.Serializer):
+    """A signed checkpoint, exactly as written to the checkpoint log."""
+
+    kind = serializers.CharField()
+    v = serializers.IntegerField()
+    epoch = serializers.IntegerField()
+    number = serializers.IntegerField(help_text="Sealed block number.")
+    last_seq = serializers.IntegerField()
+    block_hash = serializers.CharField()
+    merkle_root = serializers.CharField()
+    sealed_at = serializers.CharField()
+    key_id = serializers.CharField()
+    key_fingerprint = serializers.CharField()
+    signature = serializers.CharField(help_text="Ed25519 over the canonical JSON of every other member.")
+
+
+_EPOCH_PARAMETER = OpenApiParameter("epoch", int, required=False, description="Chain epoch (default: the current).")
+
+
+class AuditCheckpointLatestApi(APIView):
+    """``GET /v1/audit/checkpoints``: the newest signed checkpoint, public like the signing key.
+
+    The body is the signed document itself: save it as it is, and
+    ``verify_audit --checkpoint FILE`` or a receipt verifier checks it later
+    with nothing but the public key.
+    """
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @staticmethod
+    def epoch_of(request: Request) -> int | None:
+        """``?epoch=`` as a number (anything else names no epoch: 404)."""
+        text = request.query_params.get("epoch")
+        if not text:
+            return None
+        if not text.isdecimal():
+            raise AuditCheckpointNotFound("epoch must be a positive integer.")
+        return int(text)
+
+    @extend_schema(
+        operation_id="audit_checkpoint_latest",
+        auth=[],
+        parameters=[_EPOCH_PARAMETER],
+        responses={200: CheckpointOutputSerializer, **problem_responses(404)},
+        tags=["audit"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(checkpoint_get(epoch=self.epoch_of(request)))
+
+
+class AuditCheckpointApi(AuditCheckpointLatestApi):
+    """``GET /v1/audit/checkpoints/{number}``: block ``number``'s signed checkpoint (public)."""
+
+    @extend_schema(
+        operation_id="audit_checkpoint",
+        auth=[],
+        parameters=[_EPOCH_PARAMETER],
+        responses={200: CheckpointOutputSerializer, **problem_responses(404)},
+        tags=["audit"],
+    )
+    def get(self, request: Request, number: int) -> Response:
+        return Response(checkpoint_get(number=number, epoch=self.epoch_of(request)))
 
 
 class ExportFormatNegotiation(DefaultContentNegotiation):

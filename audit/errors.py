@@ -65,3 +65,33 @@ class StaffAuthenticationRequired(AuthenticationError):
 
 class AuditUnavailable(BackendUnavailable):
     code, title = "audit_unavailable", "Audit trail unavailable"
+
+
+class AuditChainMismatch(Conflict):
+    """The database's seal chain disagrees with the checkpoints kept outside it: the sealer refuses to go on."""
+
+    code, title = "audit_chain_mismatch", "Audit chain disagrees with its checkpoints"
+
+
+class AuditChainStartRefused(ValidationFailed):
+    """A chain start without a reason (starting over is always an explained, signed decision)."""
+
+    code, title = "audit_chain_start_refused", "Audit chain start refused"
+
+
+class AuditCheckpointNotFound(NotFound):
+    """No checkpoint with that number (or none written yet)."""
+
+    code, title = "audit_checkpoint_not_found", "Audit checkpoint not found"
+
+
+class AuditCheckpointWriteFailed(BackendUnavailable):
+    """A checkpoint could not be written to a log the sealer must not go on without."""
+
+    code, title = "audit_checkpoint_write_failed", "Audit checkpoint could not be written"
+
+
+class AuditReceiptNotFound(NotFound):
+    """No request with that id for the calling tenant (another tenant's request is not found either)."""
+
+    code, title = "audit_receipt_not_found", "No such request"

@@ -90,6 +90,8 @@ class AuditEvent(AppendOnlyModel):
         EXPORT = "audit.export", "Audit export"
         PURGE = "audit.purge", "Audit purge"
         LEGAL_HOLD = "audit.legal_hold", "Legal hold"
+        CHAIN_START = "audit.chain_start", "Audit chain start"
+        ALARM = "audit.alarm", "Audit alarm"
 
     seq = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m audit.verify_export audit.csv audit.csv.manifest.json
+    python -m audit.verify_export audit.csv audit.csv.manifest.json --public-key audit-key.pem
     python -m audit.verify_export audit.jsonl audit.jsonl.manifest.json --fingerprint <key id>
+    python -m audit.verify_export audit.csv audit.csv.manifest.json --checkpoint saved-checkpoint.json
 
 Exit status 0 when everything verifies, 1 when something does not (each
 problem is printed, naming the line, sequence number and event id), 2 when
@@ -12,9 +13,14 @@ modules and ``cryptography``, so a regulator can run it on their own machine.
 
 What it checks:
 
-1. the manifest's Ed25519 signature (and, with ``--fingerprint`` or
-   ``--public-key``, that it was made with the key you trust: the gateway
-   publishes it at ``GET /v1/audit/public-key``);
+1. the manifest's Ed25519 signature, made with the key you trust -- pinned
+   by default: ``--public-key`` (the gateway publishes it at
+   ``GET /v1/audit/public-key``), ``--fingerprint``, or ``--checkpoint`` (a
+   checkpoint file, or a checkpoint log directory, saved earlier: its key id
+   is the pin, and every block of the export that it covers must carry the
+   same block hash).  Without a pin the export fails, because a manifest
+   carries its own keys and an export re-signed with a fresh key would
+   otherwise verify; ``--trust-manifest-key`` opts out explicitly;
 2. the SHA-256 of the export file against the manifest;
 3. every sealed block listed in the manifest: header hash, signature, and the
    hash chain between consecutive blocks;
@@ -55,6 +61,7 @@ from audit.canonical import (
     record_from_csv,
     record_from_json,
 )
+from audit.checkpoints import CheckpointLog, document_problem, load_document
 from audit.merkle import leaf_hash, merkle_root, verify_inclusion
 
 MANIFEST_KIND = "maas-audit-export"
@@ -157,6 +164,13 @@ def _check_manifest(manifest: dict[str, Any], report: ExportVerification, pins: 
     if signer_id not in keys:
         report.fail(f"manifest signed by key {signer_id!r}, which the manifest does not include")
         return None
+    if not (pins["fingerprint"] or pins["public_key"] or pins["checkpoint_key"] or pins["trust_manifest_key"]):
+        report.fail(
+            "no trusted key pinned: pass --public-key, --fingerprint or --checkpoint (a manifest carries its "
+            "own keys, so an export re-signed with a fresh key would otherwise verify)"
+        )
+    if pins["checkpoint_key"] and pins["checkpoint_key"] != signer_id:
+        report.fail(f"manifest signed by key {signer_id}, not key {pins['checkpoint_key']} of the saved checkpoints")
     if pins["fingerprint"] and pins["fingerprint"].lower() != signer_id:
         report.fail(f"manifest signed by key {signer_id}, not the trusted fingerprint {pins['fingerprint']}")
     if pins["public_key"]:
@@ -218,15 +232,60 @@ def _finish_full_block(number: int, state: _BlockState, report: ExportVerificati
     state.leaves = []
 
 
+def load_checkpoints(path: Path) -> list[dict[str, Any]]:
+    """Checkpoints saved earlier: one checkpoint file, or every checkpoint of a checkpoint log directory."""
+    if not path.is_dir():
+        return [load_document(path)]
+    log = CheckpointLog(path)
+    return [load_document(log.checkpoint_path(epoch, n)) for epoch in log.epochs() for n in log.numbers(epoch)]
+
+
+def _check_checkpoints(
+    checkpoints: list[dict[str, Any]], manifest: dict[str, Any], keys: dict[str, Any], report: ExportVerification
+) -> None:
+    """Each saved checkpoint is validly signed, and every exported block it covers has its block hash."""
+    exported = {entry["header"].get("number"): entry for entry in manifest.get("blocks", [])}
+    for checkpoint in checkpoints:
+        problem = document_problem(checkpoint, keys)
+        number = checkpoint.get("number") if isinstance(checkpoint, dict) else None
+        if problem is not None:
+            report.fail(f"checkpoint of block {number}: {problem}")
+            continue
+        entry = exported.get(number)
+        if entry is not None and entry.get("block_hash") != checkpoint["block_hash"]:
+            report.fail(f"block {number}: differs from its checkpoint saved earlier (the trail was re-sealed)")
+
+
 def verify_export(
-    export_path: Path, manifest_path: Path, *, fingerprint: str | None = None, public_key_pem: str | None = None
+    export_path: Path,
+    manifest_path: Path,
+    *,
+    fingerprint: str | None = None,
+    public_key_pem: str | None = None,
+    checkpoints: list[dict[str, Any]] | None = None,
+    trust_manifest_key: bool = False,
 ) -> ExportVerification:
-    """Verify ``export_path`` against ``manifest_path``; never touches a database."""
+    """Verify ``export_path`` against ``manifest_path``; never touches a database.
+
+    The signing key must be pinned (``fingerprint``, ``public_key_pem`` or the
+    key of ``checkpoints`` saved earlier) unless ``trust_manifest_key``.
+    """
     report = ExportVerification()
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    keys = _check_manifest(manifest, report, {"fingerprint": fingerprint, "public_key": public_key_pem})
+    checkpoint_keys = {c.get("key_id") for c in checkpoints or () if isinstance(c, dict)}
+    if len(checkpoint_keys) > 1:
+        report.fail(f"saved checkpoints name {len(checkpoint_keys)} different keys; pin one with --public-key")
+    pins = {
+        "fingerprint": fingerprint,
+        "public_key": public_key_pem,
+        "checkpoint_key": next(iter(checkpoint_keys), None),
+        "trust_manifest_key": trust_manifest_key,
+    }
+    keys = _check_manifest(manifest, report, pins)
     if keys is None:
         return report
+    if checkpoints:
+        _check_checkpoints(checkpoints, manifest, keys, report)
     actual_sha = _file_sha256(export_path)
     if actual_sha != manifest.get("sha256"):
         report.fail(f"file SHA-256 {actual_sha} differs from the manifest's {manifest.get('sha256')}: file was edited")
@@ -301,10 +360,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("manifest", type=Path, help="its manifest (EXPORT.manifest.json)")
     parser.add_argument("--fingerprint", help="key id you trust (from GET /v1/audit/public-key)")
     parser.add_argument("--public-key", type=Path, help="PEM file of the public key you trust")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="checkpoint file or checkpoint log directory saved earlier (pins its key; may be repeated)",
+    )
+    parser.add_argument(
+        "--trust-manifest-key",
+        action="store_true",
+        help="accept whatever key the manifest carries (unsafe: a re-signed export would verify)",
+    )
     args = parser.parse_args(argv)
     try:
         pem = args.public_key.read_text() if args.public_key else None
-        report = verify_export(args.export, args.manifest, fingerprint=args.fingerprint, public_key_pem=pem)
+        checkpoints = [document for path in args.checkpoint for document in load_checkpoints(path)]
+        report = verify_export(
+            args.export,
+            args.manifest,
+            fingerprint=args.fingerprint,
+            public_key_pem=pem,
+            checkpoints=checkpoints,
+            trust_manifest_key=args.trust_manifest_key,
+        )
     except (OSError, ValueError) as exc:
         print(f"cannot verify: {exc}", file=sys.stderr)
         return 2

@@ -42,8 +42,8 @@ def redis_client() -> redis.Redis:
             if _client is None:
                 _client = redis.Redis.from_url(
                     settings.REDIS_URL,
-                    socket_connect_timeout=0.5,
-                    socket_timeout=0.5,
+                    socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
                     health_check_interval=10,
                     retry_on_timeout=False,
                 )

@@ -9,6 +9,8 @@ Usage::
     result = client.predict("digits", [[0.0] * 64], purpose="research")
     job = client.submit_job("digits", instances, purpose="research")
     done = client.wait_job(job["id"], progress=True)
+    receipt = client.get_receipt(result["request_id"])  # once sealed (None until then)
+    assert MaaSClient.verify_receipt(receipt, public_key_pem=open("audit-key.pem").read()).ok
 
 Errors are raised as :class:`MaaSError` subclasses carrying the problem's
 stable ``code``; 429 (rate limits) and 503 answers are retried, honouring
@@ -193,6 +195,22 @@ class MaaSClient:
     def usage(self) -> dict[str, Any]:
         """This tenant's consumption against its limits."""
         return self._request("GET", "/v1/usage").json()
+
+    # -- audit receipts -----------------------------------------------------------
+    def get_receipt(self, request_id: str) -> dict[str, Any] | None:
+        """The audit receipt of one of this tenant's requests; ``None`` while it is not sealed yet (202)."""
+        response = self._request("GET", f"/v1/audit/receipts/{quote(request_id, safe='')}")
+        return None if response.status_code == 202 else response.json()
+
+    @staticmethod
+    def verify_receipt(receipt: dict[str, Any], *, public_key_pem: str | bytes, fingerprint: str | None = None) -> Any:
+        """Verify a receipt offline with nothing but the gateway's audit public key (pin it: save it once).
+
+        Returns a ``ReceiptVerification`` (``.ok``, ``.problems``); no request is made.
+        """
+        from audit.verify_receipt import verify_receipt
+
+        return verify_receipt(receipt, public_key_pem=public_key_pem, fingerprint=fingerprint)
 
 
 def _retry_after(response: requests.Response) -> float:

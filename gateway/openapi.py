@@ -28,6 +28,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from core.errors import PROBLEM_CONTENT_TYPE
+from core.openapi import ERROR_DESCRIPTIONS, ProblemSerializer, problem_responses
 
 # A real handwritten zero (scikit-learn digits[0]) and the model's answer, for the examples.
 EXAMPLE_DIGIT = [
@@ -41,50 +42,10 @@ EXAMPLE_PROBABILITIES = [0.9987, 0.0, 0.0001, 0.0, 0.0002, 0.0003, 0.0004, 0.0, 
 API_KEY_SCHEMES = frozenset({"ApiKeyAuth", "ApiKeyHeader"})
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyAuth": []}, {"ApiKeyHeader": []}]
 
-ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "Invalid input: malformed JSON, missing or wrongly typed fields, wrong widths, NaN/infinity, "
-    "empty or oversized batches (`invalid_input`, `malformed_request`, `batch_too_large`, ...).",
-    401: "Missing, invalid, expired or revoked API key (`WWW-Authenticate: Bearer`).",
-    403: "Insufficient scope, suspended tenant, or a policy denial (`policy_denied` carries `rule_id`).",
-    404: "Unknown model, version or object (another tenant's objects are 404 too).",
-    410: "Gone: a job's results expired (`job_results_expired`) and were deleted.",
-    409: "Conflict, e.g. an `Idempotency-Key` reused for a different request.",
-    413: "The body exceeds the plan's size limit.",
-    415: "Unsupported `Content-Type`.",
-    429: "Rate limited, quota exceeded or too many concurrent jobs; honour `Retry-After`.",
-    503: "A dependency (database, quota backend, policy state, audit trail, model) is unavailable; "
-    "honour `Retry-After`.",
-}
-
 # The statuses every API-key operation can answer whatever its own logic:
 # authentication and scope (401/403) and an audit record that cannot be
 # written (503: nothing is served unrecorded).
 _AUTHENTICATED_ERRORS = (401, 403, 503)
-
-
-class ProblemSerializer(serializers.Serializer):
-    """An RFC 9457 problem document with the gateway's stable extension members.
-
-    Further members appear where they help a client (``rule_id`` and
-    ``reason_code`` on policy denials, ``errors`` on validation failures,
-    ``instance``/``expected_width`` on bad instances, ``max_batch``...).
-    """
-
-    type = serializers.CharField(help_text="URI naming the problem type; ends in `code`.")
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField(help_text="Stable, machine-readable error code.")
-    request_id = serializers.CharField(help_text="Also in the `X-Request-ID` header; quote it in support requests.")
-
-
-def problem_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
-    """``extend_schema(responses=...)`` entries documenting ``statuses`` as problem+json answers."""
-    return {
-        (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=ERROR_DESCRIPTIONS[status])
-        for status in statuses
-    }
-
 
 #: The errors of an API-key operation that takes parameters and may be throttled.
 PROBLEM_RESPONSES = problem_responses(400, 401, 403, 404, 429, 503)

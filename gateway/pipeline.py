@@ -46,6 +46,7 @@ from inference.selectors import model_detail_get, model_serving_get
 from inference.services import instances_validate, model_predict
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
+from policy.facts import decision_headers
 from policy.services import policy_decide, policy_models_visible, review_items_create
 from tenants.principal import Principal
 from tenants.services import api_key_authenticate_request, principal_require_scope, quota_refund, quota_reserve
@@ -199,6 +200,9 @@ class GovernedCall:
             return False
         if isinstance(exc, DomainError):
             status, code = exc.status, exc.code
+            if self.decision is not None:  # a denial, or a refusal after the decision: say who decided
+                for name, value in decision_headers(self.decision).items():
+                    exc.headers.setdefault(name, value)
         else:
             logger.error("pipeline failure", exc_info=exc)
             status, code = 500, "internal_error"
@@ -370,10 +374,11 @@ class GovernedCall:
         return self.response_headers()
 
     def response_headers(self) -> dict[str, str]:
-        """``RateLimit-*`` headers of the reservation, if any."""
-        if self.reservation is None:
-            return {}
-        return dict(self.reservation.headers())
+        """``RateLimit-*`` headers of the reservation, if any, and the decision facts (``policy.facts``)."""
+        headers = decision_headers(self.decision) if self.decision is not None else {}
+        if self.reservation is not None:
+            headers.update(self.reservation.headers())
+        return headers
 
     def refund(self) -> None:
         """Give back everything still reserved (a request that ends up serving nothing)."""

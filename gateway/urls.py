@@ -11,6 +11,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from core import health
+from gateway.api.receipts import AuditReceiptApi
 from gateway.metrics import metrics_view
 
 handler400 = "core.errors.handler400"
@@ -30,6 +31,8 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("policy.urls")),
     path("", include("audit.urls")),
+    # Receipts are tenant-scoped (API key, another tenant's request is a 404): an edge endpoint.
+    path("v1/audit/receipts/<str:request_id>", AuditReceiptApi.as_view(), name="audit-receipt"),
     path("", include("inference.urls")),
 ]
 

@@ -47,6 +47,18 @@ def _auth_failure_throttle_out_of_the_way(settings):
     settings.AUTH_FAILURE_LIMIT = settings.AUTH_FAILURE_VERBATIM = 10**9
 
 
+@pytest.fixture(autouse=True)
+def _own_checkpoint_log(settings, tmp_path):
+    """Each test seals into its own checkpoint log, as each test has its own database state.
+
+    The log lives outside the database by design, so the test database's
+    rollback cannot empty it: a log left by another test would make the sealer
+    refuse (rightly) a chain it has never seen.
+    """
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
+    settings.AUDIT_CHECKPOINT_SINKS = []
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_test_redis():
     """Quota counters are keyed by tenant id, and every test database reuses ids: start each session empty."""

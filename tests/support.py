@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,8 @@ def server_env(**overrides: str) -> dict[str, str]:
         env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
     env["DJANGO_SETTINGS_MODULE"] = "gateway.settings"
     env["PYTHONUNBUFFERED"] = "1"
+    # The checkpoint log belongs with the test database: a child that seals must see this test's log only.
+    env["AUDIT_CHECKPOINT_DIR"] = str(settings.AUDIT_CHECKPOINT_DIR)
     env.update(overrides)
     return env
 

@@ -1,12 +1,15 @@
 """Writes and side effects of the audit trail, one module per concern.
 
 ``recording`` (the per-request INSERT and change records), ``sealing``
-(signed Merkle blocks), ``verification`` (``verify_audit``), ``export``
+(signed Merkle blocks), ``checkpoints`` (signed checkpoints outside the
+database, the sealer's guard, chain starts), ``receipts`` (tenants'
+verifiable receipts), ``verification`` (``verify_audit``), ``export``
 (streamed, manifest-signed exports), ``retention`` (retention periods, legal
 holds, purge) and ``compliance`` (the compliance officer group).  Everything
 public is re-exported here: callers import from ``audit.services``.
 """
 
+from audit.services.checkpoints import audit_chain_start, checkpoint_get, checkpoints_verify
 from audit.services.compliance import COMPLIANCE_GROUP_NAME, compliance_group_ensure
 from audit.services.export import (
     ExportStream,
@@ -17,6 +20,7 @@ from audit.services.export import (
     audit_export_write,
     export_file_path,
 )
+from audit.services.receipts import ReceiptOutcome, audit_receipt_build
 from audit.services.recording import (
     audit_change_record,
     audit_event_record,
@@ -38,9 +42,11 @@ __all__ = [
     "COMPLIANCE_GROUP_NAME",
     "ExportStream",
     "PurgeResult",
+    "ReceiptOutcome",
     "SealResult",
     "VerifyProblem",
     "VerifyReport",
+    "audit_chain_start",
     "audit_change_record",
     "audit_event_record",
     "audit_export_file",
@@ -50,9 +56,12 @@ __all__ = [
     "audit_export_write",
     "audit_input_digest",
     "audit_purge",
+    "audit_receipt_build",
     "audit_request_record",
     "audit_seal",
     "audit_verify",
+    "checkpoint_get",
+    "checkpoints_verify",
     "compliance_group_ensure",
     "export_file_path",
     "legal_hold_place",

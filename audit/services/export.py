@@ -260,7 +260,7 @@ def _manifest(
         "signature_algorithm": identity.algorithm,
         "key_id": identity.key_id,
         "public_keys": keys,
-        "verify_with": "python -m audit.verify_export EXPORT MANIFEST",
+        "verify_with": "python -m audit.verify_export EXPORT MANIFEST --public-key AUDIT_PUBLIC_KEY.pem",
     }
     manifest["signature"] = identity.sign(canonical_json(manifest).encode("ascii"))
     return manifest

@@ -22,8 +22,10 @@ legitimate gap from a deleted event.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -34,6 +36,7 @@ from audit.blocks import GENESIS_HASH, gaps_of, header_bytes, header_hash
 from audit.canonical import CANONICAL_VERSION, EVENT_FIELDS, canonical_bytes, canonical_event
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditEvent, PurgeTombstone, SealedBlock, SealState
+from audit.services.checkpoints import checkpoint_guard, checkpoint_publish
 from audit.signing import signing_identity
 
 logger = logging.getLogger("policy.audit")
@@ -210,7 +213,21 @@ def _seal_next_block(*, block_size: int, horizon: int) -> SealedBlock | bool | N
 
 
 def audit_seal(*, max_blocks: int | None = None) -> SealResult:
-    """Seal every sealable event in sequence order, one bounded block at a time."""
+    """Seal every sealable event in sequence order, one bounded block at a time.
+
+    First the chain head is checked against the checkpoint log outside the
+    database (:func:`checkpoint_guard`, which refuses loudly on any
+    disagreement); each committed block's signed checkpoint is then written
+    there before the next block is sealed.
+    """
+    epoch = checkpoint_guard()
+    if epoch is None:
+        return SealResult()
+    return _seal_loop(max_blocks=max_blocks, on_block=lambda block: checkpoint_publish(block=block, epoch=epoch))
+
+
+def _seal_loop(*, max_blocks: int | None, on_block: Callable[[SealedBlock], Any] | None) -> SealResult:
+    """The sealing loop itself (what a guard-less sealer would do: tests replay attacks with it)."""
     result = SealResult()
     block_size = seal_block_size()
     horizon = _horizon(_head_snapshot()[0] + 1, seal_lag_seconds())
@@ -226,6 +243,8 @@ def audit_seal(*, max_blocks: int | None = None) -> SealResult:
             if races > 10:
                 break  # another sealer is busy on the same events; it will finish them
             continue
+        if on_block is not None:
+            on_block(outcome)
         result.blocks.append(outcome.number)
         result.events += outcome.count
         result.gap_seqs += (outcome.last_seq - outcome.first_seq + 1) - outcome.count

@@ -42,6 +42,7 @@ BLOCK = "block"
 CHAIN = "chain"
 MISSING_BLOCK = "missing_block"
 TOMBSTONE = "tombstone"
+CHECKPOINT = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class VerifyReport:
     problems: list[VerifyProblem] = field(default_factory=list)
     problem_count: int = 0
     max_problems: int = 100
+    checkpoints_checked: int = 0
+    chain_restarts: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +121,9 @@ class VerifyReport:
                 f"{self.purged_events} events ({ranges}{', ...' if len(self.purged) > 5 else ''})."
             )
         parts.append(f"{self.unsealed_events} events are not sealed yet.")
+        if self.checkpoints_checked:
+            parts.append(f"Compared with {self.checkpoints_checked} checkpoints kept outside the database.")
+        parts.extend(f"Chain restart: {text}." for text in self.chain_restarts)
         return " ".join(parts)
 
 
@@ -318,8 +324,13 @@ def _previous_link(number: int) -> tuple[str, int] | None:
     return None
 
 
-def audit_verify(*, since: datetime | None = None, max_problems: int = 100) -> VerifyReport:
-    """Recompute every sealed block (or those with events since ``since``) against the database."""
+def audit_verify(*, since: datetime | None = None, max_problems: int = 100, checkpoints: bool = True) -> VerifyReport:
+    """Recompute every sealed block (or those with events since ``since``) against the database.
+
+    Then (unless ``checkpoints`` is False) compare the whole chain with the
+    checkpoint log outside the database: a rewound, truncated or re-sealed
+    trail verifies internally, but not against what left the database earlier.
+    """
     report = VerifyReport(max_problems=max_problems)
     trusted = trusted_public_keys()
     expected_number: int | None = 1 if since is None else None
@@ -394,7 +405,20 @@ def audit_verify(*, since: datetime | None = None, max_problems: int = 100) -> V
         last_seq = max(last_seq, state.head_last_seq)
     report.head_block = max(last_number, state.head_number if state else 0)
     report.unsealed_events = AuditEvent.objects.filter(seq__gt=last_seq).count()
+    if checkpoints:
+        _compare_with_checkpoints(report)
     return report
+
+
+def _compare_with_checkpoints(report: VerifyReport) -> None:
+    """Add one problem per disagreement with the checkpoint log, in block order."""
+    from audit.services.checkpoints import checkpoints_verify
+
+    outcome = checkpoints_verify()
+    report.checkpoints_checked = outcome.checkpoints
+    report.chain_restarts = outcome.restarts
+    for finding in outcome.findings:
+        report.add(VerifyProblem(CHECKPOINT, finding.block, None, None, f"checkpoint log: {finding.message}"))
 
 
 def _missing_blocks(report: VerifyReport, first: int, last: int) -> None:

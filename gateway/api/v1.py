@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -36,6 +36,16 @@ from gateway.openapi import (
 from gateway.pipeline import GovernedCall
 from inference.errors import ModelNotFound
 from inference.selectors import model_detail_get
+from policy.facts import decision_facts
+
+# The decision facts of every governed answer (policy.facts), next to X-Request-ID.
+DECISION_HEADERS = [
+    OpenApiParameter(name, str, OpenApiParameter.HEADER, response=[200], description=description)
+    for name, description in (
+        ("X-Policy-Versions", "`name@version` of every policy that decided this answer, comma-separated."),
+        ("X-Obligations", "Obligations applied: `human_review;threshold=...`, `data_minimisation;raw_input=...`."),
+    )
+]
 
 
 def _model_summary(info: Any) -> dict[str, Any]:
@@ -121,6 +131,16 @@ class PredictionSerializer(serializers.Serializer):
     needs_review = serializers.BooleanField()
 
 
+class DecisionFactsSerializer(serializers.Serializer):
+    """Who decided this answer and what it obliged (``policy.facts``)."""
+
+    policy_versions = serializers.ListField(child=serializers.CharField(), help_text="`name@version` of each policy.")
+    obligations = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="`human_review` (threshold) and `data_minimisation` (raw input discarded or retained, days).",
+    )
+
+
 class ModelPredictApi(APIView):
     """``POST /v1/models/{name}/predict``: a governed synchronous prediction."""
 
@@ -158,6 +178,7 @@ class ModelPredictApi(APIView):
         version = serializers.IntegerField()
         request_id = serializers.CharField()
         predictions = PredictionSerializer(many=True)
+        decision = DecisionFactsSerializer(help_text="Also in the X-Policy-Versions and X-Obligations headers.")
 
     @extend_schema(
         operation_id="models_predict",
@@ -168,6 +189,7 @@ class ModelPredictApi(APIView):
             PURPOSE_HEADER,
             *RATE_LIMIT_HEADERS,
             RETRY_AFTER_HEADER,
+            *DECISION_HEADERS,
         ],
         examples=[
             OpenApiExample("one digit", request_only=True, value={"instances": [EXAMPLE_DIGIT], "purpose": "research"}),
@@ -180,6 +202,10 @@ class ModelPredictApi(APIView):
                     "version": 1,
                     "request_id": "9f1c2e7a4b5d4c3e8a6f0b1d2c3e4f5a",
                     "predictions": [{"label": 0, "probabilities": EXAMPLE_PROBABILITIES, "needs_review": False}],
+                    "decision": {
+                        "policy_versions": ["global-baseline@3"],
+                        "obligations": [{"type": "data_minimisation", "raw_input": "discarded"}],
+                    },
                 },
             ),
         ],
@@ -216,6 +242,7 @@ class ModelPredictApi(APIView):
                 "version": result.model_version,
                 "request_id": request._request.request_id,
                 "predictions": predictions,
+                "decision": decision_facts(call.decision),
             },
             headers=headers,
         )

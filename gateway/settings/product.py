@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.env import VAR_DIR, env_bool, env_float, env_int, env_list, env_str, secret_from_env_or_file
+from core.env import VAR_DIR, env_bool, env_float, env_int, env_list, env_str, is_production, secret_from_env_or_file
 
 # API keys: HMAC-SHA-256 with this server-side pepper (never stored with the keys).
 API_KEY_PEPPER = secret_from_env_or_file("API_KEY_PEPPER", "api-key-pepper")
@@ -40,6 +40,13 @@ AUDIT_EXPORT_DIRECT_MAX_ROWS = env_int("AUDIT_EXPORT_DIRECT_MAX_ROWS", 50_000)
 QUOTA_REDIS_PREFIX = env_str("QUOTA_REDIS_PREFIX", "maas:q")
 AUDIT_INPUT_DIGEST_KEY = secret_from_env_or_file("AUDIT_INPUT_DIGEST_KEY", "audit-input-digest-key")
 EXPORT_DIR = env_str("EXPORT_DIR", str(VAR_DIR / "exports"))
+# Signed checkpoints leave the database at every seal (audit.services.checkpoints):
+# the primary log is mandatory; sinks (directories, http(s) witness URLs) are best effort unless required.
+AUDIT_CHECKPOINT_DIR = env_str("AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints"))
+AUDIT_CHECKPOINT_SINKS = env_list("AUDIT_CHECKPOINT_SINKS", [])
+AUDIT_CHECKPOINT_SINKS_REQUIRED = env_bool("AUDIT_CHECKPOINT_SINKS_REQUIRED", False)
+# An empty trail's first seal may open the chain by itself (outside production an operator need not).
+AUDIT_CHAIN_AUTO_START = env_bool("AUDIT_CHAIN_AUTO_START", not is_production())
 
 JOBS_DIR = env_str("JOBS_DIR", str(VAR_DIR / "jobs"))
 # Jobs may carry far larger bodies than synchronous predictions (100k instances inline).

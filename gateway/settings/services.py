@@ -67,6 +67,9 @@ elif DATABASE_OWNER_URL:
     raise ImproperlyConfigured("DATABASE_OWNER_URL needs a PostgreSQL DATABASE_URL (SQLite has no roles).")
 
 REDIS_URL = env_str("REDIS_URL", "")
+# Seconds to wait for Redis before a quota check fails (closed: 503, or open when QUOTA_FAIL_OPEN).
+# Short so an outage is a quick answer; a loaded host whose Redis answers slower needs more.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
 
 if REDIS_URL:
     CACHES = {

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 
 from audit.models import AuditEvent
+from audit.selectors import audit_public_key_info
 from audit.services import audit_seal
 
 from .factories import AuditEventFactory
@@ -19,10 +20,12 @@ BLOCK_SIZE = 5
 
 @pytest.fixture(autouse=True)
 def _audit_settings(settings, tmp_path):
-    """Blocks of five events, no safety lag (unless a test sets one) and exports under tmp_path."""
+    """Blocks of five events, no safety lag (unless a test sets one), exports and checkpoints under tmp_path."""
     settings.AUDIT_SEAL_BLOCK_SIZE = BLOCK_SIZE
     settings.AUDIT_SEAL_LAG_SECONDS = 0
     settings.EXPORT_DIR = str(tmp_path / "exports")
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
+    settings.AUDIT_CHECKPOINT_SINKS = []
 
 
 @pytest.fixture
@@ -95,3 +98,8 @@ def raw_delete(seq: int) -> None:
     """DELETE one event row behind the ORM's back."""
     with tampering() as cursor:
         cursor.execute("DELETE FROM audit_auditevent WHERE seq = %s", [seq])
+
+
+def trusted_pem() -> str:
+    """The audit public key a verifier pins (as saved from ``GET /v1/audit/public-key``)."""
+    return audit_public_key_info()["public_key_pem"]

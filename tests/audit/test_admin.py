@@ -13,6 +13,8 @@ from audit.services.compliance import COMPLIANCE_GROUP_NAME
 from audit.verify_export import verify_export
 from tests.support import assert_problem
 
+from .conftest import trusted_pem
+
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.audit.urls")]
 
 MODELS = ["auditevent", "sealedblock", "purgetombstone", "auditexport", "tenantretention", "legalhold"]
@@ -65,7 +67,7 @@ def test_small_export_downloads_directly(officer_client, sealed, tmp_path):
     assert export.status == AuditExport.Status.DONE and export.source == "admin"
     (tmp_path / "e").write_bytes(body)
     (tmp_path / "m").write_text(json.dumps(export.manifest))
-    assert verify_export(tmp_path / "e", tmp_path / "m").ok
+    assert verify_export(tmp_path / "e", tmp_path / "m", public_key_pem=trusted_pem()).ok
     manifest = officer_client.get(f"/admin/audit/auditexport/{export.pk}/manifest/")
     assert manifest.status_code == 200 and manifest.json()["sha256"] == export.sha256
 
@@ -100,7 +102,7 @@ def test_large_export_runs_in_the_background_with_progress(
     assert download.status_code == 200
     (tmp_path / "e.csv").write_bytes(b"".join(download.streaming_content))
     (tmp_path / "m.json").write_text(json.dumps(export.manifest))
-    assert verify_export(tmp_path / "e.csv", tmp_path / "m.json").ok
+    assert verify_export(tmp_path / "e.csv", tmp_path / "m.json", public_key_pem=trusted_pem()).ok
     assert AuditEvent.objects.filter(action="audit.export.download", actor="staff:olga").exists()
 
 

@@ -16,6 +16,8 @@ from audit.services.compliance import COMPLIANCE_GROUP_NAME
 from audit.verify_export import verify_export
 from tests.support import assert_problem
 
+from .conftest import trusted_pem
+
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.audit.urls")]
 
 
@@ -73,7 +75,7 @@ def test_export_streams_and_its_manifest_verifies(api_client, exporter, sealed, 
     assert manifest["row_count"] == sum(1 for e in sealed if e.tenant_slug == "globex")
     (tmp_path / "e").write_bytes(body)
     (tmp_path / "m").write_text(json.dumps(manifest))
-    assert verify_export(tmp_path / "e", tmp_path / "m").ok
+    assert verify_export(tmp_path / "e", tmp_path / "m", public_key_pem=trusted_pem()).ok
     event = AuditEvent.objects.get(seq=manifest["export_event_seq"])
     assert event.actor == "staff:carol" and event.detail["source"] == "api"
 
@@ -113,3 +115,24 @@ def test_interrupted_download_marks_the_export_failed(sealed):
     export.refresh_from_db()
     assert export.status == AuditExport.Status.FAILED
     assert "interrupted" in export.error
+
+
+def test_checkpoints_are_published_without_authentication(api_client, sealed):
+    from audit.checkpoints import document_problem
+    from audit.services.checkpoints import checkpoint_log
+
+    key = load_public_key(trusted_pem())
+    keys = {public_key_fingerprint(key): key}
+    latest = api_client.get("/v1/audit/checkpoints")
+    assert latest.status_code == 200
+    assert latest.json()["number"] == 3 and document_problem(latest.json(), keys) is None
+    second = api_client.get("/v1/audit/checkpoints/2").json()
+    assert second == json.loads(checkpoint_log().checkpoint_path(1, 2).read_text())
+    assert api_client.get("/v1/audit/checkpoints/2?epoch=1").json() == second
+    assert_problem(api_client.get("/v1/audit/checkpoints/9"), 404, "audit_checkpoint_not_found")
+    assert_problem(api_client.get("/v1/audit/checkpoints/2?epoch=7"), 404, "audit_checkpoint_not_found")
+    assert_problem(api_client.get("/v1/audit/checkpoints?epoch=x"), 404, "audit_checkpoint_not_found")
+
+
+def test_no_checkpoint_yet_is_404(api_client, db):
+    assert_problem(api_client.get("/v1/audit/checkpoints"), 404, "audit_checkpoint_not_found")

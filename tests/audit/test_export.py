@@ -26,6 +26,7 @@ from audit.services.export import _pages
 from audit.verify_export import verify_export
 from tests.support import ROOT
 
+from .conftest import trusted_pem
 from .factories import AuditEventFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -84,7 +85,7 @@ def test_filtered_exports_carry_inclusion_proofs_and_verify(tmp_path, sealed, fi
     assert _seqs(path, fmt) == wanted
     assert manifest["row_count"] == len(wanted)
     assert manifest["filters"]["tenant"] == filters.get("tenant", "")
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert report.ok, report.problems
     assert report.sealed_rows == len(wanted)
 
@@ -98,14 +99,14 @@ def test_time_range_filter(tmp_path, db):
     path, manifest_path, _ = _export(tmp_path, "csv", since=mid.occurred_at, until=now - timedelta(days=1))
     assert _seqs(path, "csv") == [mid.seq]
     assert old.seq not in _seqs(path, "csv")
-    assert verify_export(path, manifest_path).ok
+    assert verify_export(path, manifest_path, public_key_pem=trusted_pem()).ok
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("filters", [{}, {"tenant": "acme"}], ids=["full", "partial"])
 def test_editing_one_row_fails_offline_verification(tmp_path, sealed, fmt, filters):
     path, manifest_path, _ = _export(tmp_path, fmt, **filters)
-    assert verify_export(path, manifest_path).ok
+    assert verify_export(path, manifest_path, public_key_pem=trusted_pem()).ok
     lines = path.read_text().splitlines(keepends=True)
     target = 2  # a data row (after the CSV header, or the second JSON line)
     if fmt == "csv":
@@ -113,7 +114,7 @@ def test_editing_one_row_fails_offline_verification(tmp_path, sealed, fmt, filte
     else:
         lines[target] = lines[target].replace('"http_status":200', '"http_status":201', 1)
     path.write_text("".join(lines))
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert not report.ok
     assert any("SHA-256" in p for p in report.problems)
     edited_seq = _seqs(path, fmt)[target - 1 if fmt == "csv" else target]
@@ -130,7 +131,7 @@ def test_manifest_tampering_is_caught(tmp_path, sealed):
     manifest["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest["row_count"] -= 1
     manifest_path.write_text(json.dumps(manifest))
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert not report.ok
     assert any("manifest signature is invalid" in p for p in report.problems)
     assert any("block 3" in p for p in report.problems)
@@ -147,7 +148,7 @@ def test_reordered_rows_fail(tmp_path, sealed):
     lines = path.read_text().splitlines(keepends=True)
     lines[0], lines[1] = lines[1], lines[0]
     path.write_text("".join(lines))
-    report = verify_export(path, manifest_path)
+    report = verify_export(path, manifest_path, public_key_pem=trusted_pem())
     assert any("ascending sequence order" in p for p in report.problems)
 
 
@@ -175,7 +176,7 @@ def test_export_command_writes_file_and_manifest(tmp_path, sealed):
     assert output.exists() and manifest_path.exists()
     assert stat.S_IMODE(os.stat(output).st_mode) == 0o600
     assert "Exported 8 events" in stdout.getvalue()
-    assert verify_export(output, manifest_path).ok
+    assert verify_export(output, manifest_path, public_key_pem=trusted_pem()).ok
     assert AuditEvent.objects.filter(event_type="audit.export", actor__startswith="command:export_audit").exists()
 
 
@@ -185,7 +186,12 @@ def test_offline_verifier_runs_without_django(tmp_path, sealed):
     check = "import sys, audit.verify_export; sys.exit(any(m.split('.')[0] == 'django' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path).returncode == 0
     command = [sys.executable, "-m", "audit.verify_export", str(path), str(manifest_path)]
-    ok = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    unpinned = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert unpinned.returncode == 1 and "no trusted key pinned" in unpinned.stdout
+    key_file = tmp_path / "audit-key.pem"
+    key_file.write_text(trusted_pem())
+    pinned = [*command, "--public-key", str(key_file)]
+    ok = subprocess.run(pinned, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK" in ok.stdout
     path.write_text(path.read_text().replace("globex", "globez", 1))
@@ -203,7 +209,12 @@ def test_the_pre_move_command_named_by_older_manifests_still_verifies(tmp_path, 
     check = "import sys, policy.audit.verify_export; sys.exit(any(m.split('.')[0] == 'django' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path).returncode == 0
     command = [sys.executable, "-m", "policy.audit.verify_export", str(path), str(manifest_path)]
-    ok = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    unpinned = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert unpinned.returncode == 1 and "no trusted key pinned" in unpinned.stdout
+    key_file = tmp_path / "audit-key.pem"
+    key_file.write_text(trusted_pem())
+    pinned = [*command, "--public-key", str(key_file)]
+    ok = subprocess.run(pinned, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK" in ok.stdout
     path.write_text(path.read_text().replace("globex", "globez", 1))
@@ -229,3 +240,52 @@ def test_invalid_filters_are_domain_errors():
         ExportFilters.from_mapping({"since": "2026-03-02", "until": "2026-03-01"})
     with pytest.raises(InvalidExportFilter):
         ExportFilters.from_mapping({"event_type": "bogus"})
+
+
+def test_an_export_resigned_with_a_fresh_key_fails_without_any_flag(tmp_path, sealed, settings):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit.services import sealing
+    from audit.services.checkpoints import checkpoint_log
+
+    from .conftest import raw_update, tampering
+
+    saved = tmp_path / "saved-checkpoint.json"
+    saved.write_bytes(checkpoint_log().checkpoint_path(1, 3).read_bytes())
+    # The forger edits an event, wipes the seal, re-seals and exports with a key of their own.
+    raw_update(sealed[4].seq, decision="allow", http_status=200, reason_code="allowed")
+    with tampering() as cursor:
+        cursor.execute("DELETE FROM audit_sealedblock")
+        cursor.execute("DELETE FROM audit_sealstate")
+    fresh = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    original_pem = trusted_pem()
+    settings.AUDIT_SIGNING_KEY = fresh.decode()
+    sealing._seal_loop(max_blocks=None, on_block=None)
+    (tmp_path / "forged").mkdir()
+    path, manifest_path, _ = _export(tmp_path / "forged", "jsonl")
+    assert verify_export(path, manifest_path, trust_manifest_key=True).ok  # what the verifier accepted before
+    unpinned = verify_export(path, manifest_path)
+    assert not unpinned.ok and "no trusted key pinned" in unpinned.problems[0]
+    assert not verify_export(path, manifest_path, public_key_pem=original_pem).ok
+    from audit.verify_export import load_checkpoints
+
+    by_checkpoint = verify_export(path, manifest_path, checkpoints=load_checkpoints(saved))
+    assert not by_checkpoint.ok
+    assert any("saved checkpoints" in p for p in by_checkpoint.problems), by_checkpoint.problems
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "policy.audit.verify_export", str(path), str(manifest_path)]
+    assert subprocess.run(command, env=env, cwd=tmp_path, capture_output=True).returncode == 1
+    with_checkpoint = [*command, "--checkpoint", str(saved)]
+    assert subprocess.run(with_checkpoint, env=env, cwd=tmp_path, capture_output=True).returncode == 1
+
+
+def test_a_saved_checkpoint_pins_the_key_and_the_blocks_it_covers(tmp_path, sealed):
+    from audit.services.checkpoints import checkpoint_log
+    from audit.verify_export import load_checkpoints
+
+    path, manifest_path, _ = _export(tmp_path, "csv")
+    report = verify_export(path, manifest_path, checkpoints=load_checkpoints(checkpoint_log().root))
+    assert report.ok, report.problems

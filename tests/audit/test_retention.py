@@ -27,7 +27,7 @@ from audit.services import (
 from audit.services.verification import INSERTED
 from audit.verify_export import verify_export
 
-from .conftest import BLOCK_SIZE
+from .conftest import BLOCK_SIZE, trusted_pem
 from .factories import AuditEventFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -171,7 +171,7 @@ def test_exports_after_a_purge_carry_the_tombstone_and_verify(aged, tmp_path):
         manifest = audit_export_write(filters=ExportFilters(), format="jsonl", stream=fh, actor="staff:carol")
     (tmp_path / "m.json").write_text(json.dumps(manifest))
     assert manifest["purged_ranges"][0]["header"]["first_block"] == 1
-    assert verify_export(path, tmp_path / "m.json").ok
+    assert verify_export(path, tmp_path / "m.json", public_key_pem=trusted_pem()).ok
 
 
 def test_purge_command(aged):

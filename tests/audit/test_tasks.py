@@ -83,9 +83,9 @@ def test_beat_schedule_entries():
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_seals_an_enqueued_run():
+def test_a_real_worker_seals_an_enqueued_run(settings):
     events = [AuditEventFactory() for _ in range(3)]
-    with celery_worker():
+    with celery_worker(AUDIT_CHECKPOINT_DIR=settings.AUDIT_CHECKPOINT_DIR):
         # The worker uses the deployment's safety lag; let the events age past it first.
         time.sleep(2.5)
         audit_seal_task.delay()

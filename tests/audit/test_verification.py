@@ -9,7 +9,16 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent, SealedBlock
 from audit.services import audit_seal, audit_verify
-from audit.services.verification import ALTERED, BLOCK, CHAIN, INSERTED, MISSING, MISSING_BLOCK, REORDERED
+from audit.services.verification import (
+    ALTERED,
+    BLOCK,
+    CHAIN,
+    CHECKPOINT,
+    INSERTED,
+    MISSING,
+    MISSING_BLOCK,
+    REORDERED,
+)
 
 from .conftest import raw_delete, raw_update, tampering
 from .factories import AuditEventFactory
@@ -120,8 +129,9 @@ def test_deleted_newest_block_is_missing_not_purged(sealed):
         cursor.execute("DELETE FROM audit_auditevent WHERE seq >= %s", [block.first_seq])
         cursor.execute("DELETE FROM audit_sealedblock WHERE number = 3")
     report = audit_verify()
-    assert [p.kind for p in report.problems] == [MISSING_BLOCK]
+    assert [p.kind for p in report.problems] == [MISSING_BLOCK, CHECKPOINT]
     assert report.first_problem.block == 3
+    assert report.problems[1].block == 3 and "missing from the database" in report.problems[1].message
     assert report.purged == []
 
 

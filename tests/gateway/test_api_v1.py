@@ -267,3 +267,49 @@ def test_low_confidence_predictions_are_flagged_for_review(client, digits, make_
     confident = post(client, PREDICT, {"instances": [digit_rows[0].tolist()], "purpose": "research"}, relaxed)
     assert confident.json()["predictions"][0]["needs_review"] is False
     assert not ReviewItem.objects.filter(request_id=confident["X-Request-ID"]).exists()
+
+
+def test_answers_carry_the_policy_versions_and_obligations_that_decided_them(client, digits, make_caller, digit_rows):
+    from policy.services import policy_create
+
+    strict, plain = make_caller(slug="strict"), make_caller(slug="plain")
+    policy_create(
+        name="tenant:strict",
+        scope="tenant",
+        tenant_slug="strict",
+        actor="staff:test",
+        reason="review everything, keep inputs a week",
+        document=[
+            {"id": "review-all", "type": "human_oversight", "mode": "enforce", "params": {"threshold": 1.0}},
+            {
+                "id": "keep",
+                "type": "data_minimisation",
+                "mode": "enforce",
+                "params": {"retain_raw_input": True, "retention_days": 7},
+            },
+        ],
+    )
+    body = {"instances": [digit_rows[0].tolist()], "purpose": "research"}
+    response = post(client, PREDICT, body, strict)
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(request_id=response["X-Request-ID"])
+    facts = response.json()["decision"]
+    assert facts["policy_versions"] == event.policy_versions.split(",")
+    assert any(v.startswith("tenant:strict@") for v in facts["policy_versions"])
+    assert {"type": "human_review", "threshold": 1.0} in facts["obligations"]
+    assert {"type": "data_minimisation", "raw_input": "retained", "retention_days": 7} in facts["obligations"]
+    assert response["X-Policy-Versions"] == event.policy_versions
+    assert "human_review;threshold=1.0" in response["X-Obligations"]
+    assert "data_minimisation;raw_input=retained;retention_days=7" in response["X-Obligations"]
+
+    other = post(client, PREDICT, body, plain)
+    assert other["X-Obligations"].endswith("data_minimisation;raw_input=discarded")
+    assert "tenant:strict" not in other["X-Policy-Versions"]  # nothing about another tenant's policies
+    # A denial says who decided it too.
+    from policy.services import kill_switch_engage
+
+    kill_switch_engage(target_type="tenant", target="plain", reason="incident 43", actor="staff:test")
+    denied = post(client, PREDICT, body, plain)
+    assert_problem(denied, 403, "policy_denied")
+    decided_by = AuditEvent.objects.get(request_id=denied["X-Request-ID"]).policy_versions
+    assert denied["X-Policy-Versions"] == (decided_by or "none") and denied["X-Obligations"]

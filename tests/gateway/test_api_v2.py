@@ -67,6 +67,9 @@ def test_infer_flat_and_nested_data(client, digits, make_caller, digit_rows):
     outputs = {o["name"]: o for o in body["outputs"]}
     assert outputs["probabilities"]["shape"] == [2, 10] and len(outputs["probabilities"]["data"]) == 20
     assert outputs["label"]["data"] == [0, 1]
+    # The decision facts ride in headers here (the protocol's body has no place for them).
+    recorded = AuditEvent.objects.get(request_id=flat["X-Request-ID"])
+    assert flat["X-Policy-Versions"] == recorded.policy_versions and "data_minimisation" in flat["X-Obligations"]
     nested = infer_body(digit_rows[:2])
     nested["inputs"][0]["data"] = digit_rows[:2].tolist()
     assert post(client, INFER, nested, caller).json()["outputs"][1]["data"] == [0, 1]

@@ -279,3 +279,36 @@ def test_errors_are_typed_by_status_and_carry_the_problem_code(answer, error, co
     assert raised.value.code == code and raised.value.status == answer.status
     assert len(stub.seen) == 1  # only 429 and 503 are retried
     assert not isinstance(raised.value, PolicyDeniedError)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.embedded
+@pytest.mark.e2e
+def test_a_receipt_is_fetched_and_verified_with_nothing_but_the_public_key(
+    settings, env, digits, make_caller, digit_rows, tmp_path
+):
+    import io
+
+    import requests
+    from django.core.management import call_command
+
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")  # the server reads the log the sealer writes
+    settings.AUDIT_SEAL_LAG_SECONDS = 0
+    if settings.REDIS_URL:
+        from core.redis import redis_client
+
+        redis_client().flushdb()
+    with gateway_server(workers=1, AUDIT_CHECKPOINT_DIR=settings.AUDIT_CHECKPOINT_DIR, **env) as base:
+        caller = make_caller()
+        client = MaaSClient(base, caller.key)
+        result = client.predict("digits", digit_rows[:1], purpose="research")
+        assert client.get_receipt(result["request_id"]) is None  # 202: not sealed yet
+        call_command("seal_audit", stdout=io.StringIO())
+        receipt = client.get_receipt(result["request_id"])
+        public_key = requests.get(f"{base}/v1/audit/public-key", timeout=10).json()["public_key_pem"]
+    assert MaaSClient.verify_receipt(receipt, public_key_pem=public_key).ok
+    recorded = receipt["event"]
+    assert recorded["request_id"] == result["request_id"] and recorded["decision"] == "allow"
+    assert recorded["policy_versions"] == ",".join(result["decision"]["policy_versions"])
+    receipt["event"]["prediction"][0]["label"] = 7
+    assert not MaaSClient.verify_receipt(receipt, public_key_pem=public_key).ok

@@ -17,8 +17,15 @@ from core.errors import PROBLEM_CONTENT_TYPE
 from gateway.openapi import EXAMPLE_DIGIT, GatewayAutoSchema, v2_paths_hook
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-# Operations anyone may call: the protocol's health and server metadata, the audit trail's public key.
-PUBLIC = {"v2_server_metadata", "v2_health_live", "v2_health_ready", "audit_public_key"}
+# Operations anyone may call: the protocol's health and server metadata, the audit trail's public key and checkpoints.
+PUBLIC = {
+    "v2_server_metadata",
+    "v2_health_live",
+    "v2_health_ready",
+    "audit_public_key",
+    "audit_checkpoint_latest",
+    "audit_checkpoint",
+}
 # Staff-only operations: an admin session, never an API key.
 STAFF = {"audit_export", "audit_export_manifest"}
 

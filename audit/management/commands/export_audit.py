@@ -21,7 +21,7 @@ from audit.services.export import FORMATS
 class Command(BaseCommand):
     help = (
         "Export audit events as CSV or JSON Lines with a signed manifest. "
-        "Verify offline with: python -m audit.verify_export FILE FILE.manifest.json"
+        "Verify offline with: python -m audit.verify_export FILE FILE.manifest.json --public-key KEY.pem"
     )
 
     def add_arguments(self, parser: Any) -> None:

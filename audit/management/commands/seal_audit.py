@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from audit.errors import AuditChainMismatch, AuditCheckpointWriteFailed
 from audit.services import audit_seal
 
 
@@ -16,7 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--max-blocks", type=int, default=None, help="Stop after this many blocks.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = audit_seal(max_blocks=options["max_blocks"])
+        try:
+            result = audit_seal(max_blocks=options["max_blocks"])
+        except (AuditChainMismatch, AuditCheckpointWriteFailed) as exc:
+            raise CommandError(f"REFUSED: {exc.detail}", returncode=1) from exc
         if not result.blocks:
             self.stdout.write("Nothing to seal (events younger than the safety lag wait for the next run).")
             return

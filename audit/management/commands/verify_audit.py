@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -11,11 +12,14 @@ from django.core.management.base import BaseCommand, CommandError
 from audit.errors import InvalidExportFilter
 from audit.selectors import ExportFilters
 from audit.services import audit_verify
+from audit.services.checkpoints import checkpoint_in_trail, checkpoint_load_file
+from audit.services.verification import CHECKPOINT, VerifyProblem
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the sealed audit trail: block signatures, hash chain, Merkle roots and every event. "
+        "Verify the sealed audit trail: block signatures, hash chain, Merkle roots and every event, then the "
+        "chain against the checkpoint log outside the database (and any --checkpoint saved earlier). "
         "Exits 0 when everything verifies; otherwise 1, naming the first altered, missing, inserted or "
         "reordered event and its block."
     )
@@ -24,6 +28,14 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="Only blocks holding events at or after this ISO date/date-time.")
         parser.add_argument("--max-problems", type=int, default=100, help="Problems to list (all are counted).")
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        parser.add_argument(
+            "--checkpoint",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="A checkpoint saved earlier (by an auditor, a tenant, a witness): the trail must still contain it. "
+            "May be repeated.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -31,6 +43,17 @@ class Command(BaseCommand):
         except InvalidExportFilter as exc:
             raise CommandError(str(exc), returncode=2) from exc
         report = audit_verify(since=since, max_problems=options["max_problems"])
+        for path in options["checkpoint"]:
+            try:
+                document = checkpoint_load_file(Path(path))
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"cannot read checkpoint {path}: {exc}", returncode=2) from exc
+            problem = checkpoint_in_trail(document=document)
+            number = document.get("number") if isinstance(document, dict) else None
+            if problem is None:
+                self.stdout.write(f"Checkpoint {path} (block {number}) is in the trail.")
+            else:
+                report.add(VerifyProblem(CHECKPOINT, number, None, None, f"{path}: {problem}"))
         if options["json"]:
             self.stdout.write(
                 json.dumps(
@@ -41,6 +64,8 @@ class Command(BaseCommand):
                         "gap_seqs": report.gap_seqs,
                         "unsealed_events": report.unsealed_events,
                         "purged": [asdict(p) for p in report.purged],
+                        "checkpoints_checked": report.checkpoints_checked,
+                        "chain_restarts": report.chain_restarts,
                         "problem_count": report.problem_count,
                         "problems": [asdict(p) for p in report.problems],
                     },
