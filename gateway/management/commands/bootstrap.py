@@ -1,6 +1,7 @@
 """``manage.py bootstrap``: the idempotent part of ``make setup``.
 
-Migrates, makes sure the default model is trained and active, makes sure the
+Migrates, collects the static files (admin, API docs) that WhiteNoise serves,
+makes sure the default model is trained and active, makes sure the
 demo tenant and its key exist, and creates a superuser only when
 ``DJANGO_SUPERUSER_PASSWORD`` is set.  Each step reuses what exists, so a
 second run takes seconds.
@@ -26,6 +27,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         self.stdout.write("==> migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("==> collecting static files (admin, API docs)")
+        call_command("collectstatic", interactive=False, verbosity=0)
         if not options["skip_model"]:
             self.stdout.write("==> default model")
             call_command("ensure_default_model")

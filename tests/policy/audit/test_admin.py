@@ -71,10 +71,17 @@ def test_small_export_downloads_directly(officer_client, sealed, tmp_path):
 
 
 def test_manifest_of_unknown_or_unfinished_export_is_a_problem(officer_client, django_user_model):
-    assert_problem(officer_client.get("/admin/audit/auditexport/999/manifest/"), 404, "audit_export_not_found")
+    as_json = {"HTTP_ACCEPT": "application/json"}
+    assert_problem(
+        officer_client.get("/admin/audit/auditexport/999/manifest/", **as_json), 404, "audit_export_not_found"
+    )
     pending = AuditExport.objects.create(requested_by="staff:olga", format="csv")
     url = f"/admin/audit/auditexport/{pending.pk}/manifest/"
-    assert_problem(officer_client.get(url), 409, "audit_export_not_ready")
+    assert_problem(officer_client.get(url, **as_json), 409, "audit_export_not_ready")
+    # A person in the admin gets the same answer as a page with a way back.
+    page = officer_client.get(url, HTTP_ACCEPT="text/html")
+    assert page.status_code == 409 and page["Content-Type"].startswith("text/html")
+    assert b"Admin home" in page.content
     # Staff without the export permission are still refused before the selector runs.
     viewer = django_user_model.objects.create_user(username="vic", password="pw-vic-12345", is_staff=True)
     other = Client()
