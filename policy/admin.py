@@ -26,6 +26,7 @@ from django.utils.html import format_html, format_html_join
 from gateway.errors import DomainError
 from policy import services
 from policy.documents import check_scope_target, check_window, versioned_spec
+from policy.kill_switch_targets import kill_switch_blocks_now, kill_switch_target_describe
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.rules import RULE_TYPES, RuleError, validate_document
 from policy.selectors import request_decisions_get
@@ -401,6 +402,10 @@ class KillSwitchForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         target_type, target = cleaned.get("target_type"), (cleaned.get("target") or "").strip()
+        if target_type and target and kill_switch_target_describe(target_type=target_type, target=target) is None:
+            kind = dict(KillSwitch.TargetType.choices)[target_type]
+            self.add_error("target", f"No {kind.lower()} {target!r} exists; a kill switch for it would block nothing.")
+            return cleaned
         if (
             target_type
             and target
@@ -432,7 +437,7 @@ class KillSwitchAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
     """Engage (add) and lift (action, with reason) kill switches; both are recorded."""
 
     form = KillSwitchForm
-    list_display = ["target_type", "target", "is_active", "created_by", "created_at", "lifted_by", "lifted_at"]
+    list_display = ["target_type", "target", "is_active", "blocks_now", "created_by", "created_at", "lifted_at"]
     list_filter = [ActiveFilter, "target_type"]
     search_fields = ["target", "reason", "created_by"]
     actions = ["lift_selected"]
@@ -440,6 +445,10 @@ class KillSwitchAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
     @admin.display(boolean=True, description="engaged")
     def is_active(self, obj: KillSwitch) -> bool:
         return obj.active
+
+    @admin.display(description="blocks now")
+    def blocks_now(self, obj: KillSwitch) -> str:
+        return kill_switch_blocks_now(kill_switch=obj)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:

@@ -11,7 +11,9 @@ from django.urls import reverse
 from policy.audit.models import AuditEvent
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.services import kill_switch_engage, policy_create
+from tests.inference.factories import ModelVersionFactory
 from tests.policy.factories import ReviewItemFactory
+from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.policy.urls_admin")]
 
@@ -155,6 +157,7 @@ def test_decided_by_page_shows_the_versions_recorded_for_a_request(staff):
 
 
 def test_kill_switch_engage_and_lift_from_admin(staff):
+    ModelVersionFactory(name="digits")
     response = staff.post(
         reverse("admin:policy_killswitch_add"), {"target_type": "model", "target": "digits", "reason": "Drift found"}
     )
@@ -189,6 +192,17 @@ def test_kill_switch_engage_and_lift_from_admin(staff):
     switch.refresh_from_db()
     assert (switch.active, switch.lifted_by, switch.lift_reason) == (False, "staff:alice", "Retrained")
     assert AuditEvent.objects.filter(event_type="policy.kill_switch", action="kill_switch.lift").count() == 1
+
+
+def test_kill_switch_for_an_unknown_target_is_refused(staff):
+    TenantFactory(slug="acme", plan=PlanFactory())
+    add = reverse("admin:policy_killswitch_add")
+    response = staff.post(add, {"target_type": "tenant", "target": "acmee", "reason": "abuse"})
+    assert response.status_code == 200 and "No tenant (slug) &#x27;acmee&#x27; exists" in response.content.decode()
+    assert not KillSwitch.objects.exists()
+    assert staff.post(add, {"target_type": "tenant", "target": "acme", "reason": "abuse"}).status_code == 302
+    listing = staff.get(reverse("admin:policy_killswitch_changelist")).content.decode()
+    assert "tenant acme (active) and its 0 unrevoked key(s)" in listing
 
 
 def test_review_queue_mark_reviewed_needs_a_note(staff):
