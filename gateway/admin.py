@@ -34,3 +34,4 @@ admin.site.site_title = "MaaS Gateway"
 admin.site.index_title = "Tenants, policies, models and the audit trail"
 # The gateway has no public home page; its developer-facing start is the API reference.
 admin.site.site_url = "/v1/docs/"
+admin.site.index_template = "admin/maas_index.html"

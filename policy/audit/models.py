@@ -90,6 +90,7 @@ class AuditEvent(AppendOnlyModel):
         EXPORT = "audit.export", "Audit export"
         PURGE = "audit.purge", "Audit purge"
         LEGAL_HOLD = "audit.legal_hold", "Legal hold"
+        VERIFY = "audit.verify", "Audit verification"
 
     seq = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

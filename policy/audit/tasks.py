@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError
 
 from gateway.errors import AuditUnavailable
 from policy.audit.services import audit_export_run, audit_purge, audit_seal
+from policy.audit.services.oversight import audit_verification_run
 
 _TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)
 
@@ -35,3 +36,10 @@ def audit_export_task(export_id: int) -> dict:
     """Write a queued export (file + manifest) with progress."""
     export = audit_export_run(export_id=export_id)
     return {"export_id": export.pk, "rows": export.row_count, "status": export.status}
+
+
+@shared_task(name="audit.verify", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=3)
+def audit_verify_task(actor: str, request_seq: int | None = None) -> dict:
+    """Verify the whole chain ("Verify now" in the admin) and record the outcome in the trail."""
+    event = audit_verification_run(actor=actor, request_seq=request_seq)
+    return {"seq": event.seq, "ok": event.detail["ok"]}
