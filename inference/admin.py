@@ -44,6 +44,7 @@ def _pretty_json(value: Any) -> str:
 class ModelVersionAdmin(admin.ModelAdmin):
     """Registry rows with lifecycle actions; checksum, signature and lineage are read-only."""
 
+    # Fits 1366 px with the filters; checksum, provider and author are on each version's page.
     list_display = (
         "name",
         "version",
@@ -52,8 +53,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "sha256_prefix",
         "risk_tier",
         "region",
-        "provider_display",
-        "created_by",
         "created_at",
         "activated_at",
     )
@@ -65,6 +64,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "name",
         "version",
         "status",
+        "provider_display",
         "risk_tier",
         "region",
         "model_card",

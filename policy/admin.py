@@ -525,11 +525,25 @@ class ReviewDecisionForm(forms.Form):
         return cleaned
 
 
+_REVIEW_FACTS = (
+    "request_id",
+    "instance_index",
+    "tenant_slug",
+    "key_prefix",
+    "status",
+    "decision",
+    "corrected_label",
+    "reviewer",
+    "note",
+    "reviewed_at",
+    "created_at",
+)
+
+
 @admin.register(ReviewItem)
 class ReviewItemAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
     """The human-oversight queue (EU AI Act Art. 14): one item per flagged instance, decided on its own page."""
 
-    change_form_template = "admin/policy/reviewitem/change_form.html"
     change_list_template = "admin/policy/reviewitem/change_list.html"
     list_display = [
         "created_at",
@@ -595,13 +609,26 @@ class ReviewItemAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The item's own page: the instance as a person sees it, its facts, and the decision form."""
         item = self.get_object(request, object_id)
-        context = dict(extra_context or {})
-        if item is not None:
-            context.update(review_item_context(item))
-            if self.has_change_permission(request, item) and item.status != ReviewItem.Status.REVIEWED:
-                context["decision_form"] = ReviewDecisionForm()
-        return super().change_view(request, object_id, form_url, extra_context=context)
+        if item is None:
+            raise Http404("No such review item.")
+        if not self.has_view_or_change_permission(request, item):
+            raise PermissionDenied
+        return self._item_page(request, item, ReviewDecisionForm(), status=200)
+
+    def _item_page(self, request, item: ReviewItem, form: forms.Form, *, status: int) -> HttpResponse:
+        can_decide = self.has_change_permission(request, item) and item.status != ReviewItem.Status.REVIEWED
+        context = {
+            **self.admin_site.each_context(request),
+            **review_item_context(item),
+            "title": f"Review {item.model_name}@{item.model_version}, instance #{item.instance_index}",
+            "opts": self.model._meta,
+            "original": item,
+            "facts": [(self.model._meta.get_field(name).verbose_name, getattr(item, name)) for name in _REVIEW_FACTS],
+            "decision_form": form if can_decide else None,
+        }
+        return TemplateResponse(request, "admin/policy/reviewitem/decide.html", context, status=status)
 
     def decide_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST only: record the decision through the audited service, then back to the item (or the next one)."""
@@ -627,16 +654,7 @@ class ReviewItemAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
                 following = ReviewItem.objects.filter(status=ReviewItem.Status.PENDING).order_by("created_at").first()
                 target = following.pk if following is not None else item.pk
                 return HttpResponseRedirect(reverse("admin:policy_reviewitem_change", args=[target]))
-        context = {
-            **self.admin_site.each_context(request),
-            **review_item_context(item),
-            "title": f"Review {item}",
-            "opts": self.model._meta,
-            "original": item,
-            "decision_form": form,
-            "standalone": True,
-        }
-        return TemplateResponse(request, "admin/policy/reviewitem/decide.html", context, status=400)
+        return self._item_page(request, item, form, status=400)
 
     def override_rates_view(self, request: HttpRequest) -> HttpResponse:
         """Override rate per model version, optionally for one model (a selector of the registry's names)."""

@@ -72,6 +72,11 @@ def staff_actor(request: HttpRequest) -> str:
     return f"staff:{request.user.get_username()}"
 
 
+def _count(value: int | None) -> str:
+    """A limit with thousands separators; empty means unlimited."""
+    return "unlimited" if value is None else f"{value:,}"
+
+
 # --- plans -------------------------------------------------------------------------------
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
@@ -80,10 +85,10 @@ class PlanAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "rate_per_second",
-        "burst",
-        "daily_instances",
-        "monthly_instances",
-        "max_batch",
+        "burst_display",
+        "daily_display",
+        "monthly_display",
+        "max_batch_display",
         "max_concurrent_jobs",
         "tenant_count",
         "updated_at",
@@ -104,8 +109,24 @@ class PlanAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(_tenants=Count("tenants"))
 
     @admin.display(description="tenants", ordering="_tenants")
-    def tenant_count(self, plan: Plan) -> int:
-        return getattr(plan, "_tenants", 0)
+    def tenant_count(self, plan: Plan) -> str:
+        return f"{getattr(plan, '_tenants', 0):,}"
+
+    @admin.display(description="burst", ordering="burst")
+    def burst_display(self, plan: Plan) -> str:
+        return _count(plan.burst)
+
+    @admin.display(description="daily instances", ordering="daily_instances")
+    def daily_display(self, plan: Plan) -> str:
+        return _count(plan.daily_instances)
+
+    @admin.display(description="monthly instances", ordering="monthly_instances")
+    def monthly_display(self, plan: Plan) -> str:
+        return _count(plan.monthly_instances)
+
+    @admin.display(description="max batch", ordering="max_batch")
+    def max_batch_display(self, plan: Plan) -> str:
+        return _count(plan.max_batch)
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
         plan_save(plan=obj, actor=staff_actor(request))

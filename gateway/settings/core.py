@@ -71,6 +71,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+# Admin dates as 2026-01-31 14:05:09 UTC: unambiguous, and always with their time zone.
+FORMAT_MODULE_PATH = ["gateway.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
