@@ -493,6 +493,46 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         tenant_save(tenant=obj, actor=staff_actor(request))
 
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path("usage/", wrap(self.usage_view), name="tenants_usage"),
+            path("<path:object_id>/usage/", wrap(self.usage_view), name="tenants_tenant_usage"),
+            *super().get_urls(),
+        ]
+
+    def usage_view(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:
+        """Usage per key and per model over 7, 30 or 90 days, read-only, with a CSV download.
+
+        Open to whoever may view tenants and to compliance officers (who may read
+        the audit trail these figures are computed from).
+        """
+        if not (self.has_view_permission(request) or request.user.has_perm(USAGE_PERMISSION)):
+            raise PermissionDenied
+        tenants = list(Tenant.objects.order_by("slug").only("pk", "slug", "name"))
+        chosen = object_id or request.GET.get("tenant", "")
+        if chosen and not str(chosen).isdigit():
+            raise Http404("No such tenant.")
+        tenant = get_object_or_404(Tenant, pk=chosen) if chosen else (tenants[0] if tenants else None)
+        days = int(request.GET.get("days", "30")) if request.GET.get("days", "30") in {"7", "30", "90"} else 30
+        now = datetime.now(UTC)
+        until = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        summary = usage_summary(tenant=tenant, since=until - timedelta(days=days), until=until) if tenant else None
+        if tenant is not None and request.GET.get("format") == "csv":
+            return usage_csv(tenant=tenant, summary=summary, days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Usage of {tenant.slug}" if tenant else "Usage",
+            "opts": self.model._meta,
+            "tenant": tenant,
+            "tenants": tenants,
+            "days": days,
+            "ranges": (7, 30, 90),
+            "summary": summary,
+            "can_edit": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/tenants/tenant/usage.html", context)
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
@@ -501,6 +541,51 @@ class TenantAdmin(admin.ModelAdmin):
         if tenant is not None:
             context.update(tenant_usage_context(tenant))
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+USAGE_PERMISSION = "audit.view_auditevent"
+
+
+def usage_csv(*, tenant: Tenant, summary: Any, days: int) -> HttpResponse:
+    """The usage page as CSV: one row per key and per model version."""
+    import csv
+
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{tenant.slug}-{days}d.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "tenant",
+            "since",
+            "until",
+            "kind",
+            "label",
+            "requests",
+            "instances",
+            "refusals",
+            "errors",
+            "avg_latency_ms",
+            "max_latency_ms",
+        ]
+    )
+    for kind, rows in (("key", summary.keys), ("model", summary.models)):
+        for row in rows:
+            writer.writerow(
+                [
+                    tenant.slug,
+                    summary.since.isoformat(),
+                    summary.until.isoformat(),
+                    kind,
+                    row.label,
+                    row.requests,
+                    row.instances,
+                    row.refusals,
+                    row.errors,
+                    "" if row.avg_latency_ms is None else row.avg_latency_ms,
+                    "" if row.max_latency_ms is None else row.max_latency_ms,
+                ]
+            )
+    return response
 
 
 def tenant_usage_context(tenant: Tenant, *, now: datetime | None = None) -> dict[str, Any]:

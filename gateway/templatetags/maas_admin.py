@@ -36,4 +36,5 @@ def maas_attention(context: dict[str, Any]) -> dict[str, Any]:
     if user.has_perm("policy.view_killswitch"):
         engaged = KillSwitch.objects.filter(lifted_at__isnull=True).count()
         rows.append({"label": "Kill switches engaged", "count": engaged, "url": "policy/killswitch/?state=active"})
-    return {"rows": rows, "compliance": user.has_perm("audit.view_auditevent")}
+    usage = user.has_perm("tenants.view_tenant") or user.has_perm("audit.view_auditevent")
+    return {"rows": rows, "compliance": user.has_perm("audit.view_auditevent"), "usage": usage}

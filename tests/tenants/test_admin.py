@@ -227,3 +227,39 @@ def test_tenant_created_in_admin_is_audited(staff_client):
     assert tenant.verified_by == "staff:alice" and tenant.approved_purposes == ["demo"]
     event = AuditEvent.objects.get(action="tenant.create")
     assert event.actor == "staff:alice" and event.detail["before"] is None and event.detail["after"]["region"] == "us"
+
+
+def test_usage_page_per_key_and_model_with_ranges_and_csv(staff_client, acme):
+    issued = issue_key(acme)
+    for units in (1200, 300):
+        audit_event_record(
+            event_type="request",
+            tenant_id=acme.pk,
+            tenant_slug=acme.slug,
+            key_prefix=issued.key.prefix,
+            model_name="digits",
+            model_version=1,
+            http_status=200,
+            units=units,
+        )
+    page = staff_client.get(f"/admin/tenants/tenant/{acme.pk}/usage/?days=7").content.decode()
+    assert "last 7 days" in page and "1,500" in page
+    assert issued.key.prefix in page and "digits@1" in page and "UTC" in page
+    csv_text = staff_client.get(f"/admin/tenants/tenant/{acme.pk}/usage/?days=90&format=csv").content.decode()
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("tenant,since,until,kind,label,requests,instances")
+    assert any(line.startswith("acme,") and ",key," in line and ",2,1500," in line for line in lines)
+
+
+def test_compliance_officer_reads_usage_but_cannot_edit_tenants(client, acme):
+    from django.contrib.auth.models import Group
+
+    from policy.audit.services.compliance import COMPLIANCE_GROUP_NAME
+
+    officer = get_user_model().objects.create_user("olga", "o@example.com", "pw-not-used-elsewhere", is_staff=True)
+    officer.groups.add(Group.objects.get(name=COMPLIANCE_GROUP_NAME))
+    client.force_login(officer)
+    assert client.get(f"/admin/tenants/tenant/{acme.pk}/usage/").status_code == 200
+    denied = client.get(f"/admin/tenants/tenant/{acme.pk}/change/", HTTP_ACCEPT="text/html")
+    assert denied.status_code == 403 and denied["Content-Type"].startswith("text/html")
+    assert b"Admin home" in denied.content
