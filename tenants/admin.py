@@ -34,6 +34,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.safestring import mark_safe
 
+from gateway.admin_confirm import ReasonForm
 from gateway.errors import DomainError
 from tenants.charts import Series, quota_bar_svg, usage_chart_svg
 from tenants.models import ApiKey, Plan, Tenant
@@ -55,6 +56,8 @@ from tenants.services import (
     plan_delete,
     plan_save,
     tenant_save,
+    tenant_suspend,
+    tenant_unsuspend,
     tenant_validate,
 )
 from tenants.services.keys import models_validate
@@ -498,8 +501,43 @@ class TenantAdmin(admin.ModelAdmin):
         return [
             path("usage/", wrap(self.usage_view), name="tenants_usage"),
             path("<path:object_id>/usage/", wrap(self.usage_view), name="tenants_tenant_usage"),
+            path("<path:object_id>/suspend/", wrap(self.suspend_view), name="tenants_tenant_suspend"),
             *super().get_urls(),
         ]
+
+    def suspend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, with a reason, then suspend (or lift the suspension of) the tenant; both are audited."""
+        tenant = get_object_or_404(Tenant, pk=object_id)
+        if not self.has_change_permission(request, tenant):
+            raise PermissionDenied
+        suspending = tenant.status != Tenant.Status.SUSPENDED
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            change = tenant_suspend if suspending else tenant_unsuspend
+            change(tenant=tenant, reason=form.cleaned_data["reason"], actor=staff_actor(request))
+            self.message_user(
+                request,
+                f"Tenant {tenant.slug} suspended; its keys are refused within seconds."
+                if suspending
+                else f"Suspension of {tenant.slug} lifted.",
+            )
+            return HttpResponseRedirect(reverse("admin:tenants_tenant_change", args=[tenant.pk]))
+        live = tenant.api_keys.filter(revoked=False).count()
+        verb = "Suspend" if suspending else "Lift the suspension of"
+        return TemplateResponse(
+            request,
+            "admin/tenants/tenant/suspend.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{verb} {tenant.slug}?",
+                "verb": verb,
+                "tenant": tenant,
+                "live_keys": live,
+                "suspending": suspending,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
 
     def usage_view(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:
         """Usage per key and per model over 7, 30 or 90 days, read-only, with a CSV download.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -263,3 +265,17 @@ def test_compliance_officer_reads_usage_but_cannot_edit_tenants(client, acme):
     denied = client.get(f"/admin/tenants/tenant/{acme.pk}/change/", HTTP_ACCEPT="text/html")
     assert denied.status_code == 403 and denied["Content-Type"].startswith("text/html")
     assert b"Admin home" in denied.content
+
+
+def test_suspending_a_tenant_asks_for_a_reason_recorded_with_the_actor(staff_client, acme):
+    url = f"/admin/tenants/tenant/{acme.pk}/suspend/"
+    assert url.encode() in staff_client.get(f"/admin/tenants/tenant/{acme.pk}/change/").content
+    assert b"will be refused" in staff_client.get(url).content
+    assert staff_client.post(url, {"reason": " "}).status_code == 200
+    assert Tenant.objects.get(pk=acme.pk).status == Tenant.Status.ACTIVE
+    assert staff_client.post(url, {"reason": "unpaid invoices"}).status_code == 302
+    assert Tenant.objects.get(pk=acme.pk).status == Tenant.Status.SUSPENDED
+    event = AuditEvent.objects.filter(actor="staff:alice").latest("seq")
+    assert "unpaid invoices" in json.dumps(event.detail)
+    assert staff_client.post(url, {"reason": "paid"}).status_code == 302
+    assert Tenant.objects.get(pk=acme.pk).status == Tenant.Status.ACTIVE
