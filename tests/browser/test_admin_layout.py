@@ -37,9 +37,12 @@ def test_list_pages_fit_1366_pixels(page, superuser):
         event_type="request",
         action="predict",
         actor="key:maas_abcdefghijkl",
-        tenant_slug="a-rather-long-tenant-slug-for-layout",
+        tenant_id=tenant.pk,
+        tenant_slug=tenant.slug,
         http_status=200,
         model_name="digits",
+        model_version=1,
+        units=12_345,
     )
     admin_login(page, "root", "pw-root-12345")
     too_wide = {}
@@ -59,3 +62,7 @@ def test_list_pages_fit_1366_pixels(page, superuser):
     assert "1,500,000" in page.inner_text("#result_list")
     page.goto("/admin/audit/auditevent/")
     assert "UTC" in page.inner_text("#result_list")
+    page.goto(f"/admin/tenants/tenant/{tenant.pk}/usage/?days=7")
+    assert "digits" in page.inner_text("#maas-usage-models")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+    shot(page, "admin-usage")
