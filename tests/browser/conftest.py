@@ -30,8 +30,6 @@ SCREENSHOTS_DIR = ROOT / "var" / "screenshots"
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 VIEWPORT = {"width": 1366, "height": 768}
 
-pytestmark = [pytest.mark.browser]
-
 
 def pytest_collection_modifyitems(items):
     """Everything under tests/browser is a browser test (``-m "not browser"`` skips them)."""
