@@ -30,6 +30,7 @@ from audit.services import (
     audit_event_record,
     audit_export_file,
     audit_export_request,
+    audit_export_run,
     audit_export_stream,
     legal_hold_place,
     legal_hold_release,
@@ -37,6 +38,14 @@ from audit.services import (
 )
 from audit.services.compliance import EXPORT_PERMISSION
 from audit.services.export import FORMATS
+from audit.services.oversight import (
+    audit_event_block_get,
+    audit_event_inclusion_proof,
+    audit_verification_request,
+    compliance_status_get,
+)
+
+VERIFY_PERMISSION = "audit.view_auditevent"
 
 
 def export_direct_max_rows() -> int:
@@ -57,17 +66,47 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _known(app_label: str, model: str, field: str, value: str) -> bool:
+    from django.apps import apps
+
+    return apps.get_model(app_label, model).objects.filter(**{field: value}).exists()
+
+
 class AuditExportForm(forms.Form):
-    """Filters and format of an export started from the admin."""
+    """Filters and format of an export started from the admin (dates picked, names checked)."""
 
     format = forms.ChoiceField(choices=[(f, f.upper() if f == "csv" else "JSON Lines") for f in FORMATS])
-    since = forms.DateTimeField(required=False, help_text="UTC, inclusive (YYYY-MM-DD HH:MM).")
-    until = forms.DateTimeField(required=False, help_text="UTC, exclusive.")
-    tenant = forms.CharField(required=False, help_text="Tenant slug.")
-    model = forms.CharField(required=False, help_text="Model name.")
+    since = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="UTC. Inclusive: events at exactly this time are exported.",
+    )
+    until = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="UTC. Exclusive: events at exactly this time are not exported.",
+    )
+    tenant = forms.CharField(required=False, help_text="Tenant slug; must exist (or have existed in the trail).")
+    model = forms.CharField(required=False, help_text="Model name; must be in the registry.")
     event_type = forms.ChoiceField(required=False, choices=[("", "any"), *AuditEvent.Type.choices])
     decision = forms.ChoiceField(required=False, choices=[("", "any"), ("allow", "allow"), ("deny", "deny")])
     background = forms.BooleanField(required=False, help_text="Run in the background even for a small range.")
+
+    def clean_tenant(self) -> str:
+        slug = (self.cleaned_data.get("tenant") or "").strip()
+        if slug and not (
+            _known("tenants", "Tenant", "slug", slug) or AuditEvent.objects.filter(tenant_slug=slug).exists()
+        ):
+            raise forms.ValidationError(f"No tenant {slug!r} exists or appears in the trail.")
+        return slug
+
+    def clean_model(self) -> str:
+        name = (self.cleaned_data.get("model") or "").strip()
+        if name and not (
+            _known("inference", "ModelVersion", "name", name) or AuditEvent.objects.filter(model_name=name).exists()
+        ):
+            raise forms.ValidationError(f"No model {name!r} is in the registry or the trail.")
+        return name
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -81,6 +120,10 @@ class AuditExportForm(forms.Form):
         return ExportFilters.from_mapping(
             {k: data.get(k) for k in ("since", "until", "tenant", "model", "event_type", "decision")}
         )
+
+
+# The audit list's own filters, carried into the export form.
+_LIST_TO_EXPORT = {"event_type__exact": "event_type", "decision__exact": "decision", "q": None}
 
 
 @admin.register(AuditEvent)
@@ -103,10 +146,62 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "occurred_at"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is not free
     ordering = ("-seq",)
+    readonly_fields = ("sealed_in",)
+
+    @admin.display(description="sealed in")
+    def sealed_in(self, obj: AuditEvent) -> str:
+        block = audit_event_block_get(seq=obj.seq)
+        if block is None:
+            return "not sealed yet (sealing runs every minute)"
+        return format_html(
+            '<a href="{}">block {}</a> (sealed {}) · <a href="{}" class="maas-proof">download inclusion proof</a>',
+            reverse("admin:audit_sealedblock_change", args=[block.number]),
+            block.number,
+            block.sealed_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            reverse("admin:audit_auditevent_proof", args=[obj.seq]),
+        )
 
     def get_urls(self) -> list:
-        custom = [path("export/", self.admin_site.admin_view(self.export_view), name="audit_auditevent_export")]
+        wrap = self.admin_site.admin_view
+        custom = [
+            path("export/", wrap(self.export_view), name="audit_auditevent_export"),
+            path("compliance/", wrap(self.compliance_view), name="audit_compliance"),
+            path("compliance/verify/", wrap(self.verify_now_view), name="audit_verify_now"),
+            path("<int:seq>/proof/", wrap(self.proof_view), name="audit_auditevent_proof"),
+        ]
         return custom + super().get_urls()
+
+    def compliance_view(self, request: HttpRequest) -> HttpResponse:
+        """The officers' dashboard: sealing, the unsealed backlog, the last verification and "Verify now"."""
+        if not request.user.has_perm(VERIFY_PERMISSION):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compliance status",
+            "opts": self.model._meta,
+            "status": compliance_status_get(),
+            "can_export": request.user.has_perm(EXPORT_PERMISSION),
+        }
+        return TemplateResponse(request, "admin/audit/compliance.html", context)
+
+    def verify_now_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: record the request and run the verification on a Celery worker (never in a web process)."""
+        if request.method != "POST" or not request.user.has_perm(VERIFY_PERMISSION):
+            raise PermissionDenied
+        audit_verification_request(actor=actor_of(request.user))
+        self.message_user(
+            request, "Verification queued; a worker checks every sealed block. Reload for the result.", messages.INFO
+        )
+        return redirect(reverse("admin:audit_compliance"))
+
+    def proof_view(self, request: HttpRequest, seq: int) -> HttpResponse:
+        """The event's inclusion proof in its signed block, as a JSON download."""
+        if not request.user.has_perm(VERIFY_PERMISSION):
+            raise PermissionDenied
+        proof = audit_event_inclusion_proof(seq=seq)
+        response = JsonResponse(proof, json_dumps_params={"indent": 1})
+        response["Content-Disposition"] = f'attachment; filename="audit-event-{seq}-inclusion-proof.json"'
+        return response
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra = {**(extra_context or {}), "can_export": request.user.has_perm(EXPORT_PERMISSION)}
@@ -116,20 +211,30 @@ class AuditEventAdmin(ReadOnlyAdmin):
         """The export form: small ranges download now, large ones become background exports."""
         if not request.user.has_perm(EXPORT_PERMISSION):
             raise PermissionDenied
-        form = AuditExportForm(request.POST or None)
+        initial = {
+            field: request.GET[name] for name, field in _LIST_TO_EXPORT.items() if field and request.GET.get(name)
+        }
+        form = AuditExportForm(request.POST or None, initial=initial)
         limit = export_direct_max_rows()
         if request.method == "POST" and form.is_valid():
             filters = form.filters()
             fmt = form.cleaned_data["format"]
             actor = actor_of(request.user)
             estimate = audit_events_filtered(filters=filters).count()
-            if estimate <= limit and not form.cleaned_data.get("background"):
+            if request.POST.get("stream") and estimate <= limit and not form.cleaned_data.get("background"):
                 export, chunks = audit_export_stream(filters=filters, format=fmt, actor=actor, source="admin")
                 response = StreamingHttpResponse(chunks, content_type=CONTENT_TYPES[fmt])
                 response["Content-Disposition"] = f'attachment; filename="audit-export-{export.pk}.{fmt}"'
                 response["X-Audit-Export-Id"] = str(export.pk)
                 return response
             export = audit_export_request(filters=filters, format=fmt, actor=actor)
+            if estimate <= limit and not form.cleaned_data.get("background"):
+                # Small enough to write now: the export's page then links the file and its manifest at once.
+                export = audit_export_run(export_id=export.pk)
+                self.message_user(
+                    request, f"Export #{export.pk} is ready: {export.row_count:,} events.", messages.SUCCESS
+                )
+                return redirect(reverse("admin:audit_auditexport_change", args=[export.pk]))
             self.message_user(
                 request,
                 f"Export #{export.pk} of about {estimate} events started in the background; "

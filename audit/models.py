@@ -92,6 +92,7 @@ class AuditEvent(AppendOnlyModel):
         LEGAL_HOLD = "audit.legal_hold", "Legal hold"
         CHAIN_START = "audit.chain_start", "Audit chain start"
         ALARM = "audit.alarm", "Audit alarm"
+        VERIFY = "audit.verify", "Audit verification"
 
     seq = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

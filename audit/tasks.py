@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError
 from audit.errors import AuditUnavailable
 from audit.services import audit_export_run, audit_purge, audit_seal
 from audit.services.export import AUDIT_EXPORT_TASK
+from audit.services.oversight import AUDIT_VERIFY_TASK, audit_verification_run
 from audit.services.retained import retained_inputs_shred
 
 _TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)
@@ -43,3 +44,10 @@ def audit_export_task(export_id: int) -> dict:
 def retained_inputs_shred_task() -> dict:
     """Destroy the keys of retained raw inputs past their retention (crypto-shredding), with signed tombstones."""
     return {"tombstones": retained_inputs_shred(actor="system:audit.shred_retained_inputs")}
+
+
+@shared_task(name=AUDIT_VERIFY_TASK, autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=3)
+def audit_verify_task(actor: str, request_seq: int | None = None) -> dict:
+    """Verify the whole chain ("Verify now" in the admin) and record the outcome in the trail."""
+    event = audit_verification_run(actor=actor, request_seq=request_seq)
+    return {"seq": event.seq, "ok": event.detail["ok"]}

@@ -8,26 +8,27 @@ problem document on the API surface.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from audit.errors import AuditUnavailable
 from core.errors import (
     PROBLEM_CONTENT_TYPE,
     CredentialsInUrl,
     exception_to_response,
-    handler404,
     problem_response,
     status_code_and_title,
 )
 from core.logging import current_tenant_slug, request_context_reset, set_request_context
 from core.sanitize import credentials_in_query, text_for_record
 from gateway import metrics
+from gateway.error_pages import exception_response, html_error_page, wants_problem
 
 access_log = logging.getLogger("gateway.access")
 
@@ -76,8 +77,8 @@ def credentials_in_url_refuse(request: HttpRequest) -> HttpResponse:
     return exception_to_response(error)
 
 
-def _is_api_path(path: str) -> bool:
-    return not (path.startswith("/admin") or path.startswith("/static"))
+def _rewrites_errors(request: HttpRequest) -> bool:
+    return not request.path.startswith("/static")
 
 
 class RequestContextMiddleware:
@@ -104,9 +105,11 @@ class RequestContextMiddleware:
             else:
                 response = self.get_response(request)
         except Exception as exc:  # the last net: map, log, never re-raise to the server
-            response = exception_to_response(exc)
-        if response.status_code >= 400 and _is_api_path(request.path):
-            response = self._as_problem(request, response)
+            response = exception_response(request, exc)
+        if response.status_code >= 400 and _rewrites_errors(request):
+            response = (
+                self._as_problem(request, response) if wants_problem(request) else self._as_page(request, response)
+            )
         response[REQUEST_ID_HEADER] = request_id
         latency_ms = (time.perf_counter() - started) * 1000.0
         match = getattr(request, "resolver_match", None)
@@ -131,10 +134,23 @@ class RequestContextMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse:
-        """Exceptions raised by plain Django views become problem documents too."""
-        if isinstance(exception, Http404):
-            return handler404(request, exception)
-        return exception_to_response(exception)
+        """Exceptions raised by plain Django views become problem documents (or pages, for people) too."""
+        return exception_response(request, exception)
+
+    @staticmethod
+    def _as_page(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """A person gets an HTML page; a problem document produced deeper down becomes one."""
+        if not response.get("Content-Type", "").startswith(PROBLEM_CONTENT_TYPE):
+            return response
+        try:
+            detail = json.loads(response.content).get("detail")
+        except (ValueError, AttributeError):
+            detail = None
+        page = html_error_page(request, response.status_code, detail=detail if response.status_code < 500 else None)
+        for name in ("Allow", "Retry-After"):
+            if response.has_header(name):
+                page[name] = response[name]
+        return page
 
     @staticmethod
     def _as_problem(request: HttpRequest, response: HttpResponse) -> HttpResponse:

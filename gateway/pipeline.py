@@ -351,6 +351,7 @@ class GovernedCall:
                 counts[str(label)] = counts.get(str(label), 0) + 1
             self.prediction_summary = {"count": len(labels), "labels": counts, "needs_review": sum(flags)}
         self._flags_top = (labels, top, flags)
+        self._probabilities = prediction.probabilities
         return PredictionResult(
             model_name=self.model.name,
             model_version=self.model.version,
@@ -364,12 +365,14 @@ class GovernedCall:
         self._audit(status=status, error_code="")
         if self.needs_review and self.audit_seq is not None:
             labels, top, flags = self._flags_top
+            flagged = [index for index, flag in enumerate(flags) if flag]
             review_items_create(
                 audit_seq=self.audit_seq,
                 request_id=current_request_id(),
                 principal=self.principal,
                 model=self.model.facts(),
-                predictions=[(label, float(p)) for label, p, flag in zip(labels, top, flags, strict=True) if flag],
+                predictions=[(labels[index], float(top[index])) for index in flagged],
+                instances=[(index, self._probabilities[index]) for index in flagged],
             )
         return self.response_headers()
 

@@ -8,24 +8,24 @@ OpenAPI schema and Django admin, and installs the problem+json handlers.
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from core import health
 from gateway.api.receipts import AuditReceiptApi
+from gateway.docs import RedocView, SchemaView, SwaggerView
 from gateway.metrics import metrics_view
 
-handler400 = "core.errors.handler400"
-handler403 = "core.errors.handler403"
-handler404 = "core.errors.handler404"
-handler500 = "core.errors.handler500"
+handler400 = "gateway.error_pages.handler400"
+handler403 = "gateway.error_pages.handler403"
+handler404 = "gateway.error_pages.handler404"
+handler500 = "gateway.error_pages.handler500"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
-    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    # The split view serves Swagger UI's init script from this URL (?script): no inline script, so the CSP holds.
-    path("v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    path("v1/schema/", SchemaView.as_view(), name="schema"),
+    path("v1/docs/", SwaggerView.as_view(url_name="schema"), name="docs"),
+    path("v1/docs/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("gateway.api.urls")),
     path("", include("tenants.urls")),

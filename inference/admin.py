@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from core.admin_confirm import confirm_with_reason
 from core.errors import DomainError
 from inference.models import ModelVersion, TrainingRun
 from inference.runtime import sessions
@@ -43,6 +44,7 @@ def _pretty_json(value: Any) -> str:
 class ModelVersionAdmin(admin.ModelAdmin):
     """Registry rows with lifecycle actions; checksum, signature and lineage are read-only."""
 
+    # Fits 1366 px with the filters; checksum, provider and author are on each version's page.
     list_display = (
         "name",
         "version",
@@ -51,8 +53,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "sha256_prefix",
         "risk_tier",
         "region",
-        "provider_display",
-        "created_by",
         "created_at",
         "activated_at",
     )
@@ -64,6 +64,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "name",
         "version",
         "status",
+        "provider_display",
         "risk_tier",
         "region",
         "model_card",
@@ -137,14 +138,25 @@ class ModelVersionAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{verb} {result.ref}.", messages.SUCCESS)
 
-    @admin.action(description="Activate selected versions (one per model)")
-    def activate_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        names = list(queryset.values_list("name", flat=True))
+    @admin.action(description="Activate selected versions (one per model; asks for a reason)")
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> Any:
+        rows = list(queryset.order_by("name", "version"))
+        names = [row.name for row in rows]
         if len(names) != len(set(names)):
             self.message_user(request, "Select at most one version per model to activate.", messages.ERROR)
-            return
-        self._run(
-            request, queryset, lambda row: model_version_activate(version=row, actor=_actor(request)), "Activated"
+            return None
+        actor = _actor(request)
+        return confirm_with_reason(
+            self,
+            request,
+            rows,
+            title="Activate model versions",
+            explanation="Every gateway process serves the selected version within seconds; "
+            "the version active now becomes staged (roll back to return to it).",
+            warnings=activation_warnings(rows),
+            apply=lambda row, reason: (
+                f"Activated {model_version_activate(version=row, actor=actor, reason=reason).ref}."
+            ),
         )
 
     @admin.action(description="Roll back: re-activate the previously active version")
@@ -157,9 +169,41 @@ class ModelVersionAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Rolled back {name} to {version.ref}.", messages.SUCCESS)
 
-    @admin.action(description="Retire selected versions")
-    def retire_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
-        self._run(request, queryset, lambda row: model_version_retire(version=row, actor=_actor(request)), "Retired")
+    @admin.action(description="Retire selected versions (asks for a reason)")
+    def retire_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> Any:
+        actor = _actor(request)
+        rows = list(queryset.order_by("name", "version"))
+        active = [row.ref for row in rows if row.status == ModelVersion.Status.ACTIVE]
+        warnings = (
+            [f"{', '.join(active)} is active and will be refused: activate another version first."] if active else []
+        )
+        return confirm_with_reason(
+            self,
+            request,
+            rows,
+            title="Retire model versions",
+            explanation="A retired version can never be served or activated again (register the file anew).",
+            warnings=warnings,
+            apply=lambda row, reason: f"Retired {model_version_retire(version=row, actor=actor, reason=reason).ref}.",
+        )
+
+
+def activation_warnings(rows: list[ModelVersion]) -> list[str]:
+    """Warn when a version to activate has a lower recorded accuracy than the active one of its name."""
+    active = {row.name: row for row in ModelVersion.objects.filter(name__in={r.name for r in rows}, status="active")}
+    warnings = []
+    for row in rows:
+        current = active.get(row.name)
+        if current is None or current.pk == row.pk:
+            continue
+        if row.accuracy is not None and current.accuracy is not None and row.accuracy < current.accuracy:
+            warnings.append(
+                f"{row.ref} has a lower recorded accuracy ({row.accuracy:.4f}) than the active "
+                f"{current.ref} ({current.accuracy:.4f})."
+            )
+        elif row.accuracy is None and current.accuracy is not None:
+            warnings.append(f"{row.ref} has no recorded accuracy; the active {current.ref} has {current.accuracy:.4f}.")
+    return warnings
 
 
 @admin.register(TrainingRun)

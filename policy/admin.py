@@ -18,17 +18,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
+from audit.models import AuditEvent
 from core.errors import DomainError
 from policy import services
 from policy.documents import check_scope_target, check_window, versioned_spec
+from policy.kill_switch_targets import kill_switch_blocks_now, kill_switch_target_describe
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
+from policy.review_render import digit_image_svg, probability_chart_svg
 from policy.rules import RULE_TYPES, RuleError, validate_document
-from policy.selectors import request_decisions_get
+from policy.selectors import request_decisions_get, review_override_rates
 
 _FAILED = "_policy_admin_failed"
 
@@ -401,6 +405,10 @@ class KillSwitchForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         target_type, target = cleaned.get("target_type"), (cleaned.get("target") or "").strip()
+        if target_type and target and kill_switch_target_describe(target_type=target_type, target=target) is None:
+            kind = dict(KillSwitch.TargetType.choices)[target_type]
+            self.add_error("target", f"No {kind.lower()} {target!r} exists; a kill switch for it would block nothing.")
+            return cleaned
         if (
             target_type
             and target
@@ -432,7 +440,7 @@ class KillSwitchAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
     """Engage (add) and lift (action, with reason) kill switches; both are recorded."""
 
     form = KillSwitchForm
-    list_display = ["target_type", "target", "is_active", "created_by", "created_at", "lifted_by", "lifted_at"]
+    list_display = ["target_type", "target", "is_active", "blocks_now", "created_by", "created_at", "lifted_at"]
     list_filter = [ActiveFilter, "target_type"]
     search_fields = ["target", "reason", "created_by"]
     actions = ["lift_selected"]
@@ -440,6 +448,10 @@ class KillSwitchAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
     @admin.display(boolean=True, description="engaged")
     def is_active(self, obj: KillSwitch) -> bool:
         return obj.active
+
+    @admin.display(description="blocks now")
+    def blocks_now(self, obj: KillSwitch) -> str:
+        return kill_switch_blocks_now(kill_switch=obj)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:
@@ -499,61 +511,192 @@ class KillSwitchAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
 # --- human review queue ------------------------------------------------------------------
 
 
+class ReviewDecisionForm(forms.Form):
+    """A reviewer's decision on one item."""
+
+    decision = forms.ChoiceField(choices=ReviewItem.Decision.choices, widget=forms.RadioSelect)
+    corrected_label = forms.CharField(required=False, help_text="Required when overriding: the correct label.")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 70}), strip=True)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("decision") == ReviewItem.Decision.OVERRIDDEN and not cleaned.get("corrected_label"):
+            self.add_error("corrected_label", "An override needs the corrected label.")
+        return cleaned
+
+
+_REVIEW_FACTS = (
+    "request_id",
+    "instance_index",
+    "tenant_slug",
+    "key_prefix",
+    "status",
+    "decision",
+    "corrected_label",
+    "reviewer",
+    "note",
+    "reviewed_at",
+    "created_at",
+)
+
+
 @admin.register(ReviewItem)
 class ReviewItemAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
-    """The human-oversight queue: low-confidence predictions, marked reviewed with a note."""
+    """The human-oversight queue (EU AI Act Art. 14): one item per flagged instance, decided on its own page."""
 
+    change_list_template = "admin/policy/reviewitem/change_list.html"
     list_display = [
         "created_at",
-        "request_id",
+        "short_request",
+        "instance_index",
         "tenant_slug",
-        "model",
+        "model_ref",
         "label",
-        "top_probability",
+        "confidence",
         "status",
-        "reviewer",
-        "reviewed_at",
+        "decision",
     ]
-    list_filter = ["status", "model_name", "tenant_slug"]
+    list_display_links = ["created_at", "short_request"]
+    list_filter = ["status", "decision", "model_name", "tenant_slug"]
     search_fields = ["request_id", "tenant_slug", "model_name"]
-    readonly_fields = [
-        "audit_seq",
+    fields = [
         "request_id",
-        "tenant_id",
+        "instance_index",
+        "audit_seq",
         "tenant_slug",
         "key_prefix",
-        "model_name",
-        "model_version",
+        "model_ref",
         "label",
-        "top_probability",
+        "confidence",
         "status",
+        "decision",
+        "corrected_label",
         "reviewer",
         "note",
         "reviewed_at",
         "created_at",
     ]
-    actions = ["mark_reviewed"]
+    readonly_fields = fields
+    actions = None
 
-    @admin.display(description="model")
-    def model(self, obj: ReviewItem) -> str:
+    # Named model_ref, not model: ModelAdmin.model is the admin's model class and would shadow a method.
+    @admin.display(description="model", ordering="model_name")
+    def model_ref(self, obj: ReviewItem) -> str:
         return f"{obj.model_name}@{obj.model_version}"
+
+    @admin.display(description="request", ordering="request_id")
+    def short_request(self, obj: ReviewItem) -> str:
+        short = obj.request_id if len(obj.request_id) <= 14 else obj.request_id[:12] + "…"
+        return format_html('<span title="{}">{}</span>', obj.request_id, short)
+
+    @admin.display(description="top probability", ordering="top_probability")
+    def confidence(self, obj: ReviewItem) -> str:
+        return f"{obj.top_probability:.1%}"
 
     def has_add_permission(self, request):
         return False
 
     def save_model(self, request, obj, form, change):
-        # Review items change only through the "mark reviewed" action.
+        # Review items change only through the decision form on their page.
         return
 
-    @admin.action(description="Mark selected as reviewed (note required)", permissions=["change"])
-    def mark_reviewed(self, request, queryset):
-        actor = _actor(request)
-        return _reason_action(
-            self,
-            request,
-            queryset,
-            title="Mark reviewed",
-            label="Review note",
-            eligible=lambda obj: obj.status == ReviewItem.Status.PENDING,
-            apply=lambda obj, text: services.review_item_resolve(item=obj, actor=actor, note=text),
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/decide/", wrap(self.decide_view), name="policy_reviewitem_decide"),
+            path("override-rates/", wrap(self.override_rates_view), name="policy_reviewitem_override_rates"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The item's own page: the instance as a person sees it, its facts, and the decision form."""
+        item = self.get_object(request, object_id)
+        if item is None:
+            raise Http404("No such review item.")
+        if not self.has_view_or_change_permission(request, item):
+            raise PermissionDenied
+        return self._item_page(request, item, ReviewDecisionForm(), status=200)
+
+    def _item_page(self, request, item: ReviewItem, form: forms.Form, *, status: int) -> HttpResponse:
+        can_decide = self.has_change_permission(request, item) and item.status != ReviewItem.Status.REVIEWED
+        context = {
+            **self.admin_site.each_context(request),
+            **review_item_context(item),
+            "title": f"Review {item.model_name}@{item.model_version}, instance #{item.instance_index}",
+            "opts": self.model._meta,
+            "original": item,
+            "facts": [(self.model._meta.get_field(name).verbose_name, getattr(item, name)) for name in _REVIEW_FACTS],
+            "decision_form": form if can_decide else None,
+        }
+        return TemplateResponse(request, "admin/policy/reviewitem/decide.html", context, status=status)
+
+    def decide_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST only: record the decision through the audited service, then back to the item (or the next one)."""
+        item = self.get_object(request, object_id)
+        if item is None:
+            raise Http404("No such review item.")
+        if request.method != "POST" or not self.has_change_permission(request, item):
+            raise PermissionDenied
+        form = ReviewDecisionForm(request.POST)
+        if form.is_valid():
+            try:
+                services.review_item_decide(
+                    item=item,
+                    actor=_actor(request),
+                    decision=form.cleaned_data["decision"],
+                    note=form.cleaned_data["note"],
+                    corrected_label=form.cleaned_data.get("corrected_label", ""),
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.detail)
+            else:
+                messages.success(request, f"Decision recorded for {item}.")
+                following = ReviewItem.objects.filter(status=ReviewItem.Status.PENDING).order_by("created_at").first()
+                target = following.pk if following is not None else item.pk
+                return HttpResponseRedirect(reverse("admin:policy_reviewitem_change", args=[target]))
+        return self._item_page(request, item, form, status=400)
+
+    def override_rates_view(self, request: HttpRequest) -> HttpResponse:
+        """Override rate per model version, optionally for one model (a selector of the registry's names)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        model_name = request.GET.get("model", "").strip()
+        names = sorted(set(ReviewItem.objects.values_list("model_name", flat=True)))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Review outcomes and override rate per model",
+            "opts": self.model._meta,
+            "rows": review_override_rates(model_name=model_name or None),
+            "names": names,
+            "selected": model_name,
+        }
+        return TemplateResponse(request, "admin/policy/reviewitem/override_rates.html", context)
+
+
+def review_item_context(item: ReviewItem) -> dict[str, Any]:
+    """The probability chart and the input as a person sees it (or why only a digest exists)."""
+    from django.apps import apps
+
+    version = (
+        apps.get_model("inference", "ModelVersion")
+        .objects.filter(name=item.model_name, version=item.model_version)
+        .first()
+    )
+    labels = list(version.labels) if version is not None and version.labels else list(range(len(item.probabilities)))
+    event = AuditEvent.objects.filter(seq=item.audit_seq).only("raw_input", "input_digest").first()
+    raw = event.raw_input if event is not None else None
+    values = raw[item.instance_index] if isinstance(raw, list) and item.instance_index < len(raw) else None
+    image = None
+    if isinstance(values, list):
+        image = digit_image_svg(values=values, value_max=version.value_max if version is not None else 16.0)
+    return {
+        "probability_chart": mark_safe(  # noqa: S308 - every text in it is escaped by probability_chart_svg
+            probability_chart_svg(probabilities=item.probabilities, labels=labels, predicted=item.label)
         )
+        if item.probabilities
+        else None,
+        "rounded_probabilities": [f"{float(p):.3f}" for p in item.probabilities],
+        "input_image": mark_safe(image) if image else None,  # noqa: S308 - numbers only
+        "input_values": values,
+        "input_digest": event.input_digest if event is not None else "",
+    }

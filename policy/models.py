@@ -191,8 +191,16 @@ class ReviewItem(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         REVIEWED = "reviewed", "Reviewed"
+        ESCALATED = "escalated", "Escalated"
+
+    class Decision(models.TextChoices):
+        CONFIRMED = "confirmed", "Confirmed: the prediction is right"
+        OVERRIDDEN = "overridden", "Overridden: the correct label is another"
+        ESCALATED = "escalated", "Escalated: needs a second opinion"
 
     audit_seq = models.BigIntegerField(db_index=True, help_text="AuditEvent.seq of the request.")
+    instance_index = models.PositiveIntegerField(default=0, help_text="Position of the instance in its request.")
+    probabilities = models.JSONField(default=list, blank=True, help_text="Class probabilities, rounded to 4 places.")
     request_id = models.CharField(max_length=128, db_index=True)
     tenant_id = models.BigIntegerField(null=True, blank=True)
     tenant_slug = models.CharField(max_length=64)
@@ -201,7 +209,9 @@ class ReviewItem(models.Model):
     model_version = models.PositiveIntegerField()
     label = models.CharField(max_length=100)
     top_probability = models.FloatField()
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, default="")
+    corrected_label = models.CharField(max_length=100, blank=True, default="")
     reviewer = models.CharField(max_length=200, blank=True, default="")
     note = models.TextField(blank=True, default="")
     reviewed_at = models.DateTimeField(null=True, blank=True)
@@ -218,4 +228,4 @@ class ReviewItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.model_name}@{self.model_version} ({self.status})"
+        return f"{self.request_id} #{self.instance_index} {self.model_name}@{self.model_version} ({self.status})"

@@ -136,3 +136,37 @@ def request_decisions_get(*, request_id: str) -> list[dict[str, Any]]:
         labels = split_version_set(event.policy_versions)
         out.append({"event": event, "versions": list(policy_versions_by_labels(labels=labels).items())})
     return out
+
+
+def review_override_rates(*, model_name: str | None = None) -> list[dict[str, Any]]:
+    """Per model version: decided items, overrides, escalations, pending, and the override rate (for monitoring)."""
+    from django.db.models import Count, Q
+
+    from policy.models import ReviewItem
+
+    rows = ReviewItem.objects.all()
+    if model_name:
+        rows = rows.filter(model_name=model_name)
+    grouped = (
+        rows.values("model_name", "model_version")
+        .annotate(
+            decided=Count("pk", filter=Q(status=ReviewItem.Status.REVIEWED)),
+            overridden=Count("pk", filter=Q(decision=ReviewItem.Decision.OVERRIDDEN)),
+            escalated=Count("pk", filter=Q(status=ReviewItem.Status.ESCALATED)),
+            pending=Count("pk", filter=Q(status=ReviewItem.Status.PENDING)),
+        )
+        .order_by("model_name", "-model_version")
+    )
+    return [
+        {**row, "override_rate": (row["overridden"] / row["decided"]) if row["decided"] else None} for row in grouped
+    ]
+
+
+def review_pending_counts() -> dict[str, int]:
+    """Items waiting for a first decision, and escalated ones waiting for a second opinion."""
+    from django.db.models import Count
+
+    from policy.models import ReviewItem
+
+    counts = dict(ReviewItem.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    return {"pending": counts.get("pending", 0), "escalated": counts.get("escalated", 0)}

@@ -456,10 +456,19 @@ def review_items_create(
     principal: Principal,
     model: ModelFacts,
     predictions: list[tuple[int | str, float]],
+    instances: list[tuple[int, Any]] | None = None,
 ) -> int:
-    """Queue several predictions of one request in one INSERT (batch requests); returns how many."""
+    """Queue several predictions of one request in one INSERT (batch requests); returns how many.
+
+    ``instances``, aligned with ``predictions``, gives each one's index in the
+    request and its probability vector (stored rounded to 4 places), so a
+    reviewer can tell the items of one request apart and see the alternatives.
+    """
+    details = instances if instances is not None else [(index, []) for index in range(len(predictions))]
     items = [
         ReviewItem(
+            instance_index=index,
+            probabilities=[round(float(p), 4) for p in vector],
             audit_seq=audit_seq,
             request_id=request_id,
             tenant_id=principal.tenant_id,
@@ -470,7 +479,7 @@ def review_items_create(
             label=str(label),
             top_probability=float(top_probability),
         )
-        for label, top_probability in predictions
+        for (label, top_probability), (index, vector) in zip(predictions, details, strict=True)
     ]
     ReviewItem.objects.bulk_create(items)
     return len(items)
@@ -515,4 +524,63 @@ def review_item_resolve(*, item: ReviewItem, actor: str, note: str) -> ReviewIte
         locked.note,
         locked.reviewed_at,
     )
+    return locked
+
+
+def review_item_decide(
+    *, item: ReviewItem, actor: str, decision: str, note: str, corrected_label: str = ""
+) -> ReviewItem:
+    """Record a reviewer's decision on one queued prediction: confirm, override (with the right label) or escalate.
+
+    The note is mandatory; an override needs a corrected label different from
+    the predicted one.  An escalated item may be decided again (by a second
+    reviewer); a confirmed or overridden one may not.  Recorded in the audit
+    trail with the reviewed request's id, so override rates can be followed.
+    """
+    note = (note or "").strip()
+    corrected_label = (corrected_label or "").strip()
+    if decision not in ReviewItem.Decision.values:
+        raise ValidationFailed(f"decision must be one of {', '.join(ReviewItem.Decision.values)}.")
+    if not note:
+        raise ValidationFailed("A review needs a note saying what the reviewer concluded.")
+    if decision == ReviewItem.Decision.OVERRIDDEN:
+        if not corrected_label:
+            raise ValidationFailed("An override needs the corrected label.")
+    else:
+        corrected_label = ""
+    with transaction.atomic():
+        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if locked.status == ReviewItem.Status.REVIEWED:
+            raise ReviewItemConflict(f"Review item {locked.pk} was already reviewed by {locked.reviewer}.")
+        if decision == ReviewItem.Decision.OVERRIDDEN and corrected_label == locked.label:
+            raise ValidationFailed("The corrected label equals the predicted one; confirm the prediction instead.")
+        before = {"status": locked.status, "decision": locked.decision}
+        locked.status = (
+            ReviewItem.Status.ESCALATED if decision == ReviewItem.Decision.ESCALATED else ReviewItem.Status.REVIEWED
+        )
+        locked.decision = decision
+        locked.corrected_label = corrected_label
+        locked.reviewer = actor
+        locked.note = note
+        locked.reviewed_at = timezone.now()
+        locked.save(update_fields=["status", "decision", "corrected_label", "reviewer", "note", "reviewed_at"])
+        audit_change_record(
+            actor=actor,
+            action=f"review.{decision}",
+            target=f"review_item:{locked.pk}",
+            before=before,
+            after={"status": locked.status, "decision": decision, "corrected_label": corrected_label, "note": note},
+            tenant_id=locked.tenant_id,
+            tenant_slug=locked.tenant_slug,
+            event_type=AuditEvent.Type.REVIEW,
+            request_id=locked.request_id,
+            extra={
+                "audit_seq": locked.audit_seq,
+                "instance_index": locked.instance_index,
+                "model": f"{locked.model_name}@{locked.model_version}",
+                "label": locked.label,
+                "top_probability": locked.top_probability,
+                "admin_request_id": current_request_id(),
+            },
+        )
     return locked

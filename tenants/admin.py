@@ -5,25 +5,36 @@ Every save goes through ``tenants.services`` with the actor
 caches of every gateway process and are audited with before/after values
 exactly like command-line changes.
 
-A new key's secret is rendered once on a dedicated ``no-store`` page (after
-"Save" and after the rotate action) rather than through the messages
-framework, whose cookie/session storage would keep the secret around.
+A new key's secret is shown once, POST-redirect-GET: the POST that issues
+the key parks the secret in the shared cache under a random token bound to
+the user (five minutes at most) and redirects; the first GET of that page
+pops it, so a reload or the back button shows "already shown" and never
+issues another key.  Revoke and rotate live on the key's own page behind a
+confirmation with a required reason (and the grace period, for rotation).
 Tenants and keys are never deleted here: audit records refer to them;
 suspend a tenant or revoke a key instead.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.apps import apps
+from django.conf import settings
+from django.contrib import admin
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.safestring import mark_safe
 
+from core.admin_confirm import ReasonForm
 from core.errors import DomainError
 from tenants.charts import Series, quota_bar_svg, usage_chart_svg
 from tenants.models import ApiKey, Plan, Tenant
@@ -45,17 +56,28 @@ from tenants.services import (
     plan_delete,
     plan_save,
     tenant_save,
+    tenant_suspend,
+    tenant_unsuspend,
     tenant_validate,
 )
 from tenants.services.keys import models_validate
 
 CHART_DAYS = 30
 _ISSUED_ATTRIBUTE = "_maas_issued_keys"
+_ISSUED_CACHE = "admin-issued-key:{token}"
+# How long an unopened secret may wait in the cache, and how long "already shown" is remembered.
+ISSUED_SECRET_SECONDS = 300
+ISSUED_SHOWN_SECONDS = 24 * 3600
 
 
 def staff_actor(request: HttpRequest) -> str:
     """How audit records name an admin user."""
     return f"staff:{request.user.get_username()}"
+
+
+def _count(value: int | None) -> str:
+    """A limit with thousands separators; empty means unlimited."""
+    return "unlimited" if value is None else f"{value:,}"
 
 
 # --- plans -------------------------------------------------------------------------------
@@ -66,10 +88,10 @@ class PlanAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "rate_per_second",
-        "burst",
-        "daily_instances",
-        "monthly_instances",
-        "max_batch",
+        "burst_display",
+        "daily_display",
+        "monthly_display",
+        "max_batch_display",
         "max_concurrent_jobs",
         "tenant_count",
         "updated_at",
@@ -90,8 +112,24 @@ class PlanAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(_tenants=Count("tenants"))
 
     @admin.display(description="tenants", ordering="_tenants")
-    def tenant_count(self, plan: Plan) -> int:
-        return getattr(plan, "_tenants", 0)
+    def tenant_count(self, plan: Plan) -> str:
+        return f"{getattr(plan, '_tenants', 0):,}"
+
+    @admin.display(description="burst", ordering="burst")
+    def burst_display(self, plan: Plan) -> str:
+        return _count(plan.burst)
+
+    @admin.display(description="daily instances", ordering="daily_instances")
+    def daily_display(self, plan: Plan) -> str:
+        return _count(plan.daily_instances)
+
+    @admin.display(description="monthly instances", ordering="monthly_instances")
+    def monthly_display(self, plan: Plan) -> str:
+        return _count(plan.monthly_instances)
+
+    @admin.display(description="max batch", ordering="max_batch")
+    def max_batch_display(self, plan: Plan) -> str:
+        return _count(plan.max_batch)
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
         plan_save(plan=obj, actor=staff_actor(request))
@@ -105,8 +143,14 @@ class PlanAdmin(admin.ModelAdmin):
 
 
 # --- keys ----------------------------------------------------------------------------------
+def registered_model_names() -> list[str]:
+    """Names in the model registry, for the allow-list checkboxes."""
+    model_version = apps.get_model("inference", "ModelVersion")
+    return sorted(set(model_version.objects.values_list("name", flat=True)))
+
+
 class ApiKeyForm(forms.ModelForm):
-    """Scopes as checkboxes and allowed models as a comma-separated list."""
+    """Scopes and the model allow-list as checkboxes; nothing is typed as JSON."""
 
     scopes = forms.MultipleChoiceField(
         choices=[(scope, scope) for scope in ALL_SCOPES],
@@ -114,9 +158,11 @@ class ApiKeyForm(forms.ModelForm):
         initial=list(ALL_SCOPES),
         required=False,
     )
-    allowed_models = forms.CharField(
+    allowed_models = forms.MultipleChoiceField(
         required=False,
-        help_text="Comma-separated model names this key may call; empty = any of the tenant's models.",
+        widget=forms.CheckboxSelectMultiple,
+        label="Model allow-list",
+        help_text="Models this key may call; none ticked = any of the tenant's models.",
     )
 
     class Meta:
@@ -125,14 +171,16 @@ class ApiKeyForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        current = list(self.instance.allowed_models or []) if self.instance.pk is not None else []
+        names = sorted(set(registered_model_names()) | set(current))
+        self.fields["allowed_models"].choices = [(name, name) for name in names]
         if self.instance.pk is not None:
-            self.initial["allowed_models"] = ", ".join(self.instance.allowed_models or [])
+            self.initial["allowed_models"] = current
             self.initial["scopes"] = list(self.instance.scopes or [])
 
     def clean_allowed_models(self) -> list[str]:
-        raw = self.cleaned_data.get("allowed_models") or ""
         try:
-            return models_validate([part for part in raw.replace("\n", ",").split(",")])
+            return models_validate(list(self.cleaned_data.get("allowed_models") or []))
         except DomainError as exc:
             raise forms.ValidationError(exc.detail) from exc
 
@@ -141,6 +189,43 @@ class ApiKeyForm(forms.ModelForm):
         if not scopes:
             raise forms.ValidationError("Grant at least one scope.")
         return scopes
+
+
+class RevokeKeyForm(forms.Form):
+    """Revocation: effective within seconds everywhere; the reason goes to the audit trail."""
+
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), strip=True)
+
+
+class RotateKeyForm(forms.Form):
+    """Rotation: a successor now, the old key valid for the grace period; the reason is audited."""
+
+    grace_hours = forms.FloatField(min_value=0, max_value=24 * 90, label="Grace period (hours)")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), strip=True)
+
+
+def issued_stash(request: HttpRequest, issued: list[IssuedApiKey]) -> str:
+    """Park fresh secrets for the one GET that shows them; returns the page's token."""
+    token = secrets.token_urlsafe(24)
+    cache.set(
+        _ISSUED_CACHE.format(token=token),
+        {"user": request.user.pk, "keys": [(item.key.pk, item.raw_key) for item in issued], "shown": False},
+        ISSUED_SECRET_SECONDS,
+    )
+    return token
+
+
+def issued_pop(request: HttpRequest, token: str) -> tuple[list[ApiKey], dict[int, str], bool]:
+    """The keys of ``token`` and their secrets, the first time only; later calls get ``shown=True``."""
+    name = _ISSUED_CACHE.format(token=token)
+    entry = cache.get(name)
+    if not entry or entry["user"] != request.user.pk:
+        raise Http404("No such key page.")
+    secrets_by_pk = {} if entry["shown"] else {pk: raw for pk, raw in entry["keys"] if raw}
+    if not entry["shown"]:
+        cache.set(name, {**entry, "keys": [(pk, None) for pk, _ in entry["keys"]], "shown": True}, ISSUED_SHOWN_SECONDS)
+    keys = list(ApiKey.objects.select_related("tenant", "rotated_from").filter(pk__in=[pk for pk, _ in entry["keys"]]))
+    return keys, secrets_by_pk, bool(entry["shown"])
 
 
 @admin.register(ApiKey)
@@ -152,7 +237,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("revoked", "tenant__status", "tenant__region", "created_at")
     search_fields = ("prefix", "name", "tenant__slug", "tenant__name")
     list_select_related = ("tenant",)
-    actions = ("revoke_keys", "rotate_keys")
+    # Revoke and rotate are on each key's own page, behind a confirmation with a reason.
+    actions = None
+    change_form_template = "admin/tenants/apikey/change_form.html"
     readonly_fields = (
         "prefix",
         "created_by",
@@ -218,47 +305,95 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
         issued = getattr(request, _ISSUED_ATTRIBUTE, None)
         if issued:
-            return self._issued_page(request, issued, title="API key created")
+            return self._issued_redirect(request, issued)
         return super().response_add(request, obj, post_url_continue)
 
-    def _issued_page(self, request: HttpRequest, issued: list[IssuedApiKey], *, title: str) -> HttpResponse:
+    def _issued_redirect(self, request: HttpRequest, issued: list[IssuedApiKey]) -> HttpResponse:
+        token = issued_stash(request, issued)
+        return HttpResponseRedirect(reverse("admin:tenants_apikey_issued", args=[token]))
+
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path("issued/<str:token>/", wrap(self.issued_view), name="tenants_apikey_issued"),
+            path("<path:object_id>/revoke/", wrap(self.revoke_view), name="tenants_apikey_revoke"),
+            path("<path:object_id>/rotate/", wrap(self.rotate_view), name="tenants_apikey_rotate"),
+            *super().get_urls(),
+        ]
+
+    def issued_view(self, request: HttpRequest, token: str) -> HttpResponse:
+        """Shows new secrets exactly once; a reload or the back button finds them already shown."""
+        keys, secrets_by_pk, shown = issued_pop(request, token)
         response = TemplateResponse(
             request,
             "admin/tenants/apikey/issued.html",
             {
                 **self.admin_site.each_context(request),
-                "title": title,
-                "issued": issued,
+                "title": "API key issued" if len(keys) == 1 else "API keys issued",
+                "issued": [{"key": key, "raw_key": secrets_by_pk.get(key.pk)} for key in keys],
+                "already_shown": shown,
                 "opts": self.model._meta,
             },
         )
-        # The page holds a secret: no cache, no referrer leaks.
+        # The page holds a secret: no cache (and so no back-forward cache), no referrer leaks.
         response["Cache-Control"] = "no-store"
         response["Referrer-Policy"] = "no-referrer"
         return response
 
-    @admin.action(description="Revoke selected keys")
-    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        actor = staff_actor(request)
-        count = 0
-        for key in queryset.select_related("tenant"):
-            if not key.revoked:
-                api_key_revoke(key=key, reason=f"revoked in admin by {actor}", actor=actor)
-                count += 1
-        self.message_user(request, f"Revoked {count} key(s); every gateway process refuses them within seconds.")
+    def _key_for_change(self, request: HttpRequest, object_id: str) -> ApiKey:
+        key = get_object_or_404(ApiKey.objects.select_related("tenant"), pk=object_id)
+        if not self.has_change_permission(request, key):
+            raise PermissionDenied
+        return key
 
-    @admin.action(description="Rotate selected keys (old keys keep working for the grace period)")
-    def rotate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> HttpResponse | None:
-        actor = staff_actor(request)
-        issued: list[IssuedApiKey] = []
-        for key in queryset.select_related("tenant"):
+    def _confirm_page(self, request: HttpRequest, key: ApiKey, form: forms.Form, *, verb: str, **extra: Any) -> Any:
+        return TemplateResponse(
+            request,
+            "admin/tenants/apikey/confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{verb} key {key.prefix}?",
+                "verb": verb,
+                "key": key,
+                "key_status": api_key_status(key=key),
+                "form": form,
+                "opts": self.model._meta,
+                "original": key,
+                **extra,
+            },
+        )
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, with a reason, then revoke; every gateway process refuses the key within seconds."""
+        key = self._key_for_change(request, object_id)
+        form = RevokeKeyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            api_key_revoke(key=key, reason=form.cleaned_data["reason"], actor=staff_actor(request))
+            self.message_user(request, f"Key {key.prefix} revoked; every gateway process refuses it within seconds.")
+            return HttpResponseRedirect(reverse("admin:tenants_apikey_change", args=[key.pk]))
+        return self._confirm_page(request, key, form, verb="Revoke")
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, with a reason and the grace period, then issue the successor (shown once)."""
+        key = self._key_for_change(request, object_id)
+        form = RotateKeyForm(request.POST or None, initial={"grace_hours": settings.API_KEY_ROTATION_GRACE_HOURS})
+        if request.method == "POST" and form.is_valid():
             try:
-                issued.append(api_key_rotate(key=key, actor=actor))
+                issued = api_key_rotate(
+                    key=key,
+                    actor=staff_actor(request),
+                    grace_hours=form.cleaned_data["grace_hours"],
+                    reason=form.cleaned_data["reason"],
+                )
             except DomainError as exc:
-                messages.warning(request, f"{key.prefix}: {exc.detail}")
-        if not issued:
-            return None
-        return self._issued_page(request, issued, title="API keys rotated")
+                form.add_error(None, exc.detail)
+            else:
+                return self._issued_redirect(request, [issued])
+        return self._confirm_page(request, key, form, verb="Rotate")
+
+    @admin.display(description="allowed models")
+    def model_list(self, key: ApiKey) -> str:
+        return ", ".join(key.allowed_models or []) or "any"
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -268,7 +403,7 @@ class ApiKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ("prefix", "name", "key_status", "scopes", "expires_at", "grace_until", "last_used_at", "created_at")
+    fields = ("prefix", "name", "key_status", "scope_list", "expires_at", "grace_until", "last_used_at", "created_at")
     readonly_fields = fields
     ordering = ("-created_at",)
 
@@ -278,6 +413,10 @@ class ApiKeyInline(admin.TabularInline):
     @admin.display(description="status")
     def key_status(self, key: ApiKey) -> str:
         return api_key_status(key=key)
+
+    @admin.display(description="scopes")
+    def scope_list(self, key: ApiKey) -> str:
+        return ", ".join(key.scopes or [])
 
 
 # --- tenants --------------------------------------------------------------------------------
@@ -357,6 +496,81 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         tenant_save(tenant=obj, actor=staff_actor(request))
 
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path("usage/", wrap(self.usage_view), name="tenants_usage"),
+            path("<path:object_id>/usage/", wrap(self.usage_view), name="tenants_tenant_usage"),
+            path("<path:object_id>/suspend/", wrap(self.suspend_view), name="tenants_tenant_suspend"),
+            *super().get_urls(),
+        ]
+
+    def suspend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, with a reason, then suspend (or lift the suspension of) the tenant; both are audited."""
+        tenant = get_object_or_404(Tenant, pk=object_id)
+        if not self.has_change_permission(request, tenant):
+            raise PermissionDenied
+        suspending = tenant.status != Tenant.Status.SUSPENDED
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            change = tenant_suspend if suspending else tenant_unsuspend
+            change(tenant=tenant, reason=form.cleaned_data["reason"], actor=staff_actor(request))
+            self.message_user(
+                request,
+                f"Tenant {tenant.slug} suspended; its keys are refused within seconds."
+                if suspending
+                else f"Suspension of {tenant.slug} lifted.",
+            )
+            return HttpResponseRedirect(reverse("admin:tenants_tenant_change", args=[tenant.pk]))
+        live = tenant.api_keys.filter(revoked=False).count()
+        verb = "Suspend" if suspending else "Lift the suspension of"
+        return TemplateResponse(
+            request,
+            "admin/tenants/tenant/suspend.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{verb} {tenant.slug}?",
+                "verb": verb,
+                "tenant": tenant,
+                "live_keys": live,
+                "suspending": suspending,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+    def usage_view(self, request: HttpRequest, object_id: str | None = None) -> HttpResponse:
+        """Usage per key and per model over 7, 30 or 90 days, read-only, with a CSV download.
+
+        Open to whoever may view tenants and to compliance officers (who may read
+        the audit trail these figures are computed from).
+        """
+        if not (self.has_view_permission(request) or request.user.has_perm(USAGE_PERMISSION)):
+            raise PermissionDenied
+        tenants = list(Tenant.objects.order_by("slug").only("pk", "slug", "name"))
+        chosen = object_id or request.GET.get("tenant", "")
+        if chosen and not str(chosen).isdigit():
+            raise Http404("No such tenant.")
+        tenant = get_object_or_404(Tenant, pk=chosen) if chosen else (tenants[0] if tenants else None)
+        days = int(request.GET.get("days", "30")) if request.GET.get("days", "30") in {"7", "30", "90"} else 30
+        now = datetime.now(UTC)
+        until = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        summary = usage_summary(tenant=tenant, since=until - timedelta(days=days), until=until) if tenant else None
+        if tenant is not None and request.GET.get("format") == "csv":
+            return usage_csv(tenant=tenant, summary=summary, days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Usage of {tenant.slug}" if tenant else "Usage",
+            "opts": self.model._meta,
+            "tenant": tenant,
+            "tenants": tenants,
+            "days": days,
+            "ranges": (7, 30, 90),
+            "summary": summary,
+            "can_edit": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/tenants/tenant/usage.html", context)
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
@@ -365,6 +579,51 @@ class TenantAdmin(admin.ModelAdmin):
         if tenant is not None:
             context.update(tenant_usage_context(tenant))
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+USAGE_PERMISSION = "audit.view_auditevent"
+
+
+def usage_csv(*, tenant: Tenant, summary: Any, days: int) -> HttpResponse:
+    """The usage page as CSV: one row per key and per model version."""
+    import csv
+
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{tenant.slug}-{days}d.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "tenant",
+            "since",
+            "until",
+            "kind",
+            "label",
+            "requests",
+            "instances",
+            "refusals",
+            "errors",
+            "avg_latency_ms",
+            "max_latency_ms",
+        ]
+    )
+    for kind, rows in (("key", summary.keys), ("model", summary.models)):
+        for row in rows:
+            writer.writerow(
+                [
+                    tenant.slug,
+                    summary.since.isoformat(),
+                    summary.until.isoformat(),
+                    kind,
+                    row.label,
+                    row.requests,
+                    row.instances,
+                    row.refusals,
+                    row.errors,
+                    "" if row.avg_latency_ms is None else row.avg_latency_ms,
+                    "" if row.max_latency_ms is None else row.max_latency_ms,
+                ]
+            )
+    return response
 
 
 def tenant_usage_context(tenant: Tenant, *, now: datetime | None = None) -> dict[str, Any]:

@@ -60,6 +60,24 @@ def _own_checkpoint_log(settings, tmp_path):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _static_without_manifest():
+    """In-process tests render admin pages without running collectstatic first.
+
+    Production uses WhiteNoise's hashed manifest storage, which refuses to name
+    a file that was never collected; the browser tests collect and serve the
+    real thing through gunicorn.
+    """
+    from django.test import override_settings
+
+    storages = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(STORAGES=storages):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _fresh_test_redis():
     """Quota counters are keyed by tenant id, and every test database reuses ids: start each session empty."""
     if settings.REDIS_URL:

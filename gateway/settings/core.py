@@ -21,9 +21,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
     "core",
+    "drf_spectacular_sidecar",
     "tenants",
     "policy",
     "audit",
@@ -38,6 +40,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "gateway.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves collected, hashed, pre-compressed static files from the WSGI app itself (no DEBUG, no extra server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -68,6 +72,8 @@ ADMIN_OTP_REQUIRED_FOR_SUPERUSERS = env_bool("ADMIN_OTP_REQUIRED_FOR_SUPERUSERS"
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "MaaS Gateway")
 
 ROOT_URLCONF = "gateway.urls"
+# A rejected form gets a page in the admin's look (API clients a problem document).
+CSRF_FAILURE_VIEW = "gateway.error_pages.csrf_failure"
 WSGI_APPLICATION = "gateway.wsgi.application"
 ASGI_APPLICATION = "gateway.asgi.application"
 APPEND_SLASH = False
@@ -96,9 +102,16 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+# Admin dates as 2026-01-31 14:05:09 UTC: unambiguous, and always with their time zone.
+FORMAT_MODULE_PATH = ["gateway.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# `manage.py bootstrap` (make setup) runs collectstatic; WhiteNoise serves the hashed, compressed copies.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Bodies are bounded by plan limits in the pipeline; this is the hard ceiling.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 80 * 1024 * 1024
@@ -139,6 +152,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governed, multi-tenant Model-as-a-Service gateway.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc are served from the gateway's own static files (pinned by the sidecar package).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "APPEND_COMPONENTS": {
         "securitySchemes": {

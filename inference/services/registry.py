@@ -262,7 +262,7 @@ def model_file_verify(*, version: ModelVersion) -> None:
         raise ModelIntegrityFailed(f"Model {version.ref} failed verification: {exc.reason}.") from None
 
 
-def _activate(*, version: ModelVersion, actor: str, action: str) -> ModelVersion:
+def _activate(*, version: ModelVersion, actor: str, action: str, reason: str = "") -> ModelVersion:
     model_file_verify(version=version)
     try:
         with transaction.atomic():
@@ -295,6 +295,7 @@ def _activate(*, version: ModelVersion, actor: str, action: str) -> ModelVersion
                 target=target.name,
                 before={"active": previous.ref if previous else None},
                 after={"active": target.ref},
+                **_reason(reason),
             )
     except IntegrityError as exc:
         raise ModelLifecycleConflict(
@@ -304,13 +305,20 @@ def _activate(*, version: ModelVersion, actor: str, action: str) -> ModelVersion
     return target
 
 
-def model_version_activate(*, version: ModelVersion, actor: str) -> ModelVersion:
+def _reason(reason: str) -> dict[str, str]:
+    """The audit detail member for a stated reason (none when empty)."""
+    reason = (reason or "").strip()
+    return {"reason": reason[:500]} if reason else {}
+
+
+def model_version_activate(*, version: ModelVersion, actor: str, reason: str = "") -> ModelVersion:
     """Make ``version`` the one active version of its name (the previous one becomes staged).
 
     The file is verified first, so a broken file is refused here rather than
     in every gateway process.  Activating the active version is a no-op.
+    ``reason``, when given, is kept in the audit record.
     """
-    return _activate(version=version, actor=actor, action="model.activate")
+    return _activate(version=version, actor=actor, action="model.activate", reason=reason)
 
 
 def model_version_rollback(*, name: str, actor: str) -> ModelVersion:
@@ -324,8 +332,11 @@ def model_version_rollback(*, name: str, actor: str) -> ModelVersion:
     return _activate(version=previous, actor=actor, action="model.rollback")
 
 
-def model_version_retire(*, version: ModelVersion, actor: str) -> ModelVersion:
-    """Withdraw a version for good; the active version must be replaced (or rolled back) first."""
+def model_version_retire(*, version: ModelVersion, actor: str, reason: str = "") -> ModelVersion:
+    """Withdraw a version for good; the active version must be replaced (or rolled back) first.
+
+    ``reason``, when given, is kept in the audit record.
+    """
     with transaction.atomic():
         target = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if target.status == ModelVersion.Status.RETIRED:
@@ -346,6 +357,7 @@ def model_version_retire(*, version: ModelVersion, actor: str) -> ModelVersion:
             target=target.ref,
             before={"status": before},
             after={"status": target.status},
+            **_reason(reason),
         )
     return target
 

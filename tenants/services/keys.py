@@ -359,13 +359,14 @@ def api_key_revoke(*, key: ApiKey, reason: str, actor: str) -> ApiKey:
     return locked
 
 
-def api_key_rotate(*, key: ApiKey, actor: str, grace_hours: float | None = None) -> IssuedApiKey:
+def api_key_rotate(*, key: ApiKey, actor: str, grace_hours: float | None = None, reason: str = "") -> IssuedApiKey:
     """Issue a successor with the same tenant, name, scopes, models, expiry and overrides.
 
     The old key keeps working until ``grace_until`` (now + ``grace_hours``,
     default ``API_KEY_ROTATION_GRACE_HOURS``; 0 ends it at once), then answers
     ``api_key_expired``.  A revoked, expired or already rotated key cannot be
-    rotated (``Conflict``): rotation must never revive a key.
+    rotated (``Conflict``): rotation must never revive a key.  ``reason``, when
+    given, is kept in the audit record.
     """
     hours = settings.API_KEY_ROTATION_GRACE_HOURS if grace_hours is None else grace_hours
     if hours < 0:
@@ -399,6 +400,7 @@ def api_key_rotate(*, key: ApiKey, actor: str, grace_hours: float | None = None)
             before=before,
             after=key_snapshot(old),
             successor=issued.key.prefix,
+            **({"reason": reason.strip()[:500]} if reason.strip() else {}),
         )
     return issued
 

@@ -57,10 +57,33 @@ def test_officer_sees_the_trail_and_the_export_link(officer_client, sealed):
     assert officer_client.get("/admin/audit/legalhold/add/").status_code == 403
 
 
-def test_small_export_downloads_directly(officer_client, sealed, tmp_path):
+def test_small_export_is_written_at_once_and_links_file_and_manifest(officer_client, sealed, tmp_path):
     form = officer_client.get("/admin/audit/auditevent/export/")
-    assert form.status_code == 200 and b"Export" in form.content
+    assert form.status_code == 200 and b'type="datetime-local"' in form.content and b"Exclusive" in form.content
     response = officer_client.post("/admin/audit/auditevent/export/", {"format": "jsonl", "tenant": "globex"})
+    assert response.status_code == 302
+    export = AuditExport.objects.get()
+    assert export.status == AuditExport.Status.DONE
+    page = officer_client.get(response["Location"]).content.decode()
+    file_url = f"/admin/audit/auditexport/{export.pk}/download/"
+    assert file_url in page and f"/admin/audit/auditexport/{export.pk}/manifest/" in page and "is ready" in page
+    (tmp_path / "f").write_bytes(b"".join(officer_client.get(file_url).streaming_content))
+    (tmp_path / "fm").write_text(json.dumps(export.manifest))
+    assert verify_export(tmp_path / "f", tmp_path / "fm", public_key_pem=trusted_pem()).ok
+
+
+def test_export_form_refuses_unknown_tenant_and_model(officer_client, sealed):
+    response = officer_client.post("/admin/audit/auditevent/export/", {"format": "csv", "tenant": "acmee"})
+    assert response.status_code == 200 and "No tenant &#x27;acmee&#x27;" in response.content.decode()
+    response = officer_client.post("/admin/audit/auditevent/export/", {"format": "csv", "model": "nope"})
+    assert "No model &#x27;nope&#x27;" in response.content.decode()
+    assert not AuditExport.objects.exists()
+
+
+def test_small_export_can_still_stream_directly(officer_client, sealed, tmp_path):
+    response = officer_client.post(
+        "/admin/audit/auditevent/export/", {"format": "jsonl", "tenant": "globex", "stream": "1"}
+    )
     assert response.status_code == 200 and response.streaming
     body = b"".join(response.streaming_content)
     export = AuditExport.objects.get(pk=int(response["X-Audit-Export-Id"]))
@@ -73,10 +96,17 @@ def test_small_export_downloads_directly(officer_client, sealed, tmp_path):
 
 
 def test_manifest_of_unknown_or_unfinished_export_is_a_problem(officer_client, django_user_model):
-    assert_problem(officer_client.get("/admin/audit/auditexport/999/manifest/"), 404, "audit_export_not_found")
+    as_json = {"HTTP_ACCEPT": "application/json"}
+    assert_problem(
+        officer_client.get("/admin/audit/auditexport/999/manifest/", **as_json), 404, "audit_export_not_found"
+    )
     pending = AuditExport.objects.create(requested_by="staff:olga", format="csv")
     url = f"/admin/audit/auditexport/{pending.pk}/manifest/"
-    assert_problem(officer_client.get(url), 409, "audit_export_not_ready")
+    assert_problem(officer_client.get(url, **as_json), 409, "audit_export_not_ready")
+    # A person in the admin gets the same answer as a page with a way back.
+    page = officer_client.get(url, HTTP_ACCEPT="text/html")
+    assert page.status_code == 409 and page["Content-Type"].startswith("text/html")
+    assert b"Admin home" in page.content
     # Staff without the export permission are still refused before the selector runs.
     viewer = django_user_model.objects.create_user(username="vic", password="pw-vic-12345", is_staff=True)
     other = Client()
@@ -137,3 +167,45 @@ def test_legal_hold_admin_places_and_releases_through_services(admin_client):
         "legal_hold.place",
         "legal_hold.release",
     ]
+
+
+def test_officer_dashboard_shows_seal_status_and_verify_now_records_the_outcome(
+    officer_client, sealed, celery_eager, django_capture_on_commit_callbacks
+):
+    page = officer_client.get("/admin/audit/auditevent/compliance/").content.decode()
+    assert "Sealed blocks" in page and "No verification recorded yet." in page
+    assert ">3 (" in page and "<td>12</td>" in page  # three blocks, twelve sealed events
+    with django_capture_on_commit_callbacks(execute=True):
+        response = officer_client.post("/admin/audit/auditevent/compliance/verify/")
+    assert response.status_code == 302
+    requested = AuditEvent.objects.get(action="audit.verify.requested")
+    outcome = AuditEvent.objects.get(action="audit.verify")
+    assert requested.actor == outcome.actor == "staff:olga"
+    assert outcome.detail["ok"] is True and outcome.detail["blocks_verified"] == 3
+    assert outcome.detail["request_seq"] == requested.seq
+    page = officer_client.get("/admin/audit/auditevent/compliance/").content.decode()
+    assert "Verified: no problems" in page and "staff:olga" in page
+    assert officer_client.get("/admin/audit/auditevent/compliance/verify/").status_code == 403  # POST only
+
+
+def test_audit_event_page_names_its_block_and_serves_a_verifiable_inclusion_proof(officer_client, sealed):
+    from audit.merkle import verify_inclusion
+
+    event = sealed[6]
+    page = officer_client.get(f"/admin/audit/auditevent/{event.seq}/change/").content.decode()
+    assert "block 2" in page and f"/admin/audit/auditevent/{event.seq}/proof/" in page
+    proof = officer_client.get(f"/admin/audit/auditevent/{event.seq}/proof/").json()
+    assert proof["event_id"] == str(event.event_id) and proof["block"] == 2
+    assert verify_inclusion(
+        leaf=bytes.fromhex(proof["leaf_hash"]),
+        index=proof["leaf_index"],
+        size=proof["tree_size"],
+        proof=[bytes.fromhex(h) for h in proof["proof"]],
+        root=bytes.fromhex(proof["merkle_root"]),
+    )
+
+
+def test_export_form_carries_the_audit_list_filters(officer_client, sealed):
+    form = officer_client.get("/admin/audit/auditevent/export/?event_type__exact=request&decision__exact=deny")
+    html = form.content.decode()
+    assert '<option value="request" selected>' in html and '<option value="deny" selected>' in html

@@ -263,6 +263,14 @@ def test_low_confidence_predictions_are_flagged_for_review(client, digits, make_
     assert [p["needs_review"] for p in flagged.json()["predictions"]] == [True, True]
     assert AuditEvent.objects.get(request_id=flagged["X-Request-ID"]).needs_review is True
     assert ReviewItem.objects.filter(request_id=flagged["X-Request-ID"]).count() == 2
+    # One item per flagged instance, told apart by its index, with the rounded probability vector.
+    items = list(ReviewItem.objects.filter(request_id=flagged["X-Request-ID"]).order_by("instance_index"))
+    assert [item.instance_index for item in items] == [0, 1]
+    answered = flagged.json()["predictions"]
+    for item, prediction in zip(items, answered, strict=True):
+        assert len(item.probabilities) == 10
+        assert all(p == round(p, 4) for p in item.probabilities)
+        assert item.probabilities == pytest.approx(prediction["probabilities"], abs=1e-4)
     # the baseline threshold (0.6) does not flag a confident prediction
     confident = post(client, PREDICT, {"instances": [digit_rows[0].tolist()], "purpose": "research"}, relaxed)
     assert confident.json()["predictions"][0]["needs_review"] is False

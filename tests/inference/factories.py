@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import factory
 
-from inference.models import TrainingRun
+from inference.models import ModelVersion, TrainingRun
 
 
 class TrainingRunFactory(factory.django.DjangoModelFactory):
@@ -16,3 +16,21 @@ class TrainingRunFactory(factory.django.DjangoModelFactory):
     model_name = "digits"
     epochs = 2
     requested_by = factory.Sequence(lambda n: f"staff:user{n}")
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A registry row without a file: enough for admin pages and forms that only read the registry."""
+
+    class Meta:
+        model = ModelVersion
+
+    name = "digits"
+    version = factory.Sequence(lambda n: n + 1)
+    file_path = factory.LazyAttribute(lambda o: f"{o.name}/{o.version}/model.onnx")
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    file_size = 1024
+    input_width = 64
+    value_min = 0.0
+    value_max = 16.0
+    labels = factory.LazyFunction(lambda: list(range(10)))
+    created_by = "test"

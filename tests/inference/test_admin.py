@@ -17,12 +17,12 @@ def staff(admin_client):
     return admin_client
 
 
-def _action(client, action: str, *versions: ModelVersion):
-    return client.post(
-        reverse("admin:inference_modelversion_changelist"),
-        {"action": action, "_selected_action": [v.pk for v in versions]},
-        follow=True,
-    )
+def _action(client, action: str, *versions: ModelVersion, reason: str | None = "because"):
+    """Run an admin action; consequential ones are confirmed with ``reason`` (``None``: stop at the question)."""
+    data = {"action": action, "_selected_action": [v.pk for v in versions]}
+    if reason is not None:
+        data.update(apply="1", reason=reason)
+    return client.post(reverse("admin:inference_modelversion_changelist"), data, follow=True)
 
 
 def test_changelist_and_detail_render(staff, register):
@@ -119,3 +119,30 @@ def test_start_again_action_queues_a_copy(staff, monkeypatch, django_capture_on_
         )
     copy = TrainingRun.objects.exclude(pk=original.pk).get()
     assert (copy.epochs, copy.status, copy.requested_by) == (3, "queued", "staff:admin") and sent == [copy.pk]
+
+
+def test_activation_asks_for_a_reason_and_warns_about_lower_accuracy(staff, register):
+    first = register(activate=True)
+    ModelVersion.objects.filter(pk=first.pk).update(metrics={"accuracy": 0.97})
+    second = register()
+    ModelVersion.objects.filter(pk=second.pk).update(metrics={"accuracy": 0.91})
+    question = _action(staff, "activate_selected", second, reason=None).content.decode()
+    assert "lower recorded accuracy (0.9100) than the active digits@1 (0.9700)" in question
+    assert 'name="reason"' in question
+    assert ModelVersion.objects.get(pk=first.pk).status == "active"  # asking is not doing
+    _action(staff, "activate_selected", second, reason="")
+    assert ModelVersion.objects.get(pk=first.pk).status == "active"  # no reason, no change
+    _action(staff, "activate_selected", second, reason="canary passed")
+    assert ModelVersion.objects.get(pk=second.pk).status == "active"
+    event = AuditEvent.objects.filter(action="model.activate", actor="staff:admin").get()
+    assert event.detail["reason"] == "canary passed"
+
+
+def test_retirement_asks_for_a_reason_recorded_with_the_actor(staff, register):
+    register(activate=True)
+    staged = register()
+    assert b'name="reason"' in _action(staff, "retire_selected", staged, reason=None).content
+    assert ModelVersion.objects.get(pk=staged.pk).status == "staged"
+    _action(staff, "retire_selected", staged, reason="superseded")
+    event = AuditEvent.objects.get(action="model.retire")
+    assert event.actor == "staff:admin" and event.detail["reason"] == "superseded"

@@ -11,7 +11,9 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.services import kill_switch_engage, policy_create
+from tests.inference.factories import ModelVersionFactory
 from tests.policy.factories import ReviewItemFactory
+from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.policy.urls_admin")]
 
@@ -155,6 +157,7 @@ def test_decided_by_page_shows_the_versions_recorded_for_a_request(staff):
 
 
 def test_kill_switch_engage_and_lift_from_admin(staff):
+    ModelVersionFactory(name="digits")
     response = staff.post(
         reverse("admin:policy_killswitch_add"), {"target_type": "model", "target": "digits", "reason": "Drift found"}
     )
@@ -191,20 +194,56 @@ def test_kill_switch_engage_and_lift_from_admin(staff):
     assert AuditEvent.objects.filter(event_type="policy.kill_switch", action="kill_switch.lift").count() == 1
 
 
-def test_review_queue_mark_reviewed_needs_a_note(staff):
-    item = ReviewItemFactory()
-    changelist = reverse("admin:policy_reviewitem_changelist")
-    assert item.request_id in staff.get(changelist).content.decode()
-    ask = staff.post(changelist, {"action": "mark_reviewed", "_selected_action": [item.pk]})
-    assert ask.status_code == 200 and "Review note" in ask.content.decode()
-    done = staff.post(
-        changelist, {"action": "mark_reviewed", "_selected_action": [item.pk], "apply": "1", "text": "Label confirmed"}
-    )
+def test_kill_switch_for_an_unknown_target_is_refused(staff):
+    TenantFactory(slug="acme", plan=PlanFactory())
+    add = reverse("admin:policy_killswitch_add")
+    response = staff.post(add, {"target_type": "tenant", "target": "acmee", "reason": "abuse"})
+    assert response.status_code == 200 and "No tenant (slug) &#x27;acmee&#x27; exists" in response.content.decode()
+    assert not KillSwitch.objects.exists()
+    assert staff.post(add, {"target_type": "tenant", "target": "acme", "reason": "abuse"}).status_code == 302
+    listing = staff.get(reverse("admin:policy_killswitch_changelist")).content.decode()
+    assert "tenant acme (active) and its 0 unrevoked key(s)" in listing
+
+
+def test_review_item_is_decided_on_its_own_page_with_a_note(staff):
+    item = ReviewItemFactory(label="7", probabilities=[0.0, 0.01, 0.0, 0.3, 0.0, 0.0, 0.0, 0.41, 0.28, 0.0])
+    changelist = staff.get(reverse("admin:policy_reviewitem_changelist")).content.decode()
+    assert item.request_id[:12] in changelist and "41.0%" in changelist
+    page = staff.get(reverse("admin:policy_reviewitem_change", args=[item.pk])).content.decode()
+    assert 'class="maas-prob-chart"' in page and "0.410" in page
+    assert 'id="maas-digest-only"' in page  # the factory's request retained no raw input
+    decide = reverse("admin:policy_reviewitem_decide", args=[item.pk])
+    refused = staff.post(decide, {"decision": "overridden", "note": "it is a 3"})
+    assert refused.status_code == 400 and "corrected label" in refused.content.decode()
+    done = staff.post(decide, {"decision": "overridden", "corrected_label": "3", "note": "it is a 3"})
     assert done.status_code == 302
     item.refresh_from_db()
-    assert (item.status, item.reviewer, item.note) == (ReviewItem.Status.REVIEWED, "staff:alice", "Label confirmed")
-    assert AuditEvent.objects.filter(event_type="policy.review", actor="staff:alice").exists()
+    assert (item.status, item.decision, item.corrected_label, item.reviewer) == (
+        ReviewItem.Status.REVIEWED,
+        "overridden",
+        "3",
+        "staff:alice",
+    )
+    event = AuditEvent.objects.get(event_type="policy.review", action="review.overridden")
+    assert event.actor == "staff:alice" and event.detail["after"]["corrected_label"] == "3"
+    rates = staff.get(reverse("admin:policy_reviewitem_override_rates"), {"model": "digits"}).content.decode()
+    assert "<td>digits@1</td><td>1</td><td>1</td>" in rates and "100 %" in rates
     assert staff.get(reverse("admin:policy_reviewitem_add")).status_code == 403
+
+
+def test_review_model_column_names_the_model_not_none(staff):
+    ReviewItemFactory(model_name="digits", model_version=4)
+    changelist = staff.get(reverse("admin:policy_reviewitem_changelist")).content.decode()
+    assert "digits@4" in changelist and "@None" not in changelist
+
+
+def test_review_item_shows_the_retained_input_as_an_image(staff):
+    from audit.services import audit_event_record
+
+    event = audit_event_record(event_type="request", http_status=200, raw_input=[[0.0] * 64, [16.0] * 64])
+    item = ReviewItemFactory(audit_seq=event.seq, instance_index=1)
+    page = staff.get(reverse("admin:policy_reviewitem_change", args=[item.pk])).content.decode()
+    assert 'class="maas-digit"' in page and "rgb(0,0,0)" in page and "Instance #1" in page
 
 
 def test_staff_without_permissions_are_refused(client, django_user_model):

@@ -1,7 +1,8 @@
 """``manage.py bootstrap``: the idempotent part of ``make setup``.
 
 Migrates (as the owner role when ``DATABASE_OWNER_URL`` is set, then grants
-the application role its privileges: ``db_grants``), makes sure the default model is trained and active, makes sure the
+the application role its privileges: ``db_grants``), collects the static files
+(admin, API docs) that WhiteNoise serves, makes sure the default model is trained and active, makes sure the
 demo tenant and its key exist, and creates a superuser only when
 ``DJANGO_SUPERUSER_PASSWORD`` is set.  Each step reuses what exists, so a
 second run takes seconds.
@@ -32,6 +33,8 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("==> database roles")
         call_command("db_grants", stdout=self.stdout)
+        self.stdout.write("==> collecting static files (admin, API docs)")
+        call_command("collectstatic", interactive=False, verbosity=0)
         if not options["skip_model"]:
             self.stdout.write("==> default model")
             call_command("ensure_default_model")
