@@ -97,3 +97,11 @@ def model_store(settings, tmp_path):
     serving_caches_clear()
     yield store
     serving_caches_clear()
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The bundled regression and image models (``inference.training.bundled``), trained once per session."""
+    from inference.training import bundled as trainers
+
+    return {name: train() for name, (train, _, _) in trainers.TRAINERS.items()}
