@@ -136,6 +136,11 @@ class ModelDetailApi(APIView):
     class OutputSerializer(ModelSummarySerializer):
         model_card = serializers.CharField()
         metrics = serializers.DictField()
+        plausible_range = serializers.ListField(
+            child=serializers.FloatField(),
+            allow_null=True,
+            help_text="Regression: [low, high]; a value outside it needs human review. Null otherwise.",
+        )
 
     @extend_schema(
         operation_id="models_retrieve",
@@ -150,7 +155,11 @@ class ModelDetailApi(APIView):
             info = model_detail_get(name=name) if name in visible else None
             if info is None:
                 raise ModelNotFound(f"No model named {name!r} is available to this key.")
-            body = _model_summary(info) | {"model_card": info.model_card, "metrics": info.metrics}
+            body = _model_summary(info) | {
+                "model_card": info.model_card,
+                "metrics": info.metrics,
+                "plausible_range": list(info.plausible_range) if info.plausible_range else None,
+            }
             headers = call.record_success()
         return JsonResponse(body, headers=headers)
 

@@ -437,11 +437,13 @@ def model_version_update(
     risk_tier: str | None = None,
     region: str | None = None,
     model_card: str | None = None,
+    plausible_range: tuple[float, float] | None = None,
 ) -> ModelVersion:
-    """Change a version's governance facts (risk tier, region, model card), audited.
+    """Change a version's governance facts (risk tier, region, model card, plausible range), audited.
 
-    Risk tier and region feed policy decisions, so a change bumps the
-    ``models`` generation: every process re-reads them within about a second.
+    Risk tier and region feed policy decisions, and a regression model's
+    plausible range decides which values need human review, so a change bumps
+    the ``models`` generation: every process re-reads them within about a second.
     """
     with transaction.atomic():
         target = ModelVersion.objects.select_for_update().get(pk=version.pk)
@@ -450,11 +452,19 @@ def model_version_update(
             risk_tier=target.risk_tier if risk_tier is None else risk_tier,
             region=target.region if region is None else region,
         )
-        changes = {
-            field: value
-            for field, value in (("risk_tier", risk_tier), ("region", region), ("model_card", model_card))
-            if value is not None and getattr(target, field) != value
-        }
+        updates: list[tuple[str, Any]] = [("risk_tier", risk_tier), ("region", region), ("model_card", model_card)]
+        if plausible_range is not None:
+            low, high = (float(v) for v in plausible_range)
+            _kind_check(
+                name=target.name,
+                kind=target.output_kind,
+                output="",
+                shape=(2, 1),
+                labels=None,
+                plausible=(low, high),
+            )
+            updates += [("plausible_min", low), ("plausible_max", high)]
+        changes = {field: value for field, value in updates if value is not None and getattr(target, field) != value}
         if not changes:
             return target
         before = {field: getattr(target, field) for field in changes}

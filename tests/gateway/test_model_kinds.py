@@ -219,6 +219,8 @@ def test_regression_values_out_of_the_plausible_range_need_review(client, kinds,
     assert ReviewItem.objects.filter(request_id=answer["X-Request-ID"]).count() == 1
     meta = client.get("/v1/models/price", **caller.headers).json()
     assert meta["output_kind"] == "regression" and meta["labels"] == []
+    assert meta["plausible_range"] == [50.0, 150.0]
+    assert client.get("/v1/models/iris", **caller.headers).json()["plausible_range"] is None
 
 
 def test_job_of_a_regression_model_flags_and_summarises_values(
@@ -346,3 +348,21 @@ def test_registration_reads_kinds_from_the_output_shape(model_store):
     assert (regression.output_kind, multi.output_kind) == ("regression", "tensor")
     assert [i["dtype"] for i in multi.signature["inputs"]] == ["float32", "int64", "bool"]
     assert multi.signature["inputs"][2]["shape"] == ["batch", 2]
+
+
+def test_plausible_range_is_changed_as_an_audited_governance_fact(client, kinds, make_caller):
+    from gateway.errors import InvalidInput
+    from gateway.invalidation import clock
+    from inference.services import model_version_update
+
+    caller = make_caller()
+    assert v1(client, caller, "price", [[1.0, 1.0, 1.0]]).json()["predictions"][0]["needs_review"] is False  # 107
+    model_version_update(version=kinds["price"], actor="staff:test", plausible_range=(0, 100))
+    clock.reset()  # as every process does within about a second of the generation bump
+    assert v1(client, caller, "price", [[1.0, 1.0, 1.0]]).json()["predictions"][0]["needs_review"] is True
+    change = AuditEvent.objects.filter(action="model.update").latest("seq")
+    assert change.detail["after"] == {"plausible_min": 0.0, "plausible_max": 100.0}
+    with pytest.raises(InvalidInput, match="regression models only"):
+        model_version_update(version=kinds["iris"], actor="staff:test", plausible_range=(0, 1))
+    with pytest.raises(InvalidInput, match="is empty"):
+        model_version_update(version=kinds["price"], actor="staff:test", plausible_range=(5, 5))
