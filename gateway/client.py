@@ -12,6 +12,14 @@ Usage::
     receipt = client.get_receipt(result["request_id"])  # once sealed (None until then)
     assert MaaSClient.verify_receipt(receipt, public_key_pem=open("audit-key.pem").read()).ok
 
+Instances follow the model's signature (``get_model(name)["signature"]``):
+lists or numpy arrays of the one input's shape and element type (numpy
+integers and booleans stay integers and booleans), objects keyed by input
+name, or a mapping of input name to a whole batch (one array per input)::
+
+    client.predict("digit-images", images_uint8)            # [n, 8, 8, 1] integers
+    client.predict("multi", {"a": a_batch, "b": b_batch})  # several inputs by name
+
 Errors are raised as :class:`MaaSError` subclasses carrying the problem's
 stable ``code``; 429 (rate limits) and 503 answers are retried, honouring
 ``Retry-After`` up to ``max_retry_wait`` seconds.
@@ -24,7 +32,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -86,6 +94,32 @@ def _error_class(status: int, code: str) -> type[MaaSError]:
     return InvalidRequestError
 
 
+def _jsonable(value: Any) -> Any:
+    # numpy arrays and scalars expose tolist()/item(): ints stay ints, bools stay bools.
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def instances_json(instances: Any) -> list[Any]:
+    """Instances as the API takes them: a list, one entry per instance.
+
+    A mapping of input name to a whole batch becomes one object per instance
+    keyed by input name; anything else (lists, tuples, numpy arrays, objects
+    per instance) keeps its element types.
+    """
+    if isinstance(instances, Mapping):
+        columns = {str(name): _jsonable(batch) for name, batch in instances.items()}
+        count = len(next(iter(columns.values()), []))
+        return [{name: column[i] for name, column in columns.items()} for i in range(count)]
+    converted = _jsonable(instances)
+    return converted if isinstance(converted, list) else [converted]
+
+
 class MaaSClient:
     """Client for the REST v1 API of the gateway."""
 
@@ -134,13 +168,18 @@ class MaaSClient:
     def predict(
         self,
         model: str,
-        instances: Sequence[Sequence[float]],
+        instances: Any,
         *,
         purpose: str | None = None,
         version: int | None = None,
     ) -> dict[str, Any]:
-        """A synchronous prediction; returns the response body."""
-        body: dict[str, Any] = {"instances": [list(map(float, row)) for row in instances]}
+        """A synchronous prediction; returns the response body.
+
+        Each prediction holds ``label`` and ``probabilities`` (classifiers),
+        ``value`` (regression) or ``outputs`` (raw tensors, by output name),
+        and ``needs_review``.
+        """
+        body: dict[str, Any] = {"instances": instances_json(instances)}
         if purpose is not None:
             body["purpose"] = purpose
         if version is not None:
@@ -151,14 +190,14 @@ class MaaSClient:
     def submit_job(
         self,
         model: str,
-        instances: Sequence[Sequence[float]],
+        instances: Any,
         *,
         purpose: str | None = None,
         version: int | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Queue an asynchronous batch prediction; resubmitting with the same key returns the same job."""
-        body: dict[str, Any] = {"model": model, "instances": [list(map(float, row)) for row in instances]}
+        body: dict[str, Any] = {"model": model, "instances": instances_json(instances)}
         if purpose is not None:
             body["purpose"] = purpose
         if version is not None:

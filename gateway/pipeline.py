@@ -9,7 +9,7 @@ Order (fixed, no endpoint may skip a step):
 5. model resolution        - the active (or requested) version, from the per-process registry
 6. policy decision         - ``policy.services.policy_decide`` (compiled, cached state)
 7. quota reservation       - ``tenants.services.quota_reserve`` (one atomic round trip)
-8. input validation        - ``inference.services.instances_validate``
+8. input validation        - ``inference.services.inputs_validate`` (against the file's signature)
 9. inference               - ``inference.services.model_predict``
 10. audit                  - one INSERT, before the response exists
 11. response               - with the IETF ``RateLimit-*`` headers
@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,14 +36,17 @@ from django.http import HttpRequest
 
 from audit.errors import AuditUnavailable
 from audit.services import audit_input_digest, audit_request_record
+from audit.services.recording import audit_input_payload
 from audit.services.retained import retained_input_store
 from core.errors import DomainError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from core.logging import current_request_id, set_request_context
 from core.sanitize import text_for_record, text_is_clean
 from gateway import metrics
 from inference.errors import BatchTooLarge, ModelNotFound, ModelVersionNotFound
+from inference.review import prediction_review
 from inference.selectors import model_detail_get, model_serving_get
-from inference.services import instances_validate, model_predict
+from inference.services import inputs_validate, model_predict
+from inference.signature import OutputKind
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
 from policy.facts import decision_headers
@@ -60,13 +63,20 @@ AUDIT_PREDICTION_DETAIL_MAX = 1024
 
 @dataclass
 class PredictionResult:
-    """What a governed prediction returns to the protocol layer."""
+    """What a governed prediction returns to the protocol layer.
+
+    ``labels`` and ``probabilities`` are a classifier's; ``values`` a regression's;
+    ``outputs`` holds every output of the graph (raw tensors are answered from it).
+    """
 
     model_name: str
     model_version: int
     labels: list[Any]
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
     needs_review: list[bool]
+    kind: str = OutputKind.PROBABILITIES
+    values: np.ndarray | None = None
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -188,6 +198,7 @@ class GovernedCall:
         self.needs_review = False
         self.audit_seq: int | None = None
         self.extra_detail: dict[str, Any] = {}
+        self._review_items: list[tuple[Any, float]] = []
         self._audited = False
         self._auth_attempted = False
 
@@ -307,17 +318,17 @@ class GovernedCall:
         self.reservation = quota_reserve(principal=self.principal, units=units)
         self.units = units
 
-    def validate(self, instances: Any, *, max_batch: int | None = None) -> np.ndarray:
-        """Step 8: shape, type, finiteness and range of every instance."""
+    def validate(self, instances: Any, *, max_batch: int | None = None) -> dict[str, np.ndarray]:
+        """Step 8: every input's presence, shape, type, finiteness and range; one array per input."""
         assert self.principal is not None and self.model is not None
         limit = max_batch if max_batch is not None else self.principal.limits.max_batch
-        batch = instances_validate(model=self.model, instances=instances, max_batch=limit)
-        payload = batch.tobytes()
-        self.input_digest = audit_input_digest(payload=payload)
+        feeds = inputs_validate(model=self.model, instances=instances, max_batch=limit)
+        # The digest covers every input (one input: its bytes, as it always was).
+        self.input_digest = audit_input_digest(payload=audit_input_payload(feeds))
         if self.decision is not None and self.decision.retain_raw_input and self.principal is not None:
             # Kept encrypted outside the sealed record, which commits to it by digest and id.
             retained = retained_input_store(
-                batch=batch,
+                feeds=feeds,
                 input_digest=self.input_digest,
                 days=self.decision.raw_input_retention_days,
                 tenant_id=self.principal.tenant_id,
@@ -325,54 +336,57 @@ class GovernedCall:
                 request_id=current_request_id(),
             )
             self.extra_detail["retained_input"] = retained.as_detail()
-        return batch
+        return feeds
 
-    def infer(self, batch: np.ndarray) -> PredictionResult:
-        """Step 9 and the human-oversight flags."""
+    def infer(self, batch: np.ndarray | dict[str, np.ndarray]) -> PredictionResult:
+        """Step 9 and the human-oversight flags, per output kind.
+
+        Oversight applies when policy sets a review threshold: a classifier's
+        prediction needs review when its top probability is below it, a
+        regression value when it leaves the model card's plausible range.
+        """
         assert self.model is not None and self.decision is not None
         started = time.perf_counter()
         prediction = model_predict(model=self.model, batch=batch)
         metrics.inference_latency(
             model=self.model.name, version=self.model.version, seconds=time.perf_counter() - started
         )
-        threshold = self.decision.review_threshold
-        top = np.asarray(prediction.top_probabilities, dtype=np.float64)
-        flags = (top < threshold).tolist() if threshold is not None else [False] * len(top)
-        self.needs_review = any(flags)
-        labels = list(prediction.labels)
-        if len(labels) <= AUDIT_PREDICTION_DETAIL_MAX:
-            self.prediction_summary = [
-                {"label": label, "top_probability": round(float(p), 6), "needs_review": flag}
-                for label, p, flag in zip(labels, top, flags, strict=True)
-            ]
-        else:
-            counts: dict[str, int] = {}
-            for label in labels:
-                counts[str(label)] = counts.get(str(label), 0) + 1
-            self.prediction_summary = {"count": len(labels), "labels": counts, "needs_review": sum(flags)}
-        self._flags_top = (labels, top, flags)
-        self._probabilities = prediction.probabilities
+        summary = prediction_review(
+            model=self.model, prediction=prediction, review_threshold=self.decision.review_threshold
+        )
+        self.needs_review = any(summary.flags)
+        self.prediction_summary = summary.audit(detail_max=AUDIT_PREDICTION_DETAIL_MAX)
+        self._review_items = summary.review_items()
+        # Each flagged instance's index and (for classifiers) probability vector, so a reviewer
+        # can tell the items of one request apart and see the alternatives.
+        probabilities = prediction.probabilities if summary.kind in OutputKind.CLASSIFIERS else None
+        self._review_instances = [
+            (index, probabilities[index] if probabilities is not None else [])
+            for index, flag in enumerate(summary.flags)
+            if flag
+        ]
         return PredictionResult(
             model_name=self.model.name,
             model_version=self.model.version,
-            labels=labels,
+            labels=list(prediction.labels),
             probabilities=prediction.probabilities,
-            needs_review=flags,
+            needs_review=summary.flags,
+            kind=prediction.kind,
+            values=prediction.values,
+            outputs=prediction.outputs,
         )
 
     def record_success(self, *, status: int = 200) -> dict[str, str]:
         """Step 10: the audit INSERT, then review items; returns the response headers."""
         self._audit(status=status, error_code="")
         if self.needs_review and self.audit_seq is not None:
-            labels, top, flags = self._flags_top
-            flagged = [index for index, flag in enumerate(flags) if flag]
             review_items_create(
                 audit_seq=self.audit_seq,
                 request_id=current_request_id(),
                 principal=self.principal,
                 model=self.model.facts(),
-                predictions=[(labels[index], float(top[index])) for index in flagged],
-                instances=[(index, self._probabilities[index]) for index in flagged],
+                predictions=self._review_items,
+                instances=self._review_instances,
             )
         return self.response_headers()
 

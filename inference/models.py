@@ -36,6 +36,15 @@ class RiskTier(models.TextChoices):
     PROHIBITED = "prohibited", "Prohibited"
 
 
+class OutputKind(models.TextChoices):
+    """How a version's primary output is read (the values of :class:`inference.signature.OutputKind`)."""
+
+    PROBABILITIES = "probabilities", "Class probabilities"
+    LOGITS = "logits", "Class logits (softmax applied)"
+    REGRESSION = "regression", "Regression values"
+    TENSOR = "tensor", "Raw tensors"
+
+
 class ModelVersion(models.Model):
     """One registered, checksummed ONNX file and everything governance needs to know about it."""
 
@@ -53,7 +62,19 @@ class ModelVersion(models.Model):
     input_width = models.PositiveIntegerField()
     value_min = models.FloatField(help_text="Smallest raw input value the model accepts.")
     value_max = models.FloatField(help_text="Largest raw input value the model accepts.")
-    labels = models.JSONField(default=list, help_text="Class label of each output column.")
+    labels = models.JSONField(default=list, help_text="Class label of each output column (integers or strings).")
+    output_kind = models.CharField(
+        max_length=16,
+        choices=OutputKind.choices,
+        default=OutputKind.PROBABILITIES,
+        help_text="How the primary output is read: class probabilities, logits, regression values or raw tensors.",
+    )
+    plausible_min = models.FloatField(
+        null=True, blank=True, help_text="Regression: values below it need human review (model card)."
+    )
+    plausible_max = models.FloatField(
+        null=True, blank=True, help_text="Regression: values above it need human review (model card)."
+    )
     metrics = models.JSONField(default=dict, blank=True)
     lineage = models.JSONField(default=dict, blank=True)
     risk_tier = models.CharField(max_length=16, choices=RiskTier.choices, default=RiskTier.LIMITED)
@@ -73,6 +94,12 @@ class ModelVersion(models.Model):
             models.UniqueConstraint(fields=["name"], condition=Q(status="active"), name="model_one_active_per_name"),
             models.CheckConstraint(condition=Q(version__gte=1), name="model_version_positive"),
             models.CheckConstraint(condition=Q(value_min__lt=models.F("value_max")), name="model_value_range_valid"),
+            models.CheckConstraint(
+                condition=Q(plausible_min__isnull=True)
+                | Q(plausible_max__isnull=True)
+                | Q(plausible_min__lt=models.F("plausible_max")),
+                name="model_plausible_range_valid",
+            ),
         ]
 
     def __str__(self) -> str:

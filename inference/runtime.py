@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from inference.signature import OutputKind, TensorSpec
 from policy.evaluator import ModelFacts
 
 logger = logging.getLogger("inference.runtime")
@@ -76,6 +77,12 @@ class ModelSpec:
     labels: tuple[Any, ...]
     risk_tier: str
     region: str
+    #: The full signature (empty: the legacy one float32 ``[batch, input_width]`` input).
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    output_kind: str = OutputKind.PROBABILITIES
+    plausible_min: float | None = None
+    plausible_max: float | None = None
 
     @property
     def ref(self) -> str:
@@ -100,6 +107,15 @@ class ServedModel:
         self.value_min = spec.value_min
         self.value_max = spec.value_max
         self.labels: list[Any] = list(spec.labels)
+        self.inputs: tuple[TensorSpec, ...] = spec.inputs or (
+            TensorSpec(spec.input_name, "float32", (None, spec.input_width)),
+        )
+        self.outputs: tuple[TensorSpec, ...] = spec.outputs or (
+            TensorSpec(spec.output_name, "float32", (None, len(spec.labels))),
+        )
+        self.output_kind = spec.output_kind
+        self.plausible_min = spec.plausible_min
+        self.plausible_max = spec.plausible_max
         # The provider that actually runs the graph (a requested CUDA provider
         # that failed to initialise leaves the CPU provider first).
         self.provider: str = session.get_providers()[0]
@@ -115,8 +131,13 @@ class ServedModel:
         return ModelFacts(name=self.name, version=self.version, risk_tier=self.risk_tier, region=self.region)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape ``(len(batch), len(labels))``, for a validated float32 batch."""
+        """The primary output (class probabilities for classifiers) for a validated one-input batch."""
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def run_all(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of the signature, by name, for validated feeds (one array per input)."""
+        names = [o.name for o in self.outputs]
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
 
     def __repr__(self) -> str:
         return f"<ServedModel {self.ref} sha256={self.sha256[:12]} provider={self.provider}>"
@@ -196,23 +217,28 @@ def load_model(spec: ModelSpec, *, providers: Sequence[str], intra_op_threads: i
             f"ONNX Runtime cannot load it: {exc}",
             public_reason="ONNX Runtime cannot load its model file",
         ) from exc
-    inputs = {i.name: i for i in session.get_inputs()}
+    inputs = {i.name for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
-    if spec.input_name not in inputs or spec.output_name not in outputs:
+    model = ServedModel(spec, session)
+    expected_in = {t.name for t in model.inputs}
+    expected_out = {t.name for t in model.outputs} | {spec.output_name}
+    if expected_in != inputs or not expected_out <= outputs:
         raise ModelLoadError(
             spec.ref,
             f"graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}; "
-            f"expected input {spec.input_name!r} and output {spec.output_name!r}",
+            f"expected inputs {sorted(expected_in)} and outputs {sorted(expected_out)}",
             public_reason="its graph does not match the registered signature",
         )
-    model = ServedModel(spec, session)
     # Warm-up: the first run allocates buffers and picks kernels; pay it here, not in a request.
-    probe = np.full((1, spec.input_width), spec.value_min, dtype=np.float32)
+    probe = {
+        t.name: np.full((1, *t.instance_shape), 0 if t.dtype == "bool" else spec.value_min).astype(t.dtype)
+        for t in model.inputs
+    }
     try:
-        output = model.run(probe)
+        output = model.run_all(probe)[spec.output_name] if spec.inputs else model.run(probe[spec.input_name])
     except Exception as exc:
         raise ModelLoadError(spec.ref, f"warm-up run failed: {exc}", public_reason="its model fails to run") from exc
-    if output.shape != (1, len(spec.labels)):
+    if spec.output_kind in OutputKind.CLASSIFIERS and output.shape != (1, len(spec.labels)):
         raise ModelLoadError(
             spec.ref,
             f"warm-up output has shape {output.shape}; expected (1, {len(spec.labels)})",

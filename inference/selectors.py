@@ -27,6 +27,7 @@ from core.invalidation import MODELS, LocalCache
 from inference.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
 from inference.models import ModelVersion
 from inference.runtime import ModelLoadError, ModelSpec, ServedModel, select_providers, sessions
+from inference.signature import tensors_from_signature
 from policy.evaluator import ModelFacts
 
 logger = logging.getLogger("inference.serving")
@@ -61,6 +62,8 @@ class ModelInfo:
     value_max: float
     created_at: str
     activated_at: str | None
+    output_kind: str = "probabilities"
+    plausible_range: tuple[float, float] | None = None
 
     def facts(self) -> ModelFacts:
         """What policy needs to know about the active version."""
@@ -91,6 +94,11 @@ def model_spec_from_row(row: ModelVersion) -> ModelSpec:
         labels=tuple(row.labels),
         risk_tier=row.risk_tier,
         region=row.region,
+        inputs=tensors_from_signature(row.signature, "inputs"),
+        outputs=tensors_from_signature(row.signature, "outputs"),
+        output_kind=row.output_kind,
+        plausible_min=row.plausible_min,
+        plausible_max=row.plausible_max,
     )
 
 
@@ -218,6 +226,8 @@ def _info_from_row(row: ModelVersion, versions: list[int]) -> ModelInfo:
         value_max=row.value_max,
         created_at=row.created_at.isoformat(),
         activated_at=row.activated_at.isoformat() if row.activated_at else None,
+        output_kind=row.output_kind,
+        plausible_range=(row.plausible_min, row.plausible_max) if row.plausible_min is not None else None,
     )
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from inference.signature import SignatureError, TensorSpec, inputs_check, tensors_from_signature
+
 MODEL_FILENAME = "model.onnx"
 #: ONNX metadata keys this project's exporter writes and registration reads back.  They
 #: live here, not in the training package, so registration never imports that package.
@@ -27,12 +29,15 @@ META_LABELS = "maas.labels"
 META_VALUE_MIN = "maas.value_min"
 META_VALUE_MAX = "maas.value_max"
 META_DATA_FINGERPRINT = "maas.data_fingerprint"
+META_OUTPUT_KIND = "maas.output_kind"
+META_PLAUSIBLE_MIN = "maas.plausible_min"
+META_PLAUSIBLE_MAX = "maas.plausible_max"
 #: The output a classifier exported by this project carries; other files may name it differently.
 PREFERRED_OUTPUT = "probabilities"
 
 
 class InvalidOnnxFile(ValueError):
-    """The bytes are not an ONNX classifier this gateway can serve; the message says why."""
+    """The bytes are not an ONNX model this gateway can serve; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def _describe(value_info: Any) -> dict[str, Any]:
 
 
 def onnx_signature(data: bytes) -> OnnxSignature:
-    """Read and check the signature: one float32 input ``[batch, width]``, a ``[batch, classes]`` output.
+    """Read and check the signature: typed inputs with one dynamic batch axis, at least one output.
 
     ``onnx`` is imported here, not at module level: only registration needs
     it, never the serving path.
@@ -135,45 +140,55 @@ def onnx_signature(data: bytes) -> OnnxSignature:
         "ir_version": int(model.ir_version),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
     }
-    if len(inputs) != 1:
-        raise InvalidOnnxFile(f"the graph has {len(inputs)} inputs; exactly one [batch, width] input is needed")
-    (tensor_in,) = inputs
-    width = tensor_in["shape"][1] if len(tensor_in["shape"]) == 2 else None
-    if tensor_in["dtype"] != "float32" or not isinstance(width, int) or width < 1:
-        raise InvalidOnnxFile(
-            f"input {tensor_in['name']!r} is {tensor_in['dtype']} {tensor_in['shape']}; "
-            "a float32 input of shape [batch, width] with a fixed width is needed"
-        )
+    specs = tensors_from_signature(signature, "inputs")
+    try:
+        inputs_check(specs)
+    except SignatureError as exc:
+        raise InvalidOnnxFile(str(exc)) from None
     if not outputs:
         raise InvalidOnnxFile("the graph has no outputs")
     tensor_out = next((o for o in outputs if o["name"] == PREFERRED_OUTPUT), outputs[0])
-    if len(tensor_out["shape"]) != 2:
-        raise InvalidOnnxFile(
-            f"output {tensor_out['name']!r} has shape {tensor_out['shape']}; [batch, classes] is needed"
-        )
-    classes = tensor_out["shape"][1]
+    shape_out = tensor_out["shape"]
+    classes = shape_out[1] if len(shape_out) == 2 else None
     return OnnxSignature(
         signature=signature,
-        input_name=tensor_in["name"],
-        input_width=width,
+        input_name=specs[0].name,
+        input_width=specs[0].instance_size,
         output_name=tensor_out["name"],
         n_classes=classes if isinstance(classes, int) else None,
     )
 
 
-def probe_classes(data: bytes, sig: OnnxSignature) -> int:
-    """Run the graph once on a batch of two zero rows; return the number of output classes.
+def probe_feeds(inputs: tuple[TensorSpec, ...], *, batch: int, fill: float = 0.0) -> dict[str, np.ndarray]:
+    """A batch of ``batch`` constant instances for every input (registration probe, load warm-up)."""
+    return {spec.name: np.full((batch, *spec.instance_shape), fill).astype(spec.dtype) for spec in inputs}
 
-    Proves the file loads in ONNX Runtime and has a dynamic batch dimension
-    before anyone can activate it.
+
+def probe_outputs(data: bytes, sig: OnnxSignature) -> dict[str, tuple[int, ...]]:
+    """Run the graph once on a batch of two; return every output's shape.
+
+    Proves the file loads in ONNX Runtime and that every output follows the
+    dynamic batch axis, before anyone can activate it.
     """
     import onnxruntime as ort
 
+    inputs = tensors_from_signature(sig.signature, "inputs")
+    names = [o["name"] for o in sig.signature["outputs"]]
     try:
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        output = session.run([sig.output_name], {sig.input_name: np.zeros((2, sig.input_width), np.float32)})[0]
+        results = session.run(names, probe_feeds(inputs, batch=2))
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         raise InvalidOnnxFile(f"ONNX Runtime cannot run it on a batch of 2: {exc}") from None
-    if output.ndim != 2 or output.shape[0] != 2:
-        raise InvalidOnnxFile(f"a batch of 2 produced output of shape {output.shape}; expected (2, classes)")
-    return int(output.shape[1])
+    shapes = {name: tuple(int(d) for d in np.shape(out)) for name, out in zip(names, results, strict=True)}
+    for name, shape in shapes.items():
+        if not shape or shape[0] != 2:
+            raise InvalidOnnxFile(f"a batch of 2 produced output {name!r} of shape {shape}; its first axis must be 2")
+    return shapes
+
+
+def probe_classes(data: bytes, sig: OnnxSignature) -> int:
+    """The number of columns of the primary output on a batch of two (classifiers)."""
+    shape = probe_outputs(data, sig)[sig.output_name]
+    if len(shape) != 2:
+        raise InvalidOnnxFile(f"a batch of 2 produced output of shape {shape}; expected (2, classes)")
+    return int(shape[1])

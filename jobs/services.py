@@ -25,10 +25,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_event_record, audit_input_digest
+from audit.services.recording import audit_input_payload
 from core.errors import DomainError
 from core.queue import task_enqueue
+from inference.review import prediction_review
 from inference.selectors import model_serving_get, model_version_get
 from inference.services import model_predict
+from inference.signature import OutputKind, tensors_from_signature
 from jobs.errors import IdempotencyKeyReused, TooManyJobs
 from jobs.governance import batch_job_recheck, refusal_detail
 from jobs.models import BatchJob
@@ -75,7 +78,7 @@ def batch_job_accept(
     *,
     principal: Principal,
     model: Any,
-    batch: np.ndarray,
+    batch: np.ndarray | dict[str, np.ndarray],
     purpose: str,
     policy_versions: str,
     review_threshold: float | None,
@@ -84,7 +87,7 @@ def batch_job_accept(
     digest: str,
     request_id: str,
 ) -> Acceptance:
-    """Store the validated input and the job row; enqueue it once the row is committed.
+    """Store the validated input (every input of the signature) and the job row; enqueue it once committed.
 
     A concurrent submission with the same ``Idempotency-Key`` may have inserted
     its row after the caller's :func:`batch_job_find_idempotent` missed it; the
@@ -92,6 +95,8 @@ def batch_job_accept(
     ``created=False`` (a replay, exactly as for a sequential duplicate; 409 if
     the bodies differ).
     """
+    feeds = batch if isinstance(batch, dict) else {model.inputs[0].name: batch}
+    total = int(next(iter(feeds.values())).shape[0])
     job = BatchJob(
         tenant_id=principal.tenant_id,
         tenant_slug=principal.tenant_slug,
@@ -105,8 +110,8 @@ def batch_job_accept(
         purpose=purpose,
         policy_versions=policy_versions,
         review_threshold=review_threshold,
-        total=int(batch.shape[0]),
-        units_reserved=int(batch.shape[0]),
+        total=total,
+        units_reserved=total,
         quota_state=quota_state,
         request_id=request_id,
     )
@@ -125,7 +130,8 @@ def batch_job_accept(
                     headers={"Retry-After": "5"},
                 )
             path.mkdir(parents=True, exist_ok=True)
-            np.save(path / "input.npy", np.ascontiguousarray(batch, dtype=np.float32))
+            for index, array in enumerate(feeds.values()):
+                np.save(path / _input_file(index), np.ascontiguousarray(array))
             job.save(force_insert=True)
             transaction.on_commit(lambda: _enqueue(job.id))
     except IntegrityError:
@@ -140,6 +146,28 @@ def batch_job_accept(
         shutil.rmtree(path, ignore_errors=True)  # refused or failed: no orphaned input
         raise
     return Acceptance(job=job, created=True)
+
+
+def _input_file(index: int) -> str:
+    # The first input keeps the name jobs always used; further inputs follow in signature order.
+    return "input.npy" if index == 0 else f"input.{index}.npy"
+
+
+def _result_files(kind: str, names: list[str]) -> list[str]:
+    """The result arrays a job of this output kind keeps, one per result tensor."""
+    if kind in OutputKind.CLASSIFIERS:
+        return ["probabilities.npy"]
+    if kind == OutputKind.REGRESSION:
+        return ["values.npy"]
+    return [f"output.{index}.npy" for index in range(len(names))]
+
+
+def _result_arrays(kind: str, prediction: Any, model: Any) -> list[np.ndarray]:
+    if kind in OutputKind.CLASSIFIERS:
+        return [prediction.probabilities]
+    if kind == OutputKind.REGRESSION:
+        return [prediction.values]
+    return [prediction.outputs[t.name] for t in model.outputs]
 
 
 def _enqueue(job_id: Any) -> None:
@@ -195,13 +223,13 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
     try:
         model = model_serving_get(name=job.model_name, version=job.model_version)
         path = job_dir(job.id)
-        inputs = np.load(path / "input.npy", mmap_mode="r")
-        results_path = path / "probabilities.npy"
-        classes = len(model.labels)
-        if results_path.exists():
-            results = np.lib.format.open_memmap(results_path, mode="r+")
-        else:
-            results = np.lib.format.open_memmap(results_path, mode="w+", dtype=np.float32, shape=(job.total, classes))
+        inputs = {
+            spec.name: np.load(path / _input_file(index), mmap_mode="r") for index, spec in enumerate(model.inputs)
+        }
+        kind = model.output_kind
+        files = [path / name for name in _result_files(kind, [t.name for t in model.outputs])]
+        # Opened (or created, shaped like the first chunk's outputs) on first use; a resumed job reopens them.
+        results: list[Any] = [np.lib.format.open_memmap(f, mode="r+") if f.exists() else None for f in files]
         done = job.done
         while done < job.total:
             fresh = BatchJob.objects.filter(id=job.id).values("cancel_requested", "lease_owner").first()
@@ -224,18 +252,22 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
                 )
                 return ExecutionOutcome.FINISHED
             end = min(done + settings.JOB_CHUNK_SIZE, job.total)
-            chunk = np.ascontiguousarray(inputs[done:end])
+            chunk = {name: np.ascontiguousarray(array[done:end]) for name, array in inputs.items()}
             prediction = model_predict(model=model, batch=chunk)
-            results[done:end] = prediction.probabilities
-            results.flush()
-            flagged = 0
-            if job.review_threshold is not None:
-                flagged = int((np.asarray(prediction.top_probabilities) < job.review_threshold).sum())
+            for index, array in enumerate(_result_arrays(kind, prediction, model)):
+                if results[index] is None:
+                    results[index] = np.lib.format.open_memmap(
+                        files[index], mode="w+", dtype=array.dtype, shape=(job.total, *array.shape[1:])
+                    )
+                results[index][done:end] = array
+                results[index].flush()
+            review = prediction_review(model=model, prediction=prediction, review_threshold=job.review_threshold)
+            flagged = sum(review.flags)
             # The chunk's audit record and the progress it reports commit together: a worker
             # killed (or a lease lost) in between leaves neither, so the chunk that is run
             # again is recorded once, and audit totals equal the instances actually served.
             with transaction.atomic():
-                _audit_chunk(job, model, chunk, prediction, start=done, end=end, flagged=flagged)
+                _audit_chunk(job, model, chunk, review, start=done, end=end, flagged=flagged)
                 updated = BatchJob.objects.filter(id=job.id, lease_owner=worker, status=BatchJob.Status.RUNNING).update(
                     done=end,
                     needs_review=F("needs_review") + flagged,
@@ -263,11 +295,10 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _audit_chunk(
-    job: BatchJob, model: Any, chunk: np.ndarray, prediction: Any, *, start: int, end: int, flagged: int
+    job: BatchJob, model: Any, chunk: dict[str, np.ndarray], review: Any, *, start: int, end: int, flagged: int
 ) -> None:
-    counts: dict[str, int] = {}
-    for label in prediction.labels:
-        counts[str(label)] = counts.get(str(label), 0) + 1
+    # Chunks are summarised (label counts, value aggregates or one output checksum), never listed.
+    summary = review.audit(detail_max=0)
     audit_event_record(
         event_type="job",
         action="job.chunk",
@@ -282,9 +313,9 @@ def _audit_chunk(
         decision="allow",
         policy_versions=job.policy_versions,
         purpose=job.purpose,
-        input_digest=audit_input_digest(payload=chunk.tobytes()),
+        input_digest=audit_input_digest(payload=audit_input_payload(chunk)),
         units=0,
-        prediction={"count": end - start, "labels": counts, "needs_review": flagged},
+        prediction=summary,
         needs_review=flagged > 0,
         detail={"job_id": str(job.id), "start": start, "end": end},
     )
@@ -419,20 +450,58 @@ def batch_jobs_recover(*, stale_after_seconds: int = 60) -> int:
     return count
 
 
-def batch_job_results(*, job: BatchJob) -> tuple[np.ndarray, list[Any]]:
-    """Probabilities (memory-mapped) and class labels of a finished job.
+@dataclass
+class JobResults:
+    """A finished job's results, memory-mapped, read as the model's output kind says."""
 
-    The labels come from the registry row, which outlives serving: results stay
-    readable after the version is retired, and reading them loads no session.
+    kind: str
+    labels: list[Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def count(self) -> int:
+        """Instances in the job."""
+        return int(next(iter(self.arrays.values())).shape[0])
+
+    def rows(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The JSON objects of instances ``start`` to ``end`` (label and probabilities, value, or outputs)."""
+        if self.kind in OutputKind.CLASSIFIERS:
+            block = np.asarray(self.arrays["probabilities"][start:end])
+            winners = block.argmax(axis=1).tolist()
+            return [
+                {"label": self.labels[w], "probabilities": row} for w, row in zip(winners, block.tolist(), strict=True)
+            ]
+        if self.kind == OutputKind.REGRESSION:
+            return [{"value": value} for value in np.asarray(self.arrays["values"][start:end]).tolist()]
+        columns = {name: np.asarray(array[start:end]).tolist() for name, array in self.arrays.items()}
+        return [{"outputs": {name: column[i] for name, column in columns.items()}} for i in range(end - start)]
+
+
+def batch_job_results(*, job: BatchJob) -> JobResults:
+    """The results (memory-mapped) and class labels of a finished job.
+
+    Kind, labels and output names come from the registry row, which outlives
+    serving: results stay readable after the version is retired, and reading
+    them loads no session.
     """
-    probabilities = np.load(job_dir(job.id) / "probabilities.npy", mmap_mode="r")
     row = model_version_get(name=job.model_name, version=job.model_version)
-    return probabilities, list(row.labels)
+    path = job_dir(job.id)
+    kind = row.output_kind
+    if kind in OutputKind.CLASSIFIERS:
+        names = ["probabilities"]
+    elif kind == OutputKind.REGRESSION:
+        names = ["values"]
+    else:
+        names = [t.name for t in tensors_from_signature(row.signature, "outputs")]
+    files = _result_files(kind, names)
+    arrays = {name: np.load(path / file, mmap_mode="r") for name, file in zip(names, files, strict=True)}
+    return JobResults(kind=kind, labels=list(row.labels), arrays=arrays)
 
 
 __all__ = [
     "Acceptance",
     "ExecutionOutcome",
+    "JobResults",
     "batch_job_accept",
     "batch_job_cancel",
     "batch_job_execute",

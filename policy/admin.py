@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -673,6 +674,33 @@ class ReviewItemAdmin(_ReadOnlyChangeMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/policy/reviewitem/override_rates.html", context)
 
 
+def _retained_instance(event: AuditEvent, index: int) -> list[float] | None:
+    """One instance of the request's input where policy retained it: encrypted outside the record, else none.
+
+    Events written before retained inputs moved out of the sealed record carry
+    them in ``raw_input``; a destroyed retention key (crypto-shredding) means the
+    input is gone, and the page says only the digest remains.
+    """
+    from django.core.exceptions import ObjectDoesNotExist
+
+    from audit.services.retained import RetainedInputUnavailable, retained_input_read
+
+    raw: Any = event.raw_input
+    reference = (event.detail or {}).get("retained_input") if isinstance(event.detail, dict) else None
+    if raw is None and isinstance(reference, dict) and "id" in reference:
+        try:
+            stored = retained_input_read(retained_id=int(reference["id"]))
+        except (RetainedInputUnavailable, ObjectDoesNotExist, ValueError):
+            return None
+        raw = stored.tolist() if hasattr(stored, "tolist") else None
+    if not isinstance(raw, list) or index >= len(raw):
+        return None
+    row = raw[index]
+    # An 8x8 image input arrives as nested rows: the picture wants its 64 values in order.
+    flat = np.asarray(row, dtype=float).reshape(-1).tolist() if isinstance(row, list) else None
+    return flat
+
+
 def review_item_context(item: ReviewItem) -> dict[str, Any]:
     """The probability chart and the input as a person sees it (or why only a digest exists)."""
     from django.apps import apps
@@ -683,9 +711,8 @@ def review_item_context(item: ReviewItem) -> dict[str, Any]:
         .first()
     )
     labels = list(version.labels) if version is not None and version.labels else list(range(len(item.probabilities)))
-    event = AuditEvent.objects.filter(seq=item.audit_seq).only("raw_input", "input_digest").first()
-    raw = event.raw_input if event is not None else None
-    values = raw[item.instance_index] if isinstance(raw, list) and item.instance_index < len(raw) else None
+    event = AuditEvent.objects.filter(seq=item.audit_seq).only("raw_input", "input_digest", "detail").first()
+    values = _retained_instance(event, item.instance_index) if event is not None else None
     image = None
     if isinstance(values, list):
         image = digit_image_svg(values=values, value_max=version.value_max if version is not None else 16.0)

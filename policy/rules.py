@@ -236,7 +236,8 @@ RULE_TYPES: dict[str, RuleType] = {
             "obligation",
             False,
             _validate_human_oversight,
-            "threshold: predictions with top probability below it need human review",
+            "threshold: classifier predictions with top probability below it need human review "
+            "(regression values need it outside the plausible range of the model card)",
         ),
         RuleType(
             "data_minimisation",

@@ -18,9 +18,11 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
+import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections, models, router
@@ -44,6 +46,23 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "[redacted]"
+
+
+def audit_input_payload(feeds: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes an input digest covers: every input, in signature order.
+
+    A single input is its bytes alone (so the digests of one-input models are
+    what they always were); several inputs are each framed by name, type and
+    shape, so no two different requests can produce the same bytes.
+    """
+    arrays = list(feeds.items())
+    if len(arrays) == 1:
+        return np.ascontiguousarray(arrays[0][1]).tobytes()
+    parts: list[bytes] = []
+    for name, array in arrays:
+        parts.append(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode())
+        parts.append(np.ascontiguousarray(array).tobytes())
+    return b"".join(parts)
 
 
 def audit_input_digest(*, payload: bytes) -> str:

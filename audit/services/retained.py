@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -31,7 +32,7 @@ from django.utils import timezone
 from audit.blocks import header_bytes, header_hash, verify_signature
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditEvent, RetainedInput, RetentionKey, ShreddingTombstone
-from audit.services.recording import audit_change_record, audit_input_digest
+from audit.services.recording import audit_change_record, audit_input_digest, audit_input_payload
 from audit.signing import signing_identity, trusted_public_keys
 
 
@@ -84,7 +85,7 @@ def _aad(key: RetentionKey, input_digest: str) -> bytes:
 
 def retained_input_store(
     *,
-    batch: np.ndarray,
+    feeds: Mapping[str, np.ndarray],
     input_digest: str,
     days: int,
     tenant_id: int | None,
@@ -92,13 +93,14 @@ def retained_input_store(
     request_id: str,
     now: datetime | None = None,
 ) -> RetainedReference:
-    """Encrypt ``batch`` under its tenant's key for ``days`` and store it; the audit event references it."""
+    """Encrypt the inputs under their tenant's key for ``days`` and store them; the audit event references them."""
     now = now or timezone.now()
     key = _key_for(tenant_id=tenant_id, tenant_slug=tenant_slug, days=days, now=now)
     if key.material is None:  # destroyed already (expiry day reached): keeping it is not allowed
         raise RetainedInputUnavailable(f"retention key {key.label} is already destroyed")
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(batch), allow_pickle=False)
+    # One .npz member per input, in signature order, so several inputs keep their names.
+    np.savez(buffer, **{name: np.ascontiguousarray(array) for name, array in feeds.items()})
     nonce = os.urandom(12)
     ciphertext = AESGCM(bytes(key.material)).encrypt(nonce, buffer.getvalue(), _aad(key, input_digest))
     row = RetainedInput.objects.create(
@@ -107,18 +109,23 @@ def retained_input_store(
     return RetainedReference(id=row.pk, key_label=key.label, expires_at=key.expires_at.isoformat())
 
 
-def retained_input_read(*, retained_id: int) -> np.ndarray:
-    """Decrypt one retained input; raises ``RetainedInputUnavailable`` once its key is destroyed."""
+def retained_input_read(*, retained_id: int) -> np.ndarray | dict[str, np.ndarray]:
+    """Decrypt one retained input (the array, or arrays by name for several inputs).
+
+    Raises ``RetainedInputUnavailable`` once its key is destroyed, or when the
+    plaintext no longer matches the digest the sealed record committed to.
+    """
     row = RetainedInput.objects.select_related("key").get(pk=retained_id)
     if row.key.material is None:
         raise RetainedInputUnavailable(f"retention key {row.key.label} was destroyed at {row.key.destroyed_at}")
     plain = AESGCM(bytes(row.key.material)).decrypt(
         bytes(row.nonce), bytes(row.ciphertext), _aad(row.key, row.input_digest)
     )
-    batch = np.load(io.BytesIO(plain), allow_pickle=False)
-    if audit_input_digest(payload=batch.tobytes()) != row.input_digest:
+    with np.load(io.BytesIO(plain), allow_pickle=False) as archive:
+        feeds = {name: archive[name] for name in archive.files}
+    if audit_input_digest(payload=audit_input_payload(feeds)) != row.input_digest:
         raise RetainedInputUnavailable(f"retained input {retained_id} does not match its recorded digest")
-    return batch
+    return next(iter(feeds.values())) if len(feeds) == 1 else feeds
 
 
 def retained_inputs_shred(

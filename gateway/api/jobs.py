@@ -76,10 +76,8 @@ def job_body(job: BatchJob, *, include_results: bool = True) -> dict[str, Any]:
     if job.status == BatchJob.Status.SUCCEEDED and job.results_deleted_at is None:
         body["results_url"] = f"/v1/jobs/{job.id}/results"
         if include_results and job.total <= INLINE_RESULTS_MAX:
-            probabilities, labels = batch_job_results(job=job)
-            body["results"] = [
-                {"label": labels[int(np.argmax(row))], "probabilities": row.tolist()} for row in probabilities
-            ]
+            results = batch_job_results(job=job)
+            body["results"] = results.rows(0, results.count)
     return body
 
 
@@ -151,10 +149,12 @@ class JobProgressSerializer(serializers.Serializer):
 
 
 class JobResultSerializer(serializers.Serializer):
-    """One instance's prediction in a finished job."""
+    """One instance's prediction in a finished job; its members depend on the model's ``output_kind``."""
 
-    label = serializers.JSONField()
-    probabilities = serializers.ListField(child=serializers.FloatField())
+    label = serializers.JSONField(required=False, help_text="Classifiers: the predicted label (integer or string).")
+    probabilities = serializers.ListField(child=serializers.FloatField(), required=False)
+    value = serializers.JSONField(required=False, help_text="Regression: the predicted value (or values).")
+    outputs = serializers.DictField(required=False, help_text="Raw tensors: every output, by name.")
 
 
 class JobSerializer(serializers.Serializer):
@@ -228,9 +228,10 @@ class JobsApi(APIView):
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField()
         instances = serializers.ListField(
-            child=serializers.ListField(child=serializers.FloatField()),
+            child=serializers.JSONField(),
             min_length=1,
-            help_text="Up to the plan's job size; each a list of the model's input width of finite numbers.",
+            help_text="Up to the plan's job size; each instance as in a prediction: the one input's values as "
+            "(nested) lists, or an object keyed by input name.",
         )
         purpose = serializers.CharField(
             required=False, allow_null=True, allow_blank=True, max_length=PURPOSE_MAX_LENGTH
@@ -241,7 +242,10 @@ class JobsApi(APIView):
             reject_unknown_fields = True
 
     class UploadSerializer(serializers.Serializer):
-        file = serializers.FileField(help_text="A 2-D `.npy` array or a `.csv` of numbers, one instance per row.")
+        file = serializers.FileField(
+            help_text="For one-input models: a `.npy` array shaped [batch, ...] like the input, or a 2-D `.csv` "
+            "of numbers, one instance per row."
+        )
         model = serializers.CharField()
         purpose = serializers.CharField(required=False, allow_blank=True, max_length=PURPOSE_MAX_LENGTH)
         version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VERSION)
@@ -403,18 +407,13 @@ class JobResultsApi(APIView):
                 raise JobResultsExpired(
                     f"The results of job {job.id} expired at {job.expires_at.isoformat()} and were deleted."
                 )
-            probabilities, labels = batch_job_results(job=job)
+            results = batch_job_results(job=job)
             headers = call.record_success()
 
         def lines() -> Iterator[bytes]:
-            for start in range(0, probabilities.shape[0], 4096):
-                block = np.asarray(probabilities[start : start + 4096])
-                winners = block.argmax(axis=1)
-                yield b"".join(
-                    json.dumps({"index": start + i, "label": labels[int(w)], "probabilities": row.tolist()}).encode()
-                    + b"\n"
-                    for i, (w, row) in enumerate(zip(winners, block, strict=True))
-                )
+            for start in range(0, results.count, 4096):
+                rows = results.rows(start, min(start + 4096, results.count))
+                yield b"".join(json.dumps({"index": start + i, **row}).encode() + b"\n" for i, row in enumerate(rows))
 
         response = StreamingHttpResponse(lines(), content_type="application/x-ndjson", headers=headers)
         return response

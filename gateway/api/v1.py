@@ -55,6 +55,7 @@ def _model_summary(info: Any) -> dict[str, Any]:
         "versions": list(info.versions),
         "signature": info.signature,
         "labels": list(info.labels),
+        "output_kind": info.output_kind,
         "risk_tier": info.risk_tier,
         "region": info.region,
         "provider": info.provider,
@@ -69,6 +70,11 @@ class ModelSummarySerializer(serializers.Serializer):
     versions = serializers.ListField(child=serializers.IntegerField())
     signature = serializers.DictField()
     labels = serializers.ListField(child=serializers.JSONField())
+    output_kind = serializers.ChoiceField(
+        choices=["probabilities", "logits", "regression", "tensor"],
+        help_text="How predictions read: class probabilities (or logits, softmax applied), regression values, "
+        "or raw output tensors.",
+    )
     risk_tier = serializers.CharField()
     region = serializers.CharField()
     provider = serializers.CharField()
@@ -103,6 +109,11 @@ class ModelDetailApi(APIView):
     class OutputSerializer(ModelSummarySerializer):
         model_card = serializers.CharField()
         metrics = serializers.DictField()
+        plausible_range = serializers.ListField(
+            child=serializers.FloatField(),
+            allow_null=True,
+            help_text="Regression: [low, high]; a value outside it needs human review. Null otherwise.",
+        )
 
     @extend_schema(
         operation_id="models_retrieve",
@@ -118,16 +129,26 @@ class ModelDetailApi(APIView):
             if info is None:
                 call.hidden_model_note(name=name)
                 raise ModelNotFound(f"No model named {name!r} is available to this key.")
-            body = _model_summary(info) | {"model_card": info.model_card, "metrics": info.metrics}
+            body = _model_summary(info) | {
+                "model_card": info.model_card,
+                "metrics": info.metrics,
+                "plausible_range": list(info.plausible_range) if info.plausible_range else None,
+            }
             headers = call.record_success()
         return JsonResponse(body, headers=headers)
 
 
 class PredictionSerializer(serializers.Serializer):
-    """One instance's prediction."""
+    """One instance's prediction; its members depend on the model's ``output_kind``."""
 
-    label = serializers.JSONField()
-    probabilities = serializers.ListField(child=serializers.FloatField())
+    label = serializers.JSONField(required=False, help_text="Classifiers: the predicted label (integer or string).")
+    probabilities = serializers.ListField(
+        child=serializers.FloatField(), required=False, help_text="Classifiers: one probability per label."
+    )
+    value = serializers.JSONField(required=False, help_text="Regression: the predicted value (or list of values).")
+    outputs = serializers.DictField(
+        required=False, help_text="Raw tensors: every output of the graph, by name, for this instance."
+    )
     needs_review = serializers.BooleanField()
 
 
@@ -141,6 +162,23 @@ class DecisionFactsSerializer(serializers.Serializer):
     )
 
 
+def predictions_body(result: Any) -> list[dict[str, Any]]:
+    """One JSON object per instance, by output kind (shared by REST predictions)."""
+    if result.kind in ("probabilities", "logits"):
+        rows = zip(result.labels, result.probabilities.tolist(), result.needs_review, strict=True)
+        return [{"label": label, "probabilities": probs, "needs_review": flag} for label, probs, flag in rows]
+    if result.kind == "regression":
+        return [
+            {"value": value, "needs_review": flag}
+            for value, flag in zip(result.values.tolist(), result.needs_review, strict=True)
+        ]
+    columns = {name: array.tolist() for name, array in result.outputs.items()}
+    return [
+        {"outputs": {name: column[i] for name, column in columns.items()}, "needs_review": flag}
+        for i, flag in enumerate(result.needs_review)
+    ]
+
+
 class ModelPredictApi(APIView):
     """``POST /v1/models/{name}/predict``: a governed synchronous prediction."""
 
@@ -151,9 +189,10 @@ class ModelPredictApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         instances = serializers.ListField(
-            child=serializers.ListField(child=serializers.FloatField()),
+            child=serializers.JSONField(),
             min_length=1,
-            help_text="One list of the model's input width (see `signature`) of finite numbers per instance.",
+            help_text="One entry per instance: for a one-input model its values as (nested) lists of the input's "
+            "shape (see `signature`), or, for any model, an object keyed by input name.",
         )
         purpose = serializers.CharField(
             required=False,
@@ -231,11 +270,7 @@ class ModelPredictApi(APIView):
             batch = call.validate(instances)
             result = call.infer(batch)
             headers = call.record_success()
-        probabilities = result.probabilities.tolist()
-        predictions = [
-            {"label": label, "probabilities": probs, "needs_review": flag}
-            for label, probs, flag in zip(result.labels, probabilities, result.needs_review, strict=True)
-        ]
+        predictions = predictions_body(result)
         return JsonResponse(
             {
                 "model": result.model_name,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -26,26 +28,12 @@ from core.logging import current_request_id
 from gateway.api.params import MAX_VERSION, requested_purpose, visible_models
 from gateway.pipeline import GovernedCall, body_read, json_parse
 from inference.errors import ModelNotFound
+from inference.signature import NUMPY_DTYPES, V2_DATATYPES, OutputKind, labels_are_strings
 
 logger = logging.getLogger("gateway.v2")
 
 SERVER_NAME = "maas-gateway"
 SERVER_VERSION = "1.0.0"
-
-_DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
 
 
 def v2_error(*, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JsonResponse:
@@ -133,11 +121,8 @@ def model_metadata(request: HttpRequest, name: str, version: str | None = None) 
             "name": model.name,
             "versions": [str(v) for v in info.versions],
             "platform": "onnxruntime_onnx",
-            "inputs": [{"name": model.input_name, "datatype": "FP32", "shape": [-1, model.input_width]}],
-            "outputs": [
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(model.labels)]},
-                {"name": "label", "datatype": "INT64", "shape": [-1]},
-            ],
+            "inputs": [{"name": t.name, "datatype": t.v2_datatype, "shape": t.v2_shape} for t in model.inputs],
+            "outputs": output_metadata(model),
         }
         headers = call.record_success()
     return JsonResponse(body, headers=headers)
@@ -176,56 +161,109 @@ def _split_body(request: HttpRequest, max_bytes: int) -> tuple[dict[str, Any], b
     return body, binary
 
 
-def _input_tensor(body: dict[str, Any], binary: bytes, *, input_name: str, width: int) -> np.ndarray:
+def output_metadata(model: Any) -> list[dict[str, Any]]:
+    """The outputs a model answers, as the protocol's metadata states them (by output kind)."""
+    if model.output_kind in OutputKind.CLASSIFIERS:
+        return [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(model.labels)]},
+            {"name": "label", "datatype": "BYTES" if labels_are_strings(model.labels) else "INT64", "shape": [-1]},
+        ]
+    outputs = model.outputs
+    if model.output_kind == OutputKind.REGRESSION:
+        outputs = [t for t in outputs if t.name == model.output_name]
+    return [{"name": t.name, "datatype": t.v2_datatype, "shape": t.v2_shape} for t in outputs]
+
+
+def _input_tensors(body: dict[str, Any], binary: bytes, *, model: Any) -> dict[str, np.ndarray]:
+    """Every input tensor of the request, by name, typed and shaped as the model's signature says.
+
+    The datatype must be the signature's (as Triton requires); the shape must
+    have the signature's rank and fixed axes; binary tensors follow the JSON
+    header in the order of ``inputs``.
+    """
+    specs = {spec.name: spec for spec in model.inputs}
+    wanted = ", ".join(spec.describe() for spec in model.inputs)
     inputs = body.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise InvalidInput(f"'inputs' must hold exactly one tensor named {input_name!r}.")
-    tensor = inputs[0]
-    if tensor.get("name") != input_name:
-        raise InvalidInput(f"Unknown input {tensor.get('name')!r}; this model's input is {input_name!r}.")
-    datatype = tensor.get("datatype")
-    if datatype not in _DTYPES or datatype == "BOOL":
-        raise InvalidInput(f"Unsupported datatype {datatype!r}; send FP32 (or another numeric type).")
-    shape = tensor.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise InvalidInput(f"'shape' must be [batch, {width}].")
-    if shape[1] != width:
-        raise InvalidInput(f"Input shape {shape} has width {shape[1]}; expected {width}.")
-    if shape[0] == 0:
-        raise InvalidInput("The batch is empty.")
-    count = shape[0] * shape[1]
-    parameters = _parameters(tensor, "An input's")
-    binary_size = parameters.get("binary_data_size")
-    if binary_size is not None:
-        dtype = np.dtype(_DTYPES[datatype])
-        if not isinstance(binary_size, int) or binary_size != len(binary) or binary_size != count * dtype.itemsize:
-            raise InvalidInput("binary_data_size does not match the shape, the datatype or the body.")
-        array = np.frombuffer(binary, dtype=dtype.newbyteorder("<"), count=count)
-    else:
-        data = tensor.get("data")
-        if not isinstance(data, list):
-            raise InvalidInput("'data' must be a list (flat or nested) of numbers.")
-        array = _numbers(data)
-        if array.size != count:
-            raise InvalidInput(f"'data' has {array.size} values; shape {shape} needs {count}.")
-    return array.astype(np.float32, copy=False).reshape(shape[0], shape[1])
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
+        raise InvalidInput(f"'inputs' must be a non-empty list of tensors; this model takes {wanted}.")
+    feeds: dict[str, np.ndarray] = {}
+    offset = 0
+    for tensor in inputs:
+        name = tensor.get("name")
+        if not isinstance(name, str) or name not in specs:
+            raise InvalidInput(f"Unknown input {str(name)[:100]!r}; this model takes {wanted}.")
+        if name in feeds:
+            raise InvalidInput(f"Input {name!r} is sent twice.")
+        spec = specs[name]
+        datatype = tensor.get("datatype")
+        if datatype != spec.v2_datatype:
+            raise InvalidInput(f"Input {name!r} is {spec.v2_datatype}; got datatype {str(datatype)[:20]!r}.")
+        shape = tensor.get("shape")
+        expected = [-1, *spec.instance_shape]
+        if (
+            not isinstance(shape, list)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            or len(shape) != len(expected)
+            or shape[1:] != expected[1:]
+        ):
+            raise InvalidInput(f"Input {name!r} must have shape {expected} (-1: the batch); got {str(shape)[:60]}.")
+        if shape[0] == 0:
+            raise InvalidInput("The batch is empty.")
+        count = math.prod(shape)
+        dtype = np.dtype(NUMPY_DTYPES[datatype])
+        binary_size = _parameters(tensor, "An input's").get("binary_data_size")
+        if binary_size is not None:
+            if (
+                not isinstance(binary_size, int)
+                or isinstance(binary_size, bool)
+                or binary_size != count * dtype.itemsize
+                or offset + binary_size > len(binary)
+            ):
+                raise InvalidInput("binary_data_size does not match the shape, the datatype or the body.")
+            array = np.frombuffer(binary[offset : offset + binary_size], dtype=dtype.newbyteorder("<"), count=count)
+            offset += binary_size
+        else:
+            data = tensor.get("data")
+            if not isinstance(data, list):
+                raise InvalidInput("'data' must be a list (flat or nested) of values.")
+            array = _values(data, dtype=dtype)
+            if array.size != count:
+                raise InvalidInput(f"'data' has {array.size} values; shape {shape} needs {count}.")
+        feeds[name] = array.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+    if offset != len(binary):
+        raise InvalidInput("The binary data after the header does not match the tensors' binary_data_size.")
+    return feeds
 
 
-def _numbers(data: list[Any]) -> np.ndarray:
-    """JSON tensor data as float64: numbers only (no booleans, numeric strings or nulls), nested evenly."""
+def _values(data: list[Any], *, dtype: np.dtype) -> np.ndarray:
+    """JSON tensor data of ``dtype``: booleans for BOOL, integers for integer types, numbers for floats.
+
+    numpy would quietly turn true into 1.0 and "2.5" into 2.5; the protocol's tensors hold their own type.
+    """
     try:
         leaves = np.asarray(data, dtype=object)
     except ValueError:
-        raise InvalidInput("'data' must contain only numbers, nested evenly.") from None
-    # numpy would quietly turn true into 1.0 and "2.5" into 2.5; the protocol's numeric tensors hold numbers.
-    if not set(map(type, leaves.ravel().tolist())) <= {int, float}:
-        raise InvalidInput("'data' must contain only numbers, nested evenly.")
+        raise InvalidInput("'data' must be nested evenly.") from None
+    kinds = set(map(type, leaves.ravel().tolist()))
+    if dtype.kind == "b":
+        allowed, what = {bool}, "true or false"
+    elif dtype.kind in "iu":
+        allowed, what = {int}, "integers"
+    else:
+        allowed, what = {int, float}, "numbers"
+    if not kinds <= allowed:
+        raise InvalidInput(f"'data' of a {V2_DATATYPES[dtype.name]} tensor must contain only {what}, nested evenly.")
+    if dtype.kind in "iu":
+        try:
+            wide = leaves.astype(np.int64)
+        except OverflowError:
+            raise InvalidInput("'data' holds an integer beyond the 64-bit range.") from None
+        info = np.iinfo(dtype)
+        if wide.size and (wide.min() < info.min or wide.max() > info.max):
+            raise InvalidInput(f"'data' holds an integer beyond the {V2_DATATYPES[dtype.name]} range.")
+        return wide.astype(dtype)
     try:
-        return leaves.astype(np.float64)
+        return leaves.astype(dtype)
     except OverflowError:
         raise InvalidInput("'data' holds an integer beyond the floating-point range.") from None
 
@@ -244,28 +282,28 @@ def model_infer(request: HttpRequest, name: str, version: str | None = None) -> 
         purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=parameters.get("purpose"))
         # Decided before the tensor is checked against the model: an input error would confirm a hidden model.
         call.decide(purpose=purpose)
-        array = _input_tensor(body, binary, input_name=model.input_name, width=model.input_width)
-        requested = _requested_outputs(body, parameters)
-        call.reserve(units=array.shape[0])
-        batch = call.validate(array)
+        feeds = _input_tensors(body, binary, model=model)
+        requested = _requested_outputs(body, parameters, offered=[o["name"] for o in output_metadata(model)])
+        call.reserve(units=max(array.shape[0] for array in feeds.values()))
+        batch = call.validate(feeds)
         result = call.infer(batch)
         headers = call.record_success()
     request_id = body.get("id") if isinstance(body.get("id"), str) else current_request_id()
     return _infer_response(result, requested, request_id=request_id, headers=headers)
 
 
-def _requested_outputs(body: dict[str, Any], parameters: dict[str, Any]) -> dict[str, bool]:
-    """Output name -> binary?  Defaults to every output."""
+def _requested_outputs(body: dict[str, Any], parameters: dict[str, Any], *, offered: list[str]) -> dict[str, bool]:
+    """Output name -> binary?  Defaults to every output the model offers."""
     default_binary = _flag(parameters, "binary_data_output", default=False)
     if "outputs" not in body:
-        return {"probabilities": default_binary, "label": default_binary}
+        return dict.fromkeys(offered, default_binary)
     outputs = body["outputs"]
     if not isinstance(outputs, list) or not outputs:
         raise InvalidInput("'outputs' must be a non-empty list.")
     requested: dict[str, bool] = {}
     for item in outputs:
-        if not isinstance(item, dict) or item.get("name") not in ("probabilities", "label"):
-            raise InvalidInput("Unknown output requested; this model offers 'probabilities' and 'label'.")
+        if not isinstance(item, dict) or item.get("name") not in offered:
+            raise InvalidInput(f"Unknown output requested; this model offers {', '.join(map(repr, offered))}.")
         params = _parameters(item, "An output's")
         requested[item["name"]] = _flag(params, "binary_data", default=default_binary)
     return requested
@@ -287,20 +325,44 @@ def _flag(parameters: dict[str, Any], name: str, *, default: bool) -> bool:
     return value
 
 
+def _output_tensors(result: Any) -> dict[str, tuple[str, np.ndarray]]:
+    """Output name -> (datatype, array) by output kind; labels keep their registered type."""
+    if result.kind in OutputKind.CLASSIFIERS:
+        if labels_are_strings(result.labels):
+            label = ("BYTES", np.asarray(result.labels, dtype=object))
+        else:
+            label = ("INT64", np.asarray(result.labels, dtype=np.int64))
+        return {"probabilities": ("FP32", np.ascontiguousarray(result.probabilities, dtype=np.float32)), "label": label}
+    tensors: dict[str, tuple[str, np.ndarray]] = {}
+    for name, array in result.outputs.items():
+        array = np.ascontiguousarray(array)
+        if array.dtype.kind in "OSU":
+            tensors[name] = ("BYTES", array.astype(object))
+        else:
+            tensors[name] = (V2_DATATYPES[array.dtype.name], array)
+    return tensors
+
+
+def _bytes_blob(array: np.ndarray) -> bytes:
+    """The binary form of a BYTES tensor: each element as a 4-byte little-endian length and its bytes."""
+    parts = []
+    for item in array.reshape(-1).tolist():
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(struct.pack("<I", len(data)) + data)
+    return b"".join(parts)
+
+
 def _infer_response(
     result: Any, requested: dict[str, bool], *, request_id: str, headers: dict[str, str]
 ) -> HttpResponse:
-    tensors = {
-        "probabilities": ("FP32", np.ascontiguousarray(result.probabilities, dtype=np.float32)),
-        "label": ("INT64", np.asarray([int(label) for label in result.labels], dtype=np.int64)),
-    }
+    tensors = _output_tensors(result)
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, binary in requested.items():
         datatype, array = tensors[name]
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            blob = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            blob = _bytes_blob(array) if datatype == "BYTES" else array.astype(array.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

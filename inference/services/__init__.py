@@ -16,13 +16,20 @@ from inference.services.registry import (
     model_version_train,
     model_version_update,
 )
-from inference.services.serving import Prediction, instances_predict, instances_validate, model_predict
+from inference.services.serving import (
+    Prediction,
+    inputs_validate,
+    instances_predict,
+    instances_validate,
+    model_predict,
+)
 from inference.services.training_runs import training_run_create, training_run_execute
 
 __all__ = [
     "NO_TRAINING_LINEAGE",
     "Prediction",
     "governance_fields_check",
+    "inputs_validate",
     "instances_predict",
     "instances_validate",
     "model_file_verify",

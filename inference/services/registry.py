@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,14 +34,18 @@ from inference.errors import (
 from inference.models import ModelVersion, RiskTier, model_name_validator
 from inference.runtime import ModelLoadError, read_verified
 from inference.selectors import model_spec_from_row
+from inference.signature import OutputKind, SignatureError, labels_check
 from inference.store import (
     META_LABELS,
+    META_OUTPUT_KIND,
+    META_PLAUSIBLE_MAX,
+    META_PLAUSIBLE_MIN,
     META_VALUE_MAX,
     META_VALUE_MIN,
     InvalidOnnxFile,
     onnx_signature,
     place_model_file,
-    probe_classes,
+    probe_outputs,
     relative_path,
     sha256_bytes,
     stage_model_file,
@@ -91,6 +96,59 @@ def _metadata_props(data: bytes) -> dict[str, str]:
     return {entry.key: entry.value for entry in model.metadata_props}
 
 
+def _default_kind(shape: tuple[int, ...], labels: list[Any] | None, outputs: int) -> str:
+    """No kind stated: ``[batch, classes]`` is a classifier, ``[batch]`` or ``[batch, 1]`` a regression."""
+    if labels is not None or (outputs == 1 and len(shape) == 2 and shape[1] >= 2):
+        return OutputKind.PROBABILITIES
+    if outputs > 1:
+        return OutputKind.TENSOR
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return OutputKind.REGRESSION
+    return OutputKind.TENSOR
+
+
+def _kind_check(
+    *,
+    name: str,
+    kind: str,
+    output: str,
+    shape: tuple[int, ...],
+    labels: list[Any] | None,
+    plausible: tuple[float | None, float | None],
+) -> list[Any]:
+    """Check the output kind against the primary output and the labels; return the labels to record."""
+    if kind not in OutputKind.CHOICES:
+        raise InvalidInput(f"Unknown output kind {kind!r}; choose one of {', '.join(OutputKind.CHOICES)}.")
+    low, high = plausible
+    if kind != OutputKind.REGRESSION and (low is not None or high is not None):
+        raise InvalidInput("A plausible range applies to regression models only.")
+    if (low is None) != (high is None) or (low is not None and not (math.isfinite(low) and math.isfinite(high))):
+        raise InvalidInput("State both ends of the plausible range as finite numbers, or neither.")
+    if low is not None and not low < high:
+        raise InvalidInput(f"The plausible range [{low:g}, {high:g}] is empty.")
+    if kind in OutputKind.CLASSIFIERS:
+        if len(shape) != 2 or shape[1] < 2:
+            raise InvalidModelFile(
+                f"Cannot register this file as {name!r} ({kind}): output {output!r} has shape {list(shape)} "
+                "on a batch of 2; a [batch, classes] output with at least 2 classes is needed."
+            )
+        labels = list(range(shape[1])) if labels is None else list(labels)
+        if len(labels) != shape[1]:
+            raise InvalidModelFile(f"The file has {shape[1]} output classes but {len(labels)} labels were given.")
+        try:
+            return labels_check(labels)
+        except SignatureError as exc:
+            raise InvalidInput(f"Class labels {labels[:5]!r}...: {exc}.") from None
+    if labels:
+        raise InvalidInput(f"Labels apply to classifiers only; this is a {kind} model.")
+    if kind == OutputKind.REGRESSION and len(shape) > 2:
+        raise InvalidModelFile(
+            f"Cannot register this file as {name!r} (regression): output {output!r} has shape {list(shape)} "
+            "on a batch of 2; [batch] or [batch, values] is needed."
+        )
+    return []
+
+
 def model_version_register(
     *,
     name: str,
@@ -105,6 +163,9 @@ def model_version_register(
     region: str = "eu",
     model_card: str = "",
     action: str = "model.register",
+    output_kind: str | None = None,
+    plausible_min: float | None = None,
+    plausible_max: float | None = None,
 ) -> ModelVersion:
     """Check an ONNX file, store it as the next version of ``name`` (staged) and record it.
 
@@ -113,11 +174,18 @@ def model_version_register(
     metadata this project's exporter writes; a foreign file must state its
     value range, and its labels default to ``0..classes-1``.  Without
     ``lineage`` the version is marked as having no training lineage.
+
+    ``output_kind`` (else the file's ``maas.output_kind``, else read from the
+    primary output's shape) says how predictions are read: ``probabilities``
+    or ``logits`` (a ``[batch, classes]`` output; labels all integers or all
+    strings), ``regression`` (``[batch]`` or ``[batch, k]`` values; an
+    optional plausible range ``plausible_min``/``plausible_max`` outside which
+    a value needs human review) or ``tensor`` (every output returned raw).
     """
     governance_fields_check(name=name, risk_tier=risk_tier, region=region)
     try:
         sig = onnx_signature(data)
-        n_classes = probe_classes(data, sig)
+        shapes = probe_outputs(data, sig)
     except InvalidOnnxFile as exc:
         raise InvalidModelFile(f"Cannot register this file as {name!r}: {exc}.") from None
     props = _metadata_props(data)
@@ -136,11 +204,20 @@ def model_version_register(
         )
     if not value_min < value_max:
         raise InvalidInput(f"The value range [{value_min:g}, {value_max:g}] is empty.")
-    labels = list(range(n_classes)) if labels is None else list(labels)
-    if len(labels) != n_classes:
-        raise InvalidModelFile(f"The file has {n_classes} output classes but {len(labels)} labels were given.")
-    if len(set(map(str, labels))) != len(labels):
-        raise InvalidInput("Class labels must be distinct.")
+    default_kind = _default_kind(shapes[sig.output_name], labels, len(shapes))
+    output_kind = output_kind or props.get(META_OUTPUT_KIND) or default_kind
+    if plausible_min is None and META_PLAUSIBLE_MIN in props:
+        plausible_min = float(props[META_PLAUSIBLE_MIN])
+    if plausible_max is None and META_PLAUSIBLE_MAX in props:
+        plausible_max = float(props[META_PLAUSIBLE_MAX])
+    labels = _kind_check(
+        name=name,
+        kind=output_kind,
+        output=sig.output_name,
+        shape=shapes[sig.output_name],
+        labels=labels,
+        plausible=(plausible_min, plausible_max),
+    )
     sha256 = sha256_bytes(data)
     lineage = lineage or {"training": NO_TRAINING_LINEAGE, "source": "registered ONNX file"}
     store_dir = settings.MODEL_STORE_DIR
@@ -161,6 +238,9 @@ def model_version_register(
                         value_min=float(value_min),
                         value_max=float(value_max),
                         labels=labels,
+                        output_kind=output_kind,
+                        plausible_min=plausible_min,
+                        plausible_max=plausible_max,
                         metrics=metrics or {},
                         lineage=lineage,
                         risk_tier=risk_tier,
@@ -369,11 +449,13 @@ def model_version_update(
     risk_tier: str | None = None,
     region: str | None = None,
     model_card: str | None = None,
+    plausible_range: tuple[float, float] | None = None,
 ) -> ModelVersion:
-    """Change a version's governance facts (risk tier, region, model card), audited.
+    """Change a version's governance facts (risk tier, region, model card, plausible range), audited.
 
-    Risk tier and region feed policy decisions, so a change bumps the
-    ``models`` generation: every process re-reads them within about a second.
+    Risk tier and region feed policy decisions, and a regression model's
+    plausible range decides which values need human review, so a change bumps
+    the ``models`` generation: every process re-reads them within about a second.
     """
     with transaction.atomic():
         target = ModelVersion.objects.select_for_update().get(pk=version.pk)
@@ -382,11 +464,19 @@ def model_version_update(
             risk_tier=target.risk_tier if risk_tier is None else risk_tier,
             region=target.region if region is None else region,
         )
-        changes = {
-            field: value
-            for field, value in (("risk_tier", risk_tier), ("region", region), ("model_card", model_card))
-            if value is not None and getattr(target, field) != value
-        }
+        updates: list[tuple[str, Any]] = [("risk_tier", risk_tier), ("region", region), ("model_card", model_card)]
+        if plausible_range is not None:
+            low, high = (float(v) for v in plausible_range)
+            _kind_check(
+                name=target.name,
+                kind=target.output_kind,
+                output="",
+                shape=(2, 1),
+                labels=None,
+                plausible=(low, high),
+            )
+            updates += [("plausible_min", low), ("plausible_max", high)]
+        changes = {field: value for field, value in updates if value is not None and getattr(target, field) != value}
         if not changes:
             return target
         before = {field: getattr(target, field) for field in changes}

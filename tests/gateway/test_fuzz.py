@@ -52,7 +52,23 @@ STAFF_ONLY = r"^/v1/audit/export"
 
 @pytest.fixture
 def fuzz_server(settings, tmp_path, model_store, digits, make_caller):
-    """A real server with the model active and a tenant allowed to call it (all scopes, generous limits)."""
+    """A real server with a model of every kind active and a tenant allowed to call them (all scopes, generous limits).
+
+    Besides ``digits``: string labels, logits, regression, several typed inputs and uint8 images, so every
+    listing and model document the fuzzer reads holds each signature and output kind.
+    """
+    from inference.services import model_version_activate, model_version_register
+    from tests import onnx_models
+
+    for name, data, fields in (
+        ("iris", onnx_models.classifier(), {"labels": onnx_models.IRIS_LABELS}),
+        ("iris-logits", onnx_models.classifier(logits=True), {"labels": [1, 2, 3], "output_kind": "logits"}),
+        ("price", onnx_models.regression(), {"plausible_min": 50, "plausible_max": 150}),
+        ("multi", onnx_models.multi_input(), {"value_min": -100}),
+        ("tiles", onnx_models.image_classifier(), {"labels": ["left", "right"]}),
+    ):
+        version = model_version_register(name=name, data=data, actor="test", value_max=100.0, **fields)
+        model_version_activate(version=version, actor="test")
     settings.JOBS_DIR = str(tmp_path / "jobs")
     caller = make_caller("fuzzer")
     env = {

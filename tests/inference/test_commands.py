@@ -64,6 +64,43 @@ def test_register_model_command(tmp_path, onnx_bytes):
         run("register_model", str(path), "--name", "x", "--value-max", "16")
 
 
+def test_register_model_command_keeps_string_labels_and_regression_ranges(tmp_path):
+    from tests import onnx_models
+
+    iris, price = tmp_path / "iris.onnx", tmp_path / "price.onnx"
+    iris.write_bytes(onnx_models.classifier())
+    price.write_bytes(onnx_models.regression())
+    run("register_model", str(iris), "--name", "iris", "--labels", "setosa,versicolor,virginica", "--value-max", "10")
+    assert ModelVersion.objects.get(name="iris").labels == ["setosa", "versicolor", "virginica"]
+    run(
+        "register_model",
+        str(price),
+        "--name",
+        "price",
+        "--value-max",
+        "1",
+        "--plausible-min",
+        "0",
+        "--plausible-max",
+        "9",
+    )
+    row = ModelVersion.objects.get(name="price")
+    assert (row.output_kind, row.plausible_min, row.plausible_max, row.labels) == ("regression", 0.0, 9.0, [])
+    with pytest.raises(CommandError, match="classifiers only"):
+        run(
+            "register_model",
+            str(price),
+            "--name",
+            "p2",
+            "--value-max",
+            "1",
+            "--output-kind",
+            "regression",
+            "--labels",
+            "a",
+        )
+
+
 def test_activate_model_and_roll_back(register):
     register(activate=True)
     register()

@@ -2,7 +2,8 @@
 
 Migrates (as the owner role when ``DATABASE_OWNER_URL`` is set, then grants
 the application role its privileges: ``db_grants``), collects the static files
-(admin, API docs) that WhiteNoise serves, makes sure the default model is trained and active, makes sure the
+(admin, API docs) that WhiteNoise serves, makes sure the default model and the bundled regression and image
+models are trained and active, makes sure the
 demo tenant and its key exist, and creates a superuser only when
 ``DJANGO_SUPERUSER_PASSWORD`` is set.  Each step reuses what exists, so a
 second run takes seconds.
@@ -25,7 +26,7 @@ class Command(BaseCommand):
     help = "Migrate, ensure the default model and demo tenant, optionally create a superuser."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--skip-model", action="store_true", help="Do not train the default model.")
+        parser.add_argument("--skip-model", action="store_true", help="Do not train the default or bundled models.")
 
     def handle(self, *args, **options) -> None:
         self.stdout.write("==> migrating the database")
@@ -38,6 +39,8 @@ class Command(BaseCommand):
         if not options["skip_model"]:
             self.stdout.write("==> default model")
             call_command("ensure_default_model")
+            self.stdout.write("==> bundled regression and image models")
+            call_command("ensure_bundled_models")
         self.stdout.write("==> demo tenant")
         call_command("ensure_demo_tenant")
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")

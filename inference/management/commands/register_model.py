@@ -11,6 +11,7 @@ from core.errors import DomainError
 from inference.management.commands.train_model import describe_version
 from inference.models import RiskTier
 from inference.services import model_version_activate, model_version_register
+from inference.signature import OutputKind
 
 
 def _labels(raw: str | None) -> list | None:
@@ -27,7 +28,9 @@ class Command(BaseCommand):
     help = "Register an ONNX file as a new version; it is recorded as having no training lineage."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("file", help="Path to an ONNX file: one float32 [batch, width] input.")
+        parser.add_argument(
+            "file", help="Path to an ONNX file: typed inputs with a dynamic batch axis (float, int, uint8, bool)."
+        )
         parser.add_argument("--name", required=True)
         parser.add_argument("--value-min", type=float, default=None, help="Smallest raw input value (default 0).")
         parser.add_argument(
@@ -36,7 +39,19 @@ class Command(BaseCommand):
             default=None,
             help="Largest raw input value (e.g. 16 or 255); required unless the file records it.",
         )
-        parser.add_argument("--labels", default=None, help="Class labels: '0,1,2' or a JSON list (default 0..n-1).")
+        parser.add_argument(
+            "--labels",
+            default=None,
+            help="Class labels: '0,1,2', 'setosa,versicolor' or a JSON list (default 0..n-1); classifiers only.",
+        )
+        parser.add_argument(
+            "--output-kind",
+            default=None,
+            choices=list(OutputKind.CHOICES),
+            help="How the primary output reads (default: from the file, else its shape).",
+        )
+        parser.add_argument("--plausible-min", type=float, default=None, help="Regression: lowest plausible value.")
+        parser.add_argument("--plausible-max", type=float, default=None, help="Regression: highest plausible value.")
         parser.add_argument("--region", default="eu")
         parser.add_argument("--risk-tier", default=RiskTier.LIMITED, choices=RiskTier.values)
         parser.add_argument("--model-card", default="", help="Model card text, or @FILE to read it from a file.")
@@ -64,6 +79,9 @@ class Command(BaseCommand):
                 value_min=options["value_min"],
                 value_max=options["value_max"],
                 labels=labels,
+                output_kind=options["output_kind"],
+                plausible_min=options["plausible_min"],
+                plausible_max=options["plausible_max"],
                 risk_tier=options["risk_tier"],
                 region=options["region"],
                 model_card=card or f"# {options['name']}\n\nRegistered from {path.name}; no training lineage.\n",

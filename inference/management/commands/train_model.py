@@ -17,6 +17,8 @@ def describe_version(version) -> str:
     parts = [f"{version.ref}"]
     if "accuracy" in metrics:
         parts.append(f"held-out accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
+    if "mae" in metrics:
+        parts.append(f"held-out MAE {metrics['mae']:.1f}, R² {metrics['r2']:.3f}")
     if parity:
         parts.append(f"parity max|ORT-TF| {parity['max_abs_diff']:.1e}")
     parts.append(f"sha256 {version.sha256[:12]}")
