@@ -114,4 +114,81 @@ def db_roles_grant(*, app_role: str, app_password: str | None = None, using: str
     return report
 
 
-__all__ = ["PURGE_FUNCTION", "SEALED_TABLES", "GrantReport", "connected_as_owner", "db_roles_grant"]
+@dataclass
+class RolesReport:
+    """What :func:`db_roles_create` did."""
+
+    owner_role: str
+    app_role: str
+    created: list[str] = field(default_factory=list)
+
+
+def _conninfo(settings_dict: dict) -> dict:
+    return {
+        "dbname": settings_dict.get("NAME") or "",
+        "user": settings_dict.get("USER") or "",
+        "password": settings_dict.get("PASSWORD") or None,
+        "host": settings_dict.get("HOST") or None,
+        "port": settings_dict.get("PORT") or None,
+    }
+
+
+def db_roles_create(*, admin: dict, owner: dict, app: dict) -> RolesReport:
+    """As ``admin`` (a login with ``CREATEROLE``), create the owner and application roles when missing.
+
+    The owner may log in, create roles (so ``db_grants`` can manage the
+    application role) and create objects in the database and its ``public``
+    schema, with the grant option it needs to hand ``CONNECT``/``USAGE`` on to
+    the application role.  The application role may only log in: every
+    privilege it has comes from :func:`db_roles_grant`.  ``CREATE`` on
+    ``public`` is revoked from ``PUBLIC``, so the application role cannot
+    create the functions or tables an attacker would need.  Idempotent; each
+    argument is a Django ``DATABASES`` entry (``NAME``, ``USER``, ``PASSWORD``...).
+    """
+    import psycopg
+
+    owner_role, app_role = owner["USER"], app["USER"]
+    if not owner_role or not app_role or owner_role == app_role:
+        raise ValueError("the owner and application roles must be two different, named roles")
+    report = RolesReport(owner_role=owner_role, app_role=app_role)
+    database = sql.Identifier(app["NAME"])
+    admin_info = {k: v for k, v in _conninfo(admin).items() if v is not None}
+    with psycopg.connect(**admin_info, autocommit=True) as conn, conn.cursor() as cursor:
+        for role, password, options in (
+            (owner_role, owner.get("PASSWORD"), sql.SQL("LOGIN CREATEROLE")),
+            (app_role, app.get("PASSWORD"), sql.SQL("LOGIN")),
+        ):
+            if _role_exists(cursor, role):
+                continue
+            statement = sql.SQL("CREATE ROLE {} {}").format(sql.Identifier(role), options)
+            if password:
+                statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
+            cursor.execute(statement)
+            report.created.append(role)
+        owner_id = sql.Identifier(owner_role)
+        cursor.execute(
+            sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {} WITH GRANT OPTION").format(database, owner_id)
+        )
+    # Schema privileges are per database: granted from a connection to the gateway's database.
+    with (
+        psycopg.connect(
+            **{k: v for k, v in (_conninfo(admin) | {"dbname": app["NAME"]}).items() if v is not None}, autocommit=True
+        ) as conn,
+        conn.cursor() as cursor,
+    ):
+        cursor.execute(
+            sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {} WITH GRANT OPTION").format(sql.Identifier(owner_role))
+        )
+        cursor.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    return report
+
+
+__all__ = [
+    "PURGE_FUNCTION",
+    "SEALED_TABLES",
+    "GrantReport",
+    "RolesReport",
+    "connected_as_owner",
+    "db_roles_create",
+    "db_roles_grant",
+]

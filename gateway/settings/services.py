@@ -65,6 +65,10 @@ if DATABASE_OWNER_URL and DATABASE_IS_POSTGRES:
     DATABASE_OWNER = dj_database_url.parse(DATABASE_OWNER_URL)
 elif DATABASE_OWNER_URL:
     raise ImproperlyConfigured("DATABASE_OWNER_URL needs a PostgreSQL DATABASE_URL (SQLite has no roles).")
+# Optional: a login with CREATEROLE (the server's superuser on a self-hosted PostgreSQL). With it,
+# bootstrap creates the owner role of DATABASE_OWNER_URL and the application role of DATABASE_URL
+# when they are missing; never used by the gateway or the workers at run time.
+DATABASE_ADMIN_URL = env_str("DATABASE_ADMIN_URL", "")
 
 REDIS_URL = env_str("REDIS_URL", "")
 # Seconds to wait for Redis before a quota check fails (closed: 503, or open when QUOTA_FAIL_OPEN).

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from psycopg import sql
 
 from audit.models import AuditEvent, PurgeTombstone, SealedBlock
 from audit.services import audit_event_record, audit_purge, audit_seal, audit_verify, legal_hold_place
@@ -152,3 +153,47 @@ def test_sqlite_triggers_refuse_update_and_delete_outside_the_purge(aged):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as c:
             c.execute(statement)
     assert AuditEvent.objects.count() == BLOCK + 1 and PurgeTombstone.objects.count() == 1  # + the purge event
+
+
+@on_postgres
+def test_bootstrap_creates_the_owner_and_application_roles_from_an_admin_login():
+    """``DATABASE_ADMIN_URL`` lets ``make setup`` create both roles: the owner may build the schema, the app may not."""
+    import uuid
+
+    import psycopg
+
+    from gateway.db_roles import db_roles_create
+
+    suffix = uuid.uuid4().hex[:8]
+    base = dict(connection.settings_dict)
+    owner = dict(base, USER=f"maas_t_owner_{suffix}", PASSWORD="")
+    app = dict(base, USER=f"maas_t_app_{suffix}", PASSWORD="")
+    where = {"dbname": base["NAME"], "host": base.get("HOST") or "127.0.0.1", "port": base.get("PORT") or 5432}
+    try:
+        report = db_roles_create(admin=base, owner=owner, app=app)
+        assert report.created == [owner["USER"], app["USER"]]
+        assert db_roles_create(admin=base, owner=owner, app=app).created == []  # idempotent: make setup again
+        with psycopg.connect(**where, user=owner["USER"], autocommit=True) as conn:
+            conn.execute("CREATE TABLE maas_t_owner_probe (id int)")  # migrations will work as the owner
+            conn.execute("DROP TABLE maas_t_owner_probe")
+            created_role = conn.execute("SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()
+            assert created_role == (True,)  # so db_grants can manage the application role
+        with (
+            psycopg.connect(**where, user=app["USER"], autocommit=True) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute("CREATE TABLE maas_t_app_probe (id int)")
+    finally:
+        with psycopg.connect(**where, user=base["USER"] or "postgres", autocommit=True) as conn:
+            for role in (app["USER"], owner["USER"]):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_two_roles_are_required_to_create_them():
+    from gateway.db_roles import db_roles_create
+
+    same = {"NAME": "maas", "USER": "maas"}
+    with pytest.raises(ValueError, match="two different"):
+        db_roles_create(admin=same, owner=same, app=same)

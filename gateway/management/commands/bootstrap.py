@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 
+import dj_database_url
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from gateway.db_roles import connected_as_owner
+from gateway.db_roles import connected_as_owner, db_roles_create
 
 
 class Command(BaseCommand):
@@ -29,6 +31,15 @@ class Command(BaseCommand):
         parser.add_argument("--skip-model", action="store_true", help="Do not train the default or bundled models.")
 
     def handle(self, *args, **options) -> None:
+        if settings.DATABASE_ADMIN_URL and settings.DATABASE_OWNER:
+            self.stdout.write("==> database roles: owner and application")
+            report = db_roles_create(
+                admin=dj_database_url.parse(settings.DATABASE_ADMIN_URL),
+                owner=settings.DATABASE_OWNER,
+                app=settings.DATABASES["default"],
+            )
+            created = ", ".join(report.created) or "none (both exist)"
+            self.stdout.write(f"    created: {created}")
         self.stdout.write("==> migrating the database")
         with connected_as_owner():
             call_command("migrate", interactive=False, verbosity=0)
