@@ -10,6 +10,7 @@ export's page.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -126,6 +127,32 @@ class AuditExportForm(forms.Form):
 _LIST_TO_EXPORT = {"event_type__exact": "event_type", "decision__exact": "decision", "q": None}
 
 
+def export_range_from_list(params: Any) -> dict[str, datetime]:
+    """The audit list's date drill-down (``occurred_at__year/month/day``) as the export's [since, until).
+
+    A year, a month or a day selected in the list becomes the same range in
+    the form; values that are not a real date are ignored (the list ignores them too).
+    """
+    try:
+        year = int(params.get("occurred_at__year", ""))
+    except ValueError:
+        return {}
+    month_text, day_text = params.get("occurred_at__month", ""), params.get("occurred_at__day", "")
+    try:
+        if month_text and day_text:
+            since = datetime(year, int(month_text), int(day_text), tzinfo=UTC)
+            until = since + timedelta(days=1)
+        elif month_text:
+            month = int(month_text)
+            since = datetime(year, month, 1, tzinfo=UTC)
+            until = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+        else:
+            since, until = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    except (ValueError, OverflowError):
+        return {}
+    return {"since": since, "until": until}
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     """The trail itself, searchable, filterable and exportable."""
@@ -211,9 +238,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
         """The export form: small ranges download now, large ones become background exports."""
         if not request.user.has_perm(EXPORT_PERMISSION):
             raise PermissionDenied
-        initial = {
+        initial: dict[str, Any] = {
             field: request.GET[name] for name, field in _LIST_TO_EXPORT.items() if field and request.GET.get(name)
         }
+        initial.update(export_range_from_list(request.GET))
         form = AuditExportForm(request.POST or None, initial=initial)
         limit = export_direct_max_rows()
         if request.method == "POST" and form.is_valid():

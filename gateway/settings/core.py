@@ -104,6 +104,9 @@ USE_I18N = False
 USE_TZ = True
 # Admin dates as 2026-01-31 14:05:09 UTC: unambiguous, and always with their time zone.
 FORMAT_MODULE_PATH = ["gateway.formats"]
+# Large counts (sequence numbers, instances, limits) are read by people in the admin: 1,234,567.
+# Numbers that are data, not text (hidden inputs, ids, URLs), go through |unlocalize.
+USE_THOUSAND_SEPARATOR = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

@@ -209,3 +209,45 @@ def test_export_form_carries_the_audit_list_filters(officer_client, sealed):
     form = officer_client.get("/admin/audit/auditevent/export/?event_type__exact=request&decision__exact=deny")
     html = form.content.decode()
     assert '<option value="request" selected>' in html and '<option value="deny" selected>' in html
+
+
+@pytest.mark.parametrize(
+    ("query", "since", "until"),
+    [
+        ("occurred_at__year=2026", "2026-01-01T00:00", "2027-01-01T00:00"),
+        ("occurred_at__year=2026&occurred_at__month=12", "2026-12-01T00:00", "2027-01-01T00:00"),
+        ("occurred_at__year=2026&occurred_at__month=2&occurred_at__day=28", "2026-02-28T00:00", "2026-03-01T00:00"),
+    ],
+)
+def test_export_form_carries_the_list_date_range(officer_client, sealed, query, since, until):
+    html = officer_client.get(f"/admin/audit/auditevent/export/?{query}").content.decode()
+    assert f'name="since" value="{since}"' in html and f'name="until" value="{until}"' in html
+
+
+@pytest.mark.parametrize("query", ["occurred_at__year=x", "occurred_at__year=2026&occurred_at__month=13"])
+def test_an_impossible_list_date_leaves_the_range_empty(officer_client, sealed, query):
+    response = officer_client.get(f"/admin/audit/auditevent/export/?{query}")
+    assert response.status_code == 200
+    assert 'name="since" value=' not in response.content.decode()
+
+
+def test_large_numbers_carry_thousands_separators_and_action_ids_do_not(admin_client, db):
+    from tests.audit.factories import AuditEventFactory
+
+    event = AuditEventFactory(units=1234567)
+    page = admin_client.get(f"/admin/audit/auditevent/{event.pk}/change/").content.decode()
+    assert "1,234,567" in page
+    # A number that is data (a primary key in a hidden input, an element id) is never grouped:
+    # "1,234" would not parse back. Every template of ours that puts a pk in an attribute unlocalizes it.
+    import re
+    from pathlib import Path
+
+    from tests.support import ROOT
+
+    attribute_pk = re.compile(r'(?:value|id|name|data-[\w-]+)="[^"]*\{\{\s*[\w.]*\bpk\b(?!\|unlocalize)[^}]*\}\}')
+    offenders = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in Path(ROOT).glob("*/templates/**/*.html")
+        for match in attribute_pk.finditer(path.read_text())
+    ]
+    assert offenders == []

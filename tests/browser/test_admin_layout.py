@@ -44,6 +44,8 @@ def test_list_pages_fit_1366_pixels(page, superuser):
         model_version=1,
         units=12_345,
     )
+    long_actor = "staff:" + "an-operator-with-a-very-long-name-" * 4
+    audit_event_record(event_type="config.change", action="plan.update", actor=long_actor)
     admin_login(page, "root", "pw-root-12345")
     too_wide = {}
     for name in LISTS:
@@ -62,6 +64,13 @@ def test_list_pages_fit_1366_pixels(page, superuser):
     assert "1,500,000" in page.inner_text("#result_list")
     page.goto("/admin/audit/auditevent/")
     assert "UTC" in page.inner_text("#result_list")
+    # A cell too long for its column is cut with an ellipsis and keeps its full text on hover.
+    cut = page.evaluate(
+        "(() => Array.from(document.querySelectorAll('#result_list td.field-actor'))"
+        ".filter(c => c.scrollWidth > c.clientWidth).map(c => [c.title, c.textContent.trim()]))()"
+    )
+    assert [long_actor, long_actor] in cut
+    assert all(title == text for title, text in cut)
     page.goto(f"/admin/tenants/tenant/{tenant.pk}/usage/?days=7")
     assert "digits" in page.inner_text("#maas-usage-models")
     assert page.evaluate("document.documentElement.scrollWidth") <= 1366
