@@ -246,6 +246,28 @@ def test_review_item_shows_the_retained_input_as_an_image(staff):
     assert 'class="maas-digit"' in page and "rgb(0,0,0)" in page and "Instance #1" in page
 
 
+def test_review_item_shows_an_input_retained_encrypted_outside_the_record(staff):
+    """Retained inputs live encrypted outside the sealed row: the review page decrypts the one instance it shows."""
+    import numpy as np
+
+    from audit.services import audit_event_record, audit_input_digest
+    from audit.services.recording import audit_input_payload
+    from audit.services.retained import retained_input_store
+
+    feeds = {"pixels": np.array([[0.0] * 64, [16.0] * 64], dtype=np.float32)}
+    digest = audit_input_digest(payload=audit_input_payload(feeds))
+    retained = retained_input_store(
+        feeds=feeds, input_digest=digest, days=30, tenant_id=1, tenant_slug="acme", request_id="req-retained"
+    )
+    event = audit_event_record(
+        event_type="request", http_status=200, input_digest=digest, detail={"retained_input": retained.as_detail()}
+    )
+    assert event.raw_input is None
+    item = ReviewItemFactory(audit_seq=event.seq, instance_index=1)
+    page = staff.get(reverse("admin:policy_reviewitem_change", args=[item.pk])).content.decode()
+    assert 'class="maas-digit"' in page and "rgb(0,0,0)" in page
+
+
 def test_staff_without_permissions_are_refused(client, django_user_model):
     user = django_user_model.objects.create_user(username="bob", password="pw-bob-12345", is_staff=True)
     client.force_login(user)
