@@ -69,6 +69,10 @@ def server_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # The checkpoint log belongs with the test database: a child that seals must see this test's log only.
     env["AUDIT_CHECKPOINT_DIR"] = str(settings.AUDIT_CHECKPOINT_DIR)
+    # Every server a test starts sees the same address (127.0.0.1): failed authentications of earlier
+    # tests must not throttle this one, so a child gets this test's limits (security tests set low ones).
+    env["AUTH_FAILURE_LIMIT"] = str(settings.AUTH_FAILURE_LIMIT)
+    env["AUTH_FAILURE_VERBATIM"] = str(settings.AUTH_FAILURE_VERBATIM)
     env.update(overrides)
     return env
 

@@ -79,17 +79,18 @@ def collected_static(django_db_setup, django_db_blocker) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def live_server_url(collected_static, django_db_blocker, tmp_path_factory) -> Iterator[str]:
-    """One real gunicorn per module, production command, ``DEBUG`` off, this session's test database."""
-    with django_db_blocker.unblock():
-        env = {
-            "DEBUG": "false",
-            "MODEL_STORE_DIR": str(tmp_path_factory.mktemp("models")),
-            "JOBS_DIR": str(tmp_path_factory.mktemp("jobs")),
-        }
-        with gateway_server(workers=2, **env) as base:
-            yield base
+@pytest.fixture
+def live_server_url(collected_static, transactional_db, tmp_path) -> Iterator[str]:
+    """A real gunicorn per test, production command, ``DEBUG`` off, this session's test database.
+
+    Per test, not per module: each transactional test ends with a flush that
+    recreates the content types under new ids, and a server kept across tests
+    would write admin log entries against the ids it cached (a 500 that only
+    shows up in some test orders).
+    """
+    env = {"DEBUG": "false", "MODEL_STORE_DIR": str(tmp_path / "models"), "JOBS_DIR": str(tmp_path / "jobs")}
+    with gateway_server(workers=2, **env) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
