@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -89,8 +90,11 @@ def test_a_real_worker_seals_an_enqueued_run(settings):
         # The worker uses the deployment's safety lag; let the events age past it first.
         time.sleep(2.5)
         audit_seal_task.delay()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not SealedBlock.objects.exists():
+        # Wait for the checkpoint, not only the block: the block commits before the task writes the
+        # checkpoint outside the database, and a loaded host could stop the worker in between.
+        checkpoints = Path(settings.AUDIT_CHECKPOINT_DIR)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (SealedBlock.objects.exists() and any(checkpoints.glob("**/*.json"))):
             time.sleep(0.3)
     block = SealedBlock.objects.get()
     assert (block.first_seq, block.last_seq, block.count) == (1, events[-1].seq, 3)
