@@ -231,6 +231,25 @@ def _flatten_validation(detail: Any, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: {detail}" if prefix else str(detail)]
 
 
+def flattened_validation_errors(detail: Any) -> list[str]:
+    """A serializer's nested errors as ``field: message`` lines (the ``detail`` of a 400)."""
+    return _flatten_validation(detail)
+
+
+def error_status_code(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and stable ``code`` that ``exception_to_response`` answers ``exc`` with (for records)."""
+    if isinstance(exc, DomainError):
+        return exc.status, exc.code
+    if isinstance(exc, drf_exceptions.APIException):
+        error = next((v for cls, v in _DRF_ERRORS.items() if isinstance(exc, cls)), None)
+        return exc.status_code, error.code if error is not None else "error"
+    if isinstance(exc, Http404):
+        return 404, NotFound.code
+    if isinstance(exc, PermissionDenied):
+        return 403, Forbidden.code
+    return 500, InternalError.code
+
+
 def exception_to_response(exc: BaseException) -> HttpResponse:
     """Map any exception to a problem response; the single mapping used everywhere."""
     if isinstance(exc, DomainError):

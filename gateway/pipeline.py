@@ -38,7 +38,7 @@ from audit.errors import AuditUnavailable
 from audit.services import audit_input_digest, audit_request_record
 from audit.services.recording import audit_input_payload
 from audit.services.retained import retained_input_store
-from core.errors import DomainError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from core.errors import DomainError, MalformedRequest, PayloadTooLarge, UnsupportedMediaType, error_status_code
 from core.logging import current_request_id, set_request_context
 from core.sanitize import text_for_record, text_is_clean
 from gateway import metrics
@@ -181,7 +181,7 @@ class GovernedCall:
     any other exception audits a 500 and re-raises.
     """
 
-    def __init__(self, request: HttpRequest, *, scope: str, endpoint: str):
+    def __init__(self, request: HttpRequest, *, scope: str | None, endpoint: str):
         self.request = request
         self.scope = scope
         self.endpoint = endpoint
@@ -209,14 +209,32 @@ class GovernedCall:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             return False
+        outcome = self.fail(exc)
+        if outcome is not exc:
+            raise outcome from exc
+        return False
+
+    @property
+    def audited(self) -> bool:
+        """True once this call's outcome is in the audit trail (it is recorded at most once)."""
+        return self._audited
+
+    def fail(self, exc: BaseException) -> BaseException:
+        """Record that the call ends with ``exc``: refund, count the refusal, audit it once.
+
+        Returns the exception to answer with: ``exc`` itself, or the
+        ``AuditUnavailable`` that replaces it when the outcome could not be
+        recorded (nothing is answered unrecorded: that is a 503).
+        """
         if isinstance(exc, DomainError):
             status, code = exc.status, exc.code
             if self.decision is not None:  # a denial, or a refusal after the decision: say who decided
                 for name, value in decision_headers(self.decision).items():
                     exc.headers.setdefault(name, value)
         else:
-            logger.error("pipeline failure", exc_info=exc)
-            status, code = 500, "internal_error"
+            status, code = error_status_code(exc)
+            if status >= 500:
+                logger.error("pipeline failure", exc_info=exc)
         self.refund()
         if status in (401, 403, 429):
             metrics.refusal(reason=code)
@@ -227,17 +245,18 @@ class GovernedCall:
             try:
                 self._audit(status=status, error_code=code)
             except AuditUnavailable as audit_exc:
-                raise audit_exc from exc
-        return False
+                return audit_exc
+        return exc
 
     # -- steps ----------------------------------------------------------------
     def authenticate(self) -> Principal:
-        """Steps 2-3: the key, the tenant, the scope."""
+        """Steps 2-3: the key, the tenant, the scope (``None``: any key of the tenant)."""
         self._auth_attempted = True
         principal = api_key_authenticate_request(meta=self.request.META)
         self.principal = principal
         set_request_context(tenant=principal.tenant_slug)
-        principal_require_scope(principal=principal, scope=self.scope)
+        if self.scope is not None:
+            principal_require_scope(principal=principal, scope=self.scope)
         return principal
 
     def parse_body(self) -> Any:

@@ -10,7 +10,6 @@ from django.contrib import admin
 from django.urls import include, path
 
 from core import health
-from gateway.api.receipts import AuditReceiptApi
 from gateway.docs import RedocView, SchemaView, SwaggerView
 from gateway.metrics import metrics_view
 
@@ -28,11 +27,8 @@ urlpatterns = [
     path("v1/docs/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("gateway.api.urls")),
-    path("", include("tenants.urls")),
     path("", include("policy.urls")),
     path("", include("audit.urls")),
-    # Receipts are tenant-scoped (API key, another tenant's request is a 404): an edge endpoint.
-    path("v1/audit/receipts/<str:request_id>", AuditReceiptApi.as_view(), name="audit-receipt"),
     path("", include("inference.urls")),
 ]
 

@@ -10,9 +10,8 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the quota backend's readiness check and the OpenAPI description of key auth."""
+        """Register the quota backend's readiness check."""
         from core.health import register_readiness_check
-        from tenants import schema  # noqa: F401 - registers the drf-spectacular extension
         from tenants.health import quota_backend_check
 
         register_readiness_check("quota", quota_backend_check)

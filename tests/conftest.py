@@ -10,9 +10,10 @@ from rest_framework.test import APIClient
 
 from core.invalidation import clock
 
-# Shared fixtures live in plugins: models (the cached trained digits model, the model store) and
-# callers (a tenant with a key, the served digits model, digit rows).
-pytest_plugins = ["tests.fixtures.models", "tests.fixtures.callers"]
+# Shared fixtures live in plugins: models (the cached trained digits model, the model store),
+# tenants (plans, tenants, keys issued through the service) and callers (a tenant with a key
+# ready to call the API, the served digits model, digit rows).
+pytest_plugins = ["tests.fixtures.models", "tests.fixtures.tenants", "tests.fixtures.callers"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,15 +17,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
 from core.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from core.sanitize import text_require_clean
-from gateway.api.negotiation import JsonOnlyNegotiation
+from gateway.api.base import GovernedApi
 from gateway.api.params import (
     MAX_VERSION,
     PURPOSE_HEADER,
     PURPOSE_MAX_LENGTH,
+    InstancesField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+    params_validated,
     requested_purpose,
     requested_version,
 )
@@ -37,9 +41,8 @@ from gateway.openapi import (
     problem_responses,
 )
 from gateway.pipeline import GovernedCall, body_json, body_length_check
-from jobs.errors import JobResultsExpired
+from jobs.errors import JobNotFound, JobResultsExpired
 from jobs.models import BatchJob
-from jobs.selectors import batch_job_get, batch_jobs_for_tenant
 from jobs.services import (
     batch_job_accept,
     batch_job_cancel,
@@ -47,6 +50,7 @@ from jobs.services import (
     batch_job_results,
     request_digest,
 )
+from tenants.principal import SCOPE_JOBS
 from tenants.services import quota_state_of
 
 INLINE_RESULTS_MAX = 1000
@@ -106,10 +110,13 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
             raise MalformedRequest(str(exc)) from None
         if upload is None:
             raise InvalidInput("Multipart submissions need a 'file' part (.npy or .csv).")
-        raw = upload.read()
         fields: dict[str, Any] = {k: form.get(k) for k in ("model", "purpose", "version") if form.get(k) is not None}
         if "version" in fields:
             fields["version"] = _form_version(fields["version"])
+        # The documented form, checked as documented (the file's contents are read below).
+        fields = params_validated(JobsApi.UploadSerializer, fields | {"file": upload})
+        del fields["file"]
+        raw = upload.read()
         name = (upload.name or "").lower()
         try:
             if name.endswith(".npy"):
@@ -124,13 +131,8 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
             raise InvalidInput(f"The file could not be read as numbers: {exc}.") from None
         digest_source = json.dumps(fields, sort_keys=True).encode() + raw
         return fields, instances, digest_source
-    body = body_json(request, max_bytes=max_bytes, limit=JOB_LIMIT)
-    if not isinstance(body, dict):
-        raise MalformedRequest("The body must be a JSON object.")
-    unknown = set(body) - {"model", "instances", "purpose", "version"}
-    if unknown:
-        raise InvalidInput(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-    return body, body.get("instances"), request.body
+    body = params_validated(JobsApi.InputSerializer, body_json(request, max_bytes=max_bytes, limit=JOB_LIMIT))
+    return body, body["instances"], request.body
 
 
 def _replay(call: GovernedCall, job: BatchJob) -> JsonResponse:
@@ -219,36 +221,32 @@ EXAMPLE_FINISHED_JOB = EXAMPLE_JOB | {
 }
 
 
-class JobsApi(APIView):
+class JobsApi(GovernedApi):
     """``POST /v1/jobs`` (submit) and ``GET /v1/jobs`` (list this tenant's jobs)."""
 
-    parser_classes: list = []
-    content_negotiation_class = JsonOnlyNegotiation
+    scope = SCOPE_JOBS
+    endpoint = {"post": "jobs.submit", "get": "jobs.list"}
 
-    class InputSerializer(serializers.Serializer):
-        model = serializers.CharField()
-        instances = serializers.ListField(
-            child=serializers.JSONField(),
-            min_length=1,
+    class InputSerializer(StrictSerializer):
+        model = StrictCharField(clean_text=False)
+        instances = InstancesField(
             help_text="Up to the plan's job size; each instance as in a prediction: the one input's values as "
             "(nested) lists, or an object keyed by input name.",
         )
-        purpose = serializers.CharField(
-            required=False, allow_null=True, allow_blank=True, max_length=PURPOSE_MAX_LENGTH
-        )
-        version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_VERSION)
+        purpose = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=PURPOSE_MAX_LENGTH)
+        version = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_VERSION)
 
         class Meta:
             reject_unknown_fields = True
 
-    class UploadSerializer(serializers.Serializer):
+    class UploadSerializer(StrictSerializer):
         file = serializers.FileField(
             help_text="For one-input models: a `.npy` array shaped [batch, ...] like the input, or a 2-D `.csv` "
             "of numbers, one instance per row."
         )
-        model = serializers.CharField()
-        purpose = serializers.CharField(required=False, allow_blank=True, max_length=PURPOSE_MAX_LENGTH)
-        version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VERSION)
+        model = StrictCharField(clean_text=False)
+        purpose = StrictCharField(required=False, allow_blank=True, max_length=PURPOSE_MAX_LENGTH)
+        version = StrictIntegerField(required=False, min_value=1, max_value=MAX_VERSION)
 
     @extend_schema(
         operation_id="jobs_create",
@@ -282,49 +280,45 @@ class JobsApi(APIView):
     )
     def post(self, request: Request) -> JsonResponse:
         django_request = request._request
+        call, principal = self.call, self.principal
         idempotency_key = django_request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()[:200]
-        with GovernedCall(django_request, scope="jobs", endpoint="jobs.submit") as call:
-            principal = call.authenticate()
-            text_require_clean(idempotency_key, what="The Idempotency-Key header")
-            fields, instances, digest_source = _parse_submission(django_request, max_bytes=settings.JOB_MAX_BODY_BYTES)
-            digest = request_digest(digest_source)
-            existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
-            if existing is not None:
-                return _replay(call, existing)
-            model_name = fields.get("model")
-            if not isinstance(model_name, str) or not model_name:
-                raise InvalidInput("'model' must name a model.")
-            version = requested_version(fields.get("version"))
-            purpose = requested_purpose(header=django_request.META.get("HTTP_X_PURPOSE"), body=fields.get("purpose"))
-            # A 0-d array (np.save of a scalar) has no len(); it is no batch either.
-            count = len(instances) if isinstance(instances, list) or getattr(instances, "ndim", 0) >= 1 else 0
-            if count == 0:
-                raise InvalidInput("'instances' must be a non-empty list of instances.")
-            model = call.resolve_model(name=model_name, version=version)
-            decision = call.decide(purpose=purpose, action="job")
-            limit = principal.limits.max_job_instances
-            call.reserve(units=count, max_batch=limit)
-            batch = call.validate(instances, max_batch=limit)
-            with transaction.atomic():
-                acceptance = batch_job_accept(
-                    principal=principal,
-                    model=model,
-                    batch=batch,
-                    purpose=call.purpose,
-                    policy_versions=decision.policy_versions,
-                    review_threshold=decision.review_threshold,
-                    quota_state=quota_state_of(reservation=call.reservation),
-                    idempotency_key=idempotency_key,
-                    digest=digest,
-                    request_id=django_request.request_id,
-                )
-                if not acceptance.created:
-                    # A concurrent submission with this Idempotency-Key won the INSERT: answer its
-                    # job, and give back what this one reserved, as a sequential duplicate never reserves.
-                    call.refund()
-                    return _replay(call, acceptance.job)
-                call.extra_detail.update({"job_id": str(acceptance.job.id)})
-                headers = call.record_success(status=202)
+        text_require_clean(idempotency_key, what="The Idempotency-Key header")
+        fields, instances, digest_source = _parse_submission(django_request, max_bytes=settings.JOB_MAX_BODY_BYTES)
+        digest = request_digest(digest_source)
+        existing = batch_job_find_idempotent(principal=principal, idempotency_key=idempotency_key, digest=digest)
+        if existing is not None:
+            return _replay(call, existing)
+        purpose = requested_purpose(header=django_request.META.get("HTTP_X_PURPOSE"), body=fields.get("purpose"))
+        # A 0-d array (np.save of a scalar) has no len(); it is no batch either.
+        count = len(instances) if isinstance(instances, list) or getattr(instances, "ndim", 0) >= 1 else 0
+        if count == 0:
+            raise InvalidInput("'instances' must be a non-empty list of instances.")
+        model = call.resolve_model(name=fields["model"], version=fields.get("version"))
+        decision = call.decide(purpose=purpose, action="job")
+        limit = principal.limits.max_job_instances
+        call.reserve(units=count, max_batch=limit)
+        batch = call.validate(instances, max_batch=limit)
+        with transaction.atomic():
+            acceptance = batch_job_accept(
+                principal=principal,
+                model=model,
+                batch=batch,
+                purpose=call.purpose,
+                policy_versions=decision.policy_versions,
+                review_threshold=decision.review_threshold,
+                quota_state=quota_state_of(reservation=call.reservation),
+                idempotency_key=idempotency_key,
+                digest=digest,
+                request_id=django_request.request_id,
+            )
+            if not acceptance.created:
+                # A concurrent submission with this Idempotency-Key won the INSERT: answer its
+                # job, and give back what this one reserved, as a sequential duplicate never reserves.
+                call.refund()
+                return _replay(call, acceptance.job)
+            call.extra_detail.update({"job_id": str(acceptance.job.id)})
+            # Recorded inside the transaction: a job whose acceptance cannot be audited is not created.
+            headers = call.record_success(status=202)
         headers["Location"] = f"/v1/jobs/{acceptance.job.id}"
         return JsonResponse(job_body(acceptance.job, include_results=False), status=202, headers=headers)
 
@@ -334,20 +328,16 @@ class JobsApi(APIView):
         tags=["jobs"],
     )
     def get(self, request: Request) -> JsonResponse:
-        with GovernedCall(request._request, scope="jobs", endpoint="jobs.list") as call:
-            principal = call.authenticate()
-            jobs = [
-                job_body(job, include_results=False)
-                for job in batch_jobs_for_tenant(tenant_id=principal.tenant_id)[:100]
-            ]
-            headers = call.record_success()
-        return JsonResponse({"jobs": jobs}, headers=headers)
+        jobs = self.scoped(BatchJob.objects.all())[:100]
+        return JsonResponse({"jobs": [job_body(job, include_results=False) for job in jobs]})
 
 
-class JobDetailApi(APIView):
+class JobDetailApi(GovernedApi):
     """``GET /v1/jobs/{id}`` (status, progress, results) and ``DELETE`` (cancel)."""
 
-    content_negotiation_class = JsonOnlyNegotiation
+    scope = SCOPE_JOBS
+    endpoint = {"get": "jobs.detail", "delete": "jobs.cancel"}
+    not_found_error = JobNotFound
 
     @extend_schema(
         operation_id="jobs_retrieve",
@@ -356,12 +346,7 @@ class JobDetailApi(APIView):
         tags=["jobs"],
     )
     def get(self, request: Request, job_id: str) -> JsonResponse:
-        with GovernedCall(request._request, scope="jobs", endpoint="jobs.detail") as call:
-            principal = call.authenticate()
-            job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
-            body = job_body(job)
-            headers = call.record_success()
-        return JsonResponse(body, headers=headers)
+        return JsonResponse(job_body(self.get_object_or_404(BatchJob.objects.all(), id=job_id)))
 
     @extend_schema(
         operation_id="jobs_cancel",
@@ -369,22 +354,22 @@ class JobDetailApi(APIView):
         tags=["jobs"],
     )
     def delete(self, request: Request, job_id: str) -> JsonResponse:
-        with GovernedCall(request._request, scope="jobs", endpoint="jobs.cancel") as call:
-            principal = call.authenticate()
-            job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
-            job = batch_job_cancel(job=job, actor=principal.actor)
-            call.extra_detail = {"job_id": str(job.id), "status": job.status}
-            headers = call.record_success()
-        return JsonResponse(job_body(job, include_results=False), headers=headers)
+        job = self.get_object_or_404(BatchJob.objects.all(), id=job_id)
+        job = batch_job_cancel(job=job, actor=self.principal.actor)
+        self.call.extra_detail = {"job_id": str(job.id), "status": job.status}
+        return JsonResponse(job_body(job, include_results=False))
 
 
-class JobResultsApi(APIView):
+class JobResultsApi(GovernedApi):
     """``GET /v1/jobs/{id}/results``: every prediction as JSON Lines, streamed."""
 
+    scope = SCOPE_JOBS
+    endpoint = "jobs.results"
+    not_found_error = JobNotFound
+
     # The view returns its own StreamingHttpResponse (which DRF never renders), so the
-    # negotiated renderer only shapes error documents; without this, the documented
-    # ``Accept: application/x-ndjson`` was refused 406 by DRF before it was audited.
-    content_negotiation_class = JsonOnlyNegotiation
+    # negotiated renderer only shapes error documents: the base's JSON-only negotiation keeps
+    # the documented ``Accept: application/x-ndjson`` from being refused 406 before it is audited.
 
     @extend_schema(
         operation_id="jobs_results",
@@ -398,22 +383,18 @@ class JobResultsApi(APIView):
         tags=["jobs"],
     )
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
-        with GovernedCall(request._request, scope="jobs", endpoint="jobs.results") as call:
-            principal = call.authenticate()
-            job = batch_job_get(tenant_id=principal.tenant_id, job_id=job_id)
-            if job.status != BatchJob.Status.SUCCEEDED:
-                raise InvalidInput(f"Job {job.id} is {job.status}; results exist once it has succeeded.")
-            if job.results_deleted_at is not None:
-                raise JobResultsExpired(
-                    f"The results of job {job.id} expired at {job.expires_at.isoformat()} and were deleted."
-                )
-            results = batch_job_results(job=job)
-            headers = call.record_success()
+        job = self.get_object_or_404(BatchJob.objects.all(), id=job_id)
+        if job.status != BatchJob.Status.SUCCEEDED:
+            raise InvalidInput(f"Job {job.id} is {job.status}; results exist once it has succeeded.")
+        if job.results_deleted_at is not None:
+            raise JobResultsExpired(
+                f"The results of job {job.id} expired at {job.expires_at.isoformat()} and were deleted."
+            )
+        results = batch_job_results(job=job)
 
         def lines() -> Iterator[bytes]:
             for start in range(0, results.count, 4096):
                 rows = results.rows(start, min(start + 4096, results.count))
                 yield b"".join(json.dumps({"index": start + i, **row}).encode() + b"\n" for i, row in enumerate(rows))
 
-        response = StreamingHttpResponse(lines(), content_type="application/x-ndjson", headers=headers)
-        return response
+        return StreamingHttpResponse(lines(), content_type="application/x-ndjson")

@@ -1,6 +1,6 @@
 """``GET /v1/audit/receipts/{request_id}``: a tenant's verifiable receipt for one of its own requests.
 
-Authenticated by API key through ``TenantScopedApi`` (another tenant's
+Authenticated by API key through ``GovernedApi`` (another tenant's
 request id is a 404, exactly like an unknown one) and audited like every
 tenant endpoint.  Until the event is sealed and its checkpoint written the
 answer is ``202 Accepted`` with ``Retry-After`` (the receipt is being
@@ -18,13 +18,14 @@ from audit.errors import AuditReceiptNotFound
 from audit.models import AuditEvent
 from audit.services.receipts import audit_receipt_build
 from core.openapi import problem_responses
-from tenants.scoping import TenantScopedApi
+from gateway.api.base import GovernedApi
 
 
-class AuditReceiptApi(TenantScopedApi):
+class AuditReceiptApi(GovernedApi):
     """The receipt of the caller's own request: event, block, inclusion proof, signed checkpoint."""
 
-    audit_action = "audit.receipt"
+    scope = None  # any key of the tenant may fetch the receipts of the tenant's requests
+    endpoint = "audit.receipt"
     not_found_error = AuditReceiptNotFound
 
     class OutputSerializer(serializers.Serializer):

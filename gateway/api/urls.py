@@ -1,8 +1,8 @@
-"""URL wiring of the protocol surfaces: REST v1 models and jobs, and the Open Inference Protocol v2."""
+"""URL wiring of the API-key surfaces: REST v1 (models, jobs, usage, keys, receipts) and Open Inference v2."""
 
 from django.urls import path
 
-from gateway.api import jobs, v1, v2
+from gateway.api import jobs, receipts, tenants, v1, v2
 
 urlpatterns = [
     path("v1/models", v1.ModelsListApi.as_view(), name="v1-models"),
@@ -11,6 +11,11 @@ urlpatterns = [
     path("v1/jobs", jobs.JobsApi.as_view(), name="v1-jobs"),
     path("v1/jobs/<str:job_id>", jobs.JobDetailApi.as_view(), name="v1-job"),
     path("v1/jobs/<str:job_id>/results", jobs.JobResultsApi.as_view(), name="v1-job-results"),
+    path("v1/usage", tenants.UsageGetApi.as_view(), name="usage"),
+    path("v1/keys", tenants.ApiKeyListApi.as_view(), name="api-keys"),
+    path("v1/keys/<str:prefix>", tenants.ApiKeyGetApi.as_view(), name="api-key-detail"),
+    # Receipts are tenant-scoped (any key of the tenant; another tenant's request is a 404).
+    path("v1/audit/receipts/<str:request_id>", receipts.AuditReceiptApi.as_view(), name="audit-receipt"),
     path("v2", v2.server_metadata, name="v2-server"),
     path("v2/health/live", v2.health_live, name="v2-live"),
     path("v2/health/ready", v2.health_ready, name="v2-ready"),

@@ -1,8 +1,9 @@
 """REST v1: model listing, model detail and synchronous prediction.
 
-Thin views: each parses its protocol's shape and drives one
-:class:`gateway.pipeline.GovernedCall`; the pipeline owns every governance
-step, so no endpoint can skip one.
+Thin views on :class:`gateway.api.base.GovernedApi`: each parses its
+protocol's shape and drives the request's governed call (``self.call``);
+the base and the pipeline own every governance step, so no endpoint can
+skip one.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
-from core.errors import InvalidInput, MalformedRequest
-from gateway.api.negotiation import JsonOnlyNegotiation
+from gateway.api.base import GovernedApi
 from gateway.api.params import (
     MAX_VERSION,
     PURPOSE_HEADER,
     PURPOSE_MAX_LENGTH,
+    InstancesField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
     requested_purpose,
-    requested_version,
     visible_models,
 )
 from gateway.openapi import (
@@ -33,10 +35,10 @@ from gateway.openapi import (
     RETRY_AFTER_HEADER,
     problem_responses,
 )
-from gateway.pipeline import GovernedCall
 from inference.errors import ModelNotFound
 from inference.selectors import model_detail_get
 from policy.facts import decision_facts
+from tenants.principal import SCOPE_PREDICT
 
 # The decision facts of every governed answer (policy.facts), next to X-Request-ID.
 DECISION_HEADERS = [
@@ -80,10 +82,11 @@ class ModelSummarySerializer(serializers.Serializer):
     provider = serializers.CharField()
 
 
-class ModelsListApi(APIView):
+class ModelsListApi(GovernedApi):
     """``GET /v1/models``: the models this key may call (policy-filtered)."""
 
-    content_negotiation_class = JsonOnlyNegotiation
+    scope = SCOPE_PREDICT
+    endpoint = "models.list"
 
     class OutputSerializer(serializers.Serializer):
         models = ModelSummarySerializer(many=True)
@@ -94,17 +97,14 @@ class ModelsListApi(APIView):
         tags=["models"],
     )
     def get(self, request: Request) -> JsonResponse:
-        with GovernedCall(request._request, scope="predict", endpoint="models.list") as call:
-            principal = call.authenticate()
-            models = [_model_summary(info) for info in visible_models(principal)]
-            headers = call.record_success()
-        return JsonResponse({"models": models}, headers=headers)
+        return JsonResponse({"models": [_model_summary(info) for info in visible_models(self.principal)]})
 
 
-class ModelDetailApi(APIView):
+class ModelDetailApi(GovernedApi):
     """``GET /v1/models/{name}``: metadata, signature, labels, versions, model card."""
 
-    content_negotiation_class = JsonOnlyNegotiation
+    scope = SCOPE_PREDICT
+    endpoint = "models.detail"
 
     class OutputSerializer(ModelSummarySerializer):
         model_card = serializers.CharField()
@@ -122,20 +122,17 @@ class ModelDetailApi(APIView):
         tags=["models"],
     )
     def get(self, request: Request, name: str) -> JsonResponse:
-        with GovernedCall(request._request, scope="predict", endpoint="models.detail") as call:
-            principal = call.authenticate()
-            visible = {info.name for info in visible_models(principal)}
-            info = model_detail_get(name=name) if name in visible else None
-            if info is None:
-                call.hidden_model_note(name=name)
-                raise ModelNotFound(f"No model named {name!r} is available to this key.")
-            body = _model_summary(info) | {
-                "model_card": info.model_card,
-                "metrics": info.metrics,
-                "plausible_range": list(info.plausible_range) if info.plausible_range else None,
-            }
-            headers = call.record_success()
-        return JsonResponse(body, headers=headers)
+        visible = {info.name for info in visible_models(self.principal)}
+        info = model_detail_get(name=name) if name in visible else None
+        if info is None:
+            self.call.hidden_model_note(name=name)
+            raise ModelNotFound(f"No model named {name!r} is available to this key.")
+        body = _model_summary(info) | {
+            "model_card": info.model_card,
+            "metrics": info.metrics,
+            "plausible_range": list(info.plausible_range) if info.plausible_range else None,
+        }
+        return JsonResponse(body)
 
 
 class PredictionSerializer(serializers.Serializer):
@@ -179,29 +176,25 @@ def predictions_body(result: Any) -> list[dict[str, Any]]:
     ]
 
 
-class ModelPredictApi(APIView):
+class ModelPredictApi(GovernedApi):
     """``POST /v1/models/{name}/predict``: a governed synchronous prediction."""
 
-    content_negotiation_class = JsonOnlyNegotiation
+    scope = SCOPE_PREDICT
+    endpoint = "models.predict"
 
-    # The pipeline reads the raw body itself (after checking the plan's size limit).
-    parser_classes: list = []
-
-    class InputSerializer(serializers.Serializer):
-        instances = serializers.ListField(
-            child=serializers.JSONField(),
-            min_length=1,
+    class InputSerializer(StrictSerializer):
+        instances = InstancesField(
             help_text="One entry per instance: for a one-input model its values as (nested) lists of the input's "
             "shape (see `signature`), or, for any model, an object keyed by input name.",
         )
-        purpose = serializers.CharField(
+        purpose = StrictCharField(
             required=False,
             allow_null=True,
             allow_blank=True,
             max_length=PURPOSE_MAX_LENGTH,
             help_text="Why the prediction is requested (policy); the `X-Purpose` header takes precedence.",
         )
-        version = serializers.IntegerField(
+        version = StrictIntegerField(
             required=False,
             allow_null=True,
             min_value=1,
@@ -251,33 +244,20 @@ class ModelPredictApi(APIView):
         tags=["models"],
     )
     def post(self, request: Request, name: str) -> JsonResponse:
-        with GovernedCall(request._request, scope="predict", endpoint="models.predict") as call:
-            call.authenticate()
-            body = call.parse_body()
-            if not isinstance(body, dict):
-                raise MalformedRequest("The body must be a JSON object with an 'instances' list.")
-            unknown = set(body) - {"instances", "purpose", "version"}
-            if unknown:
-                raise InvalidInput(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-            instances = body.get("instances")
-            if not isinstance(instances, list) or not instances:
-                raise InvalidInput("'instances' must be a non-empty list of instances.")
-            version = requested_version(body.get("version"))
-            purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=body.get("purpose"))
-            call.resolve_model(name=name, version=version)
-            call.decide(purpose=purpose)
-            call.reserve(units=len(instances))
-            batch = call.validate(instances)
-            result = call.infer(batch)
-            headers = call.record_success()
-        predictions = predictions_body(result)
+        call = self.call
+        body = self.validated(self.InputSerializer, call.parse_body())
+        instances = body["instances"]
+        purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=body.get("purpose"))
+        call.resolve_model(name=name, version=body.get("version"))
+        call.decide(purpose=purpose)
+        call.reserve(units=len(instances))
+        result = call.infer(call.validate(instances))
         return JsonResponse(
             {
                 "model": result.model_name,
                 "version": result.model_version,
                 "request_id": request._request.request_id,
-                "predictions": predictions,
+                "predictions": predictions_body(result),
                 "decision": decision_facts(call.decision),
-            },
-            headers=headers,
+            }
         )

@@ -14,26 +14,11 @@ from django.core.management import call_command
 from audit.models import AuditEvent
 from audit.verify_receipt import verify_receipt
 from gateway.client import MaaSClient
-from tenants.services import api_key_cache_clear, api_key_create, tenant_create
 from tests.support import ROOT, assert_problem
 
 from .conftest import trusted_pem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
-
-
-@pytest.fixture
-def make_key():
-    """A tenant and one API key: returns (tenant, request headers)."""
-    api_key_cache_clear()
-
-    def _make(slug: str):
-        tenant = tenant_create(slug=slug, actor="test", region="eu", identity_verified=True)
-        issued = api_key_create(tenant=tenant, actor="test")
-        return tenant, {"HTTP_AUTHORIZATION": f"Bearer {issued.raw_key}"}
-
-    yield _make
-    api_key_cache_clear()
 
 
 def _receipt_of(client, headers, request_id):
@@ -47,8 +32,8 @@ def _a_request(client, headers) -> str:
     return response["X-Request-ID"]
 
 
-def test_receipt_is_pending_until_sealed_then_verifies_offline(client, make_key, tmp_path):
-    _, headers = make_key("acme")
+def test_receipt_is_pending_until_sealed_then_verifies_offline(client, make_caller, tmp_path):
+    headers = make_caller("acme").headers
     request_id = _a_request(client, headers)
     pending = _receipt_of(client, headers, request_id)
     assert pending.status_code == 202
@@ -96,8 +81,8 @@ def test_receipt_is_pending_until_sealed_then_verifies_offline(client, make_key,
         ("request", lambda r: r.update(request_id="someone-else"), "not this receipt"),
     ],
 )
-def test_any_edit_to_a_receipt_fails(client, make_key, where, mutate, words):
-    _, headers = make_key("acme")
+def test_any_edit_to_a_receipt_fails(client, make_caller, where, mutate, words):
+    headers = make_caller("acme").headers
     request_id = _a_request(client, headers)
     _a_request(client, headers)  # a second leaf, so the proof is not empty
     call_command("seal_audit", stdout=io.StringIO())
@@ -109,11 +94,11 @@ def test_any_edit_to_a_receipt_fails(client, make_key, where, mutate, words):
     assert any(words in p for p in report.problems), report.problems
 
 
-def test_receipt_needs_the_trusted_key(client, make_key):
+def test_receipt_needs_the_trusted_key(client, make_caller):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    _, headers = make_key("acme")
+    headers = make_caller("acme").headers
     request_id = _a_request(client, headers)
     call_command("seal_audit", stdout=io.StringIO())
     receipt = _receipt_of(client, headers, request_id).json()
@@ -123,9 +108,9 @@ def test_receipt_needs_the_trusted_key(client, make_key):
     assert not verify_receipt(receipt, public_key_pem=None).ok
 
 
-def test_another_tenants_or_an_unknown_request_is_404_and_the_lookup_is_audited(client, make_key):
-    _, acme = make_key("acme")
-    _, globex = make_key("globex")
+def test_another_tenants_or_an_unknown_request_is_404_and_the_lookup_is_audited(client, make_caller):
+    acme = make_caller("acme").headers
+    globex = make_caller("globex").headers
     request_id = _a_request(client, acme)
     call_command("seal_audit", stdout=io.StringIO())
     assert_problem(_receipt_of(client, globex, request_id), 404, "audit_receipt_not_found")
@@ -135,13 +120,14 @@ def test_another_tenants_or_an_unknown_request_is_404_and_the_lookup_is_audited(
     assert [(e.tenant_slug, e.http_status, e.error_code) for e in lookups] == [
         ("globex", 404, "audit_receipt_not_found"),
         ("acme", 404, "audit_receipt_not_found"),
+        ("", 401, "missing_api_key"),  # like every API-key endpoint, the refused attempt is on record too
     ]
     assert _receipt_of(client, acme, request_id).status_code == 200
     assert AuditEvent.objects.filter(action="audit.receipt", http_status=200, tenant_slug="acme").exists()
 
 
-def test_receipt_json_round_trips_through_a_file(client, make_key, tmp_path):
-    _, headers = make_key("acme")
+def test_receipt_json_round_trips_through_a_file(client, make_caller, tmp_path):
+    headers = make_caller("acme").headers
     request_id = _a_request(client, headers)
     call_command("seal_audit", stdout=io.StringIO())
     path = tmp_path / "receipt.json"

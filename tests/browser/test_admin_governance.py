@@ -10,9 +10,9 @@ from audit.services import audit_event_record, audit_seal
 from audit.services.compliance import COMPLIANCE_GROUP_NAME
 from policy.models import KillSwitch, ReviewItem
 from tests.browser.conftest import admin_login, shot
+from tests.fixtures.factories import PlanFactory, TenantFactory
 from tests.policy.factories import ReviewItemFactory
 from tests.support import celery_worker
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -6,8 +6,8 @@ import pytest
 
 from tenants.models import ApiKey
 from tests.browser.conftest import admin_login, shot
+from tests.fixtures.factories import PlanFactory, TenantFactory
 from tests.inference.factories import ModelVersionFactory
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -7,9 +7,9 @@ import pytest
 from audit.services import audit_event_record
 from tenants.services import api_key_create
 from tests.browser.conftest import admin_login, shot
+from tests.fixtures.factories import PlanFactory, TenantFactory
 from tests.inference.factories import ModelVersionFactory
 from tests.policy.factories import ReviewItemFactory
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -11,9 +11,9 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.services import kill_switch_engage, policy_create
+from tests.fixtures.factories import PlanFactory, TenantFactory
 from tests.inference.factories import ModelVersionFactory
 from tests.policy.factories import ReviewItemFactory
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded, pytest.mark.urls("tests.policy.urls_admin")]
 

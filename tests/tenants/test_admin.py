@@ -11,9 +11,9 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.services import api_key_authenticate
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import caches_expire, issue_key
 from tests.inference.factories import ModelVersionFactory
-from tests.tenants.conftest import caches_expire, issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

@@ -15,9 +15,9 @@ from tenants.services import (
     quota_reserve,
     tenant_suspend,
 )
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import caches_expire, issue_key
 from tests.support import assert_problem
-from tests.tenants.conftest import caches_expire, issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from audit.models import AuditEvent
 from tenants.models import ApiKey, Plan, Tenant
 from tenants.services import api_key_authenticate, api_key_revoke
-from tests.tenants.conftest import caches_expire
+from tests.fixtures.tenants import caches_expire
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

@@ -20,9 +20,9 @@ import pytest
 
 from tenants.selectors import quota_usage_current, usage_summary, usage_units_since
 from tenants.services import api_key_authenticate
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import issue_key
 from tests.support import ROOT, server_env
-from tests.tenants.conftest import issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -12,9 +12,9 @@ from core.redis import redis_reset
 from tenants.errors import QuotaBackendUnavailable, QuotaExceeded
 from tenants.selectors import quota_usage_current
 from tenants.services import api_key_authenticate, quota_refund, quota_reserve
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import issue_key
 from tests.support import assert_problem, free_port
-from tests.tenants.conftest import issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

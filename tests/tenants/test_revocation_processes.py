@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from tenants.services import api_key_revoke, tenant_suspend
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import issue_key
 from tests.support import gateway_server
-from tests.tenants.conftest import issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.slow, pytest.mark.embedded]
 

@@ -9,7 +9,7 @@ import pytest
 from audit.services import audit_event_record
 from tenants.models import ApiKey
 from tenants.selectors import api_key_status, usage_summary, usage_units_since
-from tests.tenants.factories import PlanFactory, TenantFactory
+from tests.fixtures.factories import PlanFactory, TenantFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

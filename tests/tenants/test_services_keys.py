@@ -28,8 +28,8 @@ from tenants.services import (
     tenant_unsuspend,
 )
 from tenants.services import keys as keys_module
-from tests.tenants.conftest import caches_expire, issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import caches_expire, issue_key
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

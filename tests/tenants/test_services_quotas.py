@@ -22,8 +22,8 @@ from tenants.services import (
     quotas,
     tenant_quota_set,
 )
-from tests.tenants.conftest import caches_expire, issue_key
-from tests.tenants.factories import PlanFactory, TenantFactory
+from tests.fixtures.factories import PlanFactory, TenantFactory
+from tests.fixtures.tenants import caches_expire, issue_key
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from tenants.services import (
     tenant_save,
     tenant_suspend,
 )
-from tests.tenants.conftest import caches_expire, issue_key
-from tests.tenants.factories import PlanFactory
+from tests.fixtures.factories import PlanFactory
+from tests.fixtures.tenants import caches_expire, issue_key
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 

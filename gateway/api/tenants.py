@@ -1,7 +1,8 @@
-"""Tenant-facing HTTP API of this app: usage and the caller's own keys.
+"""REST v1 tenant self-service: usage and the caller's own keys.
 
-Thin views on ``TenantScopedApi``: authenticate, check the scope, call one
-selector, serialise.  Every answer to an authenticated caller is audited.
+Thin views on :class:`gateway.api.base.GovernedApi`: the base authenticates,
+checks the scope, scopes rows to the caller's tenant and audits every answer;
+each view calls one ``tenants`` selector and serialises.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tenants.authentication import HasScope
+from core.errors import ValidationFailed
+from gateway.api.base import GovernedApi
 from tenants.models import ApiKey
 from tenants.principal import SCOPE_KEYS_READ, SCOPE_USAGE_READ
-from tenants.scoping import TenantScopedApi
 from tenants.selectors import api_key_status, api_keys_of_tenant, usage_report
 
 
-class UsageGetApi(TenantScopedApi):
+class UsageGetApi(GovernedApi):
     """``GET /v1/usage``: the caller's tenant's limits, current quota consumption and daily history."""
 
-    permission_classes = [HasScope(SCOPE_USAGE_READ)]
-    audit_action = "usage.read"
+    scope = SCOPE_USAGE_READ
+    endpoint = "usage.read"
 
     class InputSerializer(serializers.Serializer):
         days = serializers.IntegerField(min_value=1, max_value=90, default=30)
@@ -95,9 +96,8 @@ class UsageGetApi(TenantScopedApi):
     )
     def get(self, request: Request) -> Response:
         """Usage of the caller's tenant (never another tenant's)."""
-        params = self.InputSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        report = usage_report(principal=self.principal, days=params.validated_data["days"])
+        params = self.validated(self.InputSerializer, request.query_params, error=ValidationFailed)
+        report = usage_report(principal=self.principal, days=params["days"])
         return Response(self.OutputSerializer(report).data)
 
 
@@ -128,11 +128,11 @@ class _KeyListOutputSerializer(serializers.Serializer):
     keys = _KeyOutputSerializer(many=True)
 
 
-class ApiKeyListApi(TenantScopedApi):
+class ApiKeyListApi(GovernedApi):
     """``GET /v1/keys``: the caller's tenant's keys (prefixes and metadata, never secrets)."""
 
-    permission_classes = [HasScope(SCOPE_KEYS_READ)]
-    audit_action = "keys.list"
+    scope = SCOPE_KEYS_READ
+    endpoint = "keys.list"
     OutputSerializer = _KeyOutputSerializer
 
     @extend_schema(operation_id="keys_list", responses={200: _KeyListOutputSerializer}, tags=["keys"])
@@ -142,11 +142,11 @@ class ApiKeyListApi(TenantScopedApi):
         return Response({"keys": self.OutputSerializer(keys, many=True).data})
 
 
-class ApiKeyGetApi(TenantScopedApi):
+class ApiKeyGetApi(GovernedApi):
     """``GET /v1/keys/{prefix}``: one of the caller's tenant's keys; another tenant's is 404."""
 
-    permission_classes = [HasScope(SCOPE_KEYS_READ)]
-    audit_action = "keys.get"
+    scope = SCOPE_KEYS_READ
+    endpoint = "keys.get"
     OutputSerializer = _KeyOutputSerializer
 
     @extend_schema(operation_id="keys_retrieve", responses={200: _KeyOutputSerializer}, tags=["keys"])
