@@ -13,10 +13,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import DomainError
-from inference.errors import ModelIntegrityFailed
+from inference.management.commands._active import active_version_reusable
 from inference.management.commands.train_model import describe_version
-from inference.models import ModelVersion
-from inference.services import model_file_verify, model_version_activate, model_version_register
+from inference.services import model_version_activate, model_version_register
 
 ACTOR = "command:ensure_bundled_models"
 
@@ -35,15 +34,8 @@ class Command(BaseCommand):
         for name, (train, gate, gate_text) in TRAINERS.items():
             if options["only"] and name != options["only"]:
                 continue
-            active = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).first()
-            if active is not None:
-                try:
-                    model_file_verify(version=active)
-                except ModelIntegrityFailed as exc:
-                    self.stderr.write(f"{exc.detail} Training a replacement.")
-                else:
-                    self.stdout.write(f"{name} is active: {describe_version(active)}")
-                    continue
+            if active_version_reusable(name=name, stdout=self.stdout, stderr=self.stderr):
+                continue
             self.stdout.write(f"==> training {name!r} (scikit-learn data, TensorFlow, tf2onnx)")
             try:
                 result = train()

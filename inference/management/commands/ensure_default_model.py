@@ -13,11 +13,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import DomainError
-from inference.errors import ModelIntegrityFailed
+from inference.management.commands._active import active_version_reusable
 from inference.management.commands._progress import epoch_progress_printer
 from inference.management.commands.train_model import describe_version
-from inference.models import ModelVersion
-from inference.services import model_file_verify, model_version_activate, model_version_train
+from inference.services import model_version_activate, model_version_train
 
 ACTOR = "command:ensure_default_model"
 
@@ -32,15 +31,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         name = settings.DEFAULT_MODEL_NAME
-        active = ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).first()
-        if active is not None:
-            try:
-                model_file_verify(version=active)
-            except ModelIntegrityFailed as exc:
-                self.stderr.write(f"{exc.detail} Training a replacement.")
-            else:
-                self.stdout.write(f"default model is active: {describe_version(active)}")
-                return
+        if active_version_reusable(name=name, stdout=self.stdout, stderr=self.stderr, label="default model"):
+            return
         self.stdout.write(f"==> training the default model {name!r} (scikit-learn digits, default settings)")
         try:
             version = model_version_train(actor=ACTOR, name=name, progress=epoch_progress_printer(self.stdout))
