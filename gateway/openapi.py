@@ -59,6 +59,14 @@ RATE_LIMIT_HEADERS = [
         ("RateLimit-Reset", "Seconds until it resets."),
     )
 ]
+SERVER_TIMING_HEADER = OpenApiParameter(
+    "Server-Timing",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 202],
+    description="W3C Server Timing: milliseconds per pipeline step (`auth`, `model`, `policy`, `quota`, `validate`, "
+    "`infer`, `audit`) and `total`, on every answer to an authenticated caller (setting `SERVER_TIMING`).",
+)
 MODEL_NAME_PARAMETER = OpenApiParameter(
     "name",
     str,

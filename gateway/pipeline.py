@@ -27,10 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
@@ -166,6 +169,10 @@ def body_json(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's
     return json_parse(raw)
 
 
+# The steps a ``Server-Timing`` header reports, in pipeline order (W3C Server Timing).
+TIMED_STEPS = ("auth", "model", "policy", "quota", "validate", "infer", "audit")
+
+
 class GovernedCall:
     """One request through the governed pipeline, audited exactly once whatever happens.
 
@@ -201,6 +208,26 @@ class GovernedCall:
         self._review_items: list[tuple[Any, float]] = []
         self._audited = False
         self._auth_attempted = False
+        #: Milliseconds spent in each step of ``TIMED_STEPS`` (``Server-Timing``).
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step] = self.timings.get(step, 0.0) + (time.perf_counter() - started) * 1000.0
+
+    def server_timing(self) -> str:
+        """The ``Server-Timing`` value: each step run so far and the total, in milliseconds.
+
+        Only for an authenticated caller (``response_headers`` and ``fail``
+        check): an unauthenticated one could otherwise time the key lookup.
+        """
+        parts = [f"{step};dur={self.timings[step]:.3f}" for step in TIMED_STEPS if step in self.timings]
+        parts.append(f"total;dur={(time.perf_counter() - self.started) * 1000.0:.3f}")
+        return ", ".join(parts)
 
     # -- context management ---------------------------------------------------
     def __enter__(self) -> GovernedCall:
@@ -241,22 +268,26 @@ class GovernedCall:
         # Past the first rows of a burst, failed authentications are summed into one aggregated
         # event per address and window (tenants.services.auth_failures) instead of one row each.
         verbatim = getattr(exc, "audit_verbatim", True)
+        outcome: BaseException = exc
         if self._auth_attempted and not self._audited and verbatim:
             try:
                 self._audit(status=status, error_code=code)
             except AuditUnavailable as audit_exc:
-                return audit_exc
-        return exc
+                outcome = audit_exc
+        if isinstance(outcome, DomainError) and settings.SERVER_TIMING and self.principal is not None:
+            outcome.headers["Server-Timing"] = self.server_timing()
+        return outcome
 
     # -- steps ----------------------------------------------------------------
     def authenticate(self) -> Principal:
         """Steps 2-3: the key, the tenant, the scope (``None``: any key of the tenant)."""
         self._auth_attempted = True
-        principal = api_key_authenticate_request(meta=self.request.META)
-        self.principal = principal
-        set_request_context(tenant=principal.tenant_slug)
-        if self.scope is not None:
-            principal_require_scope(principal=principal, scope=self.scope)
+        with self._timed("auth"):
+            principal = api_key_authenticate_request(meta=self.request.META)
+            self.principal = principal
+            set_request_context(tenant=principal.tenant_slug)
+            if self.scope is not None:
+                principal_require_scope(principal=principal, scope=self.scope)
         return principal
 
     def parse_body(self) -> Any:
@@ -271,7 +302,8 @@ class GovernedCall:
             # No model name holds a control character, and PostgreSQL refuses a NUL in the lookup.
             raise ModelNotFound(missing_model_detail(name))
         try:
-            self.model = model_serving_get(name=name, version=version)
+            with self._timed("model"):
+                self.model = model_serving_get(name=name, version=version)
         except ModelVersionNotFound:
             # "no such version" would confirm that a hidden model exists.
             if self.principal is not None and model_name_hidden(principal=self.principal, name=name):
@@ -292,9 +324,10 @@ class GovernedCall:
                 policy_versions="",
             )
         else:
-            self.decision = policy_decide(
-                principal=self.principal, model=self.model.facts(), purpose=purpose or None, action=action
-            )
+            with self._timed("policy"):
+                self.decision = policy_decide(
+                    principal=self.principal, model=self.model.facts(), purpose=purpose or None, action=action
+                )
         if not self.decision.allowed:
             if model_hidden(principal=self.principal, decision=self.decision, facts=self.model.facts()):
                 # The same answer a name that does not exist gets; the audit record keeps the rule.
@@ -334,16 +367,18 @@ class GovernedCall:
         limit = max_batch if max_batch is not None else self.principal.limits.max_batch
         if units > limit:
             raise BatchTooLarge(f"Batch of {units} instances exceeds this plan's maximum of {limit}.", max_batch=limit)
-        self.reservation = quota_reserve(principal=self.principal, units=units)
+        with self._timed("quota"):
+            self.reservation = quota_reserve(principal=self.principal, units=units)
         self.units = units
 
     def validate(self, instances: Any, *, max_batch: int | None = None) -> dict[str, np.ndarray]:
         """Step 8: every input's presence, shape, type, finiteness and range; one array per input."""
         assert self.principal is not None and self.model is not None
         limit = max_batch if max_batch is not None else self.principal.limits.max_batch
-        feeds = inputs_validate(model=self.model, instances=instances, max_batch=limit)
-        # The digest covers every input (one input: its bytes, as it always was).
-        self.input_digest = audit_input_digest(payload=audit_input_payload(feeds))
+        with self._timed("validate"):
+            feeds = inputs_validate(model=self.model, instances=instances, max_batch=limit)
+            # The digest covers every input (one input: its bytes, as it always was).
+            self.input_digest = audit_input_digest(payload=audit_input_payload(feeds))
         if self.decision is not None and self.decision.retain_raw_input and self.principal is not None:
             # Kept encrypted outside the sealed record, which commits to it by digest and id.
             retained = retained_input_store(
@@ -367,9 +402,9 @@ class GovernedCall:
         assert self.model is not None and self.decision is not None
         started = time.perf_counter()
         prediction = model_predict(model=self.model, batch=batch)
-        metrics.inference_latency(
-            model=self.model.name, version=self.model.version, seconds=time.perf_counter() - started
-        )
+        seconds = time.perf_counter() - started
+        self.timings["infer"] = seconds * 1000.0
+        metrics.inference_latency(model=self.model.name, version=self.model.version, seconds=seconds)
         summary = prediction_review(
             model=self.model, prediction=prediction, review_threshold=self.decision.review_threshold
         )
@@ -414,6 +449,8 @@ class GovernedCall:
         headers = decision_headers(self.decision) if self.decision is not None else {}
         if self.reservation is not None:
             headers.update(self.reservation.headers())
+        if settings.SERVER_TIMING and self.principal is not None:
+            headers["Server-Timing"] = self.server_timing()
         return headers
 
     def refund(self) -> None:
@@ -473,7 +510,8 @@ class GovernedCall:
         if self.reservation is not None:
             fields["quota_fail_open"] = bool(getattr(self.reservation, "fail_open", False))
         try:
-            seq = audit_request_record(**fields)
+            with self._timed("audit"):
+                seq = audit_request_record(**fields)
         except AuditUnavailable:
             # Nothing may be served unrecorded: give the quota back and answer 503.
             self.refund()

@@ -33,6 +33,7 @@ from gateway.openapi import (
     MODEL_NAME_PARAMETER,
     RATE_LIMIT_HEADERS,
     RETRY_AFTER_HEADER,
+    SERVER_TIMING_HEADER,
     problem_responses,
 )
 from inference.errors import ModelNotFound
@@ -222,6 +223,7 @@ class ModelPredictApi(GovernedApi):
             *RATE_LIMIT_HEADERS,
             RETRY_AFTER_HEADER,
             *DECISION_HEADERS,
+            SERVER_TIMING_HEADER,
         ],
         examples=[
             OpenApiExample("one digit", request_only=True, value={"instances": [EXAMPLE_DIGIT], "purpose": "research"}),

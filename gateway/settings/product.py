@@ -61,5 +61,9 @@ JOB_RESULTS_TTL_DAYS = env_float("JOB_RESULTS_TTL_DAYS", 7.0)
 
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
+# A W3C ``Server-Timing`` header (auth, model, policy, quota, validate, infer, audit, total) on every
+# answer to an authenticated caller; cheap enough to leave on, off for deployments that must not show it.
+SERVER_TIMING = env_bool("SERVER_TIMING", True)
+
 # Mounts the benchmark-only ablation endpoints (bench/run.py sets it); never in production.
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
