@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
@@ -28,3 +28,11 @@ def _task_context_end(**kwargs: object) -> None:
     from core.logging import request_context_reset
 
     request_context_reset()
+
+
+@worker_process_init.connect
+def _tracing_start(**kwargs: object) -> None:
+    """Each pool process exports its own spans (after the fork: the exporter thread must be the child's)."""
+    from core.tracing import tracing_configure
+
+    tracing_configure(service_name="maas-worker", celery=True)
