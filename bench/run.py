@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,6 +45,10 @@ VARIANTS = {
     "G governed v1": "/v1/models/digits/predict",
     "G2 governed v2": "/v2/models/digits/infer",
 }
+# The governed v1 path again on a second server that exports OpenTelemetry spans (OTLP/HTTP to a
+# collector in this process that accepts and drops them): the cost of leaving tracing on.
+TRACED = "GT governed v1, tracing on"
+ALL_VARIANTS = {**VARIANTS, TRACED: VARIANTS["G governed v1"]}
 
 
 def log(message: str) -> None:
@@ -185,60 +190,105 @@ def bodies(instance: list[float]) -> dict[str, bytes]:
             "parameters": {"purpose": "research"},
         }
     ).encode()
-    return {name: (v2 if "v2" in name else v1) for name in VARIANTS}
+    return {name: (v2 if "v2" in name else v1) for name in ALL_VARIANTS}
+
+
+def null_collector() -> tuple[str, Any]:
+    """An OTLP/HTTP endpoint that reads and drops every export (so tracing pays its full client cost)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def _measure(
+    name: str,
+    base: str,
+    server: subprocess.Popen,
+    variants: dict[str, str],
+    args,
+    key: str,
+    payloads: dict[str, bytes],
+    repeat: int,
+    rows: list[dict],
+) -> None:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    for concurrency in args.concurrency:
+        for variant, path in variants.items():
+            pids = worker_pids(server.pid)
+            cpu_before = cpu_seconds(pids)
+            result = run_load(
+                base + path, body=payloads[variant], headers=headers, concurrency=concurrency, duration=args.duration
+            )
+            cpu = cpu_seconds(pids) - cpu_before
+            row = {
+                "backend": name,
+                "variant": variant,
+                "concurrency": concurrency,
+                "repeat": repeat,
+                "rps": result.rps(),
+                "p50_ms": result.percentile(50) * 1000,
+                "p95_ms": result.percentile(95) * 1000,
+                "p99_ms": result.percentile(99) * 1000,
+                "cpu_us_per_req": (cpu / result.requests * 1e6) if result.requests else float("nan"),
+                "requests": result.requests,
+                "errors": result.errors,
+                "statuses": result.statuses,
+            }
+            rows.append(row)
+            log(
+                f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps"
+                f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
+                f"  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}"
+            )
 
 
 def measure_backend(name: str, args, instance: list[float]) -> list[dict]:
+    import signal
+
     env = backend_env(name)
     log(f"==> preparing {name}")
     key = prepare(env)
     port = 18000 + (0 if name == "embedded" else 1)
+    endpoint, collector = null_collector()
+    traced_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "maas-bench"}
     server = start_server(env, port, args.workers)
+    traced = start_server(traced_env, port + 10, args.workers)
     rows: list[dict] = []
     try:
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         payloads = bodies(instance)
-        base = f"http://127.0.0.1:{port}"
+        base, traced_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 10}"
         for variant, path in VARIANTS.items():  # warm every worker on every path
             run_load(base + path, body=payloads[variant], headers=headers, concurrency=args.workers * 2, duration=0.5)
+        run_load(
+            traced_base + ALL_VARIANTS[TRACED],
+            body=payloads[TRACED],
+            headers=headers,
+            concurrency=args.workers * 2,
+            duration=0.5,
+        )
         for repeat in range(args.repeats):
-            for concurrency in args.concurrency:
-                for variant, path in VARIANTS.items():
-                    pids = worker_pids(server.pid)
-                    cpu_before = cpu_seconds(pids)
-                    result = run_load(
-                        base + path,
-                        body=payloads[variant],
-                        headers=headers,
-                        concurrency=concurrency,
-                        duration=args.duration,
-                    )
-                    cpu = cpu_seconds(pids) - cpu_before
-                    row = {
-                        "backend": name,
-                        "variant": variant,
-                        "concurrency": concurrency,
-                        "repeat": repeat,
-                        "rps": result.rps(),
-                        "p50_ms": result.percentile(50) * 1000,
-                        "p95_ms": result.percentile(95) * 1000,
-                        "p99_ms": result.percentile(99) * 1000,
-                        "cpu_us_per_req": (cpu / result.requests * 1e6) if result.requests else float("nan"),
-                        "requests": result.requests,
-                        "errors": result.errors,
-                        "statuses": result.statuses,
-                    }
-                    rows.append(row)
-                    log(
-                        f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps"
-                        f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
-                        f"  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}"
-                    )
+            # Interleaved with the untraced runs of the same repeat: both see the same machine noise.
+            _measure(name, base, server, VARIANTS, args, key, payloads, repeat, rows)
+            _measure(name, traced_base, traced, {TRACED: ALL_VARIANTS[TRACED]}, args, key, payloads, repeat, rows)
     finally:
-        import signal
-
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+        for proc in (server, traced):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        collector.shutdown()
     return rows
 
 
@@ -344,6 +394,13 @@ def targets(table: list[dict], baselines: dict, components: dict) -> list[str]:
             if g1 and b1:
                 added = g1["p50_ms"] - b1["p50_ms"]
                 lines.append(f"| {variant.split()[0]} added p50, c=1 | {backend} | {added:+.2f} ms | ≤ 1 ms |")
+        traced, untraced = index.get((backend, TRACED, 8)), index.get((backend, "G governed v1", 8))
+        if traced and untraced and untraced["rps"]:
+            lines.append(
+                f"| tracing on / off, governed v1, c=8 | {backend} | {traced['rps'] / untraced['rps']:.2f} "
+                f"({traced['rps']:.0f} vs {untraced['rps']:.0f} req/s; CPU {traced['cpu_us_per_req']:.0f} vs "
+                f"{untraced['cpu_us_per_req']:.0f} µs/req) | measured, no target |"
+            )
     for backend, row in (components.get("auth_quota") or {}).items():
         if isinstance(row, dict) and "auth_quota_policy_cpu_us" in row:
             lines.append(
@@ -411,7 +468,7 @@ def render(table: list[dict], baselines: dict, components: dict, args, profiles:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     index = {(r["backend"], r["variant"], r["concurrency"]): r for r in table}
-    for r in sorted(table, key=lambda r: (r["backend"], r["concurrency"], list(VARIANTS).index(r["variant"]))):
+    for r in sorted(table, key=lambda r: (r["backend"], r["concurrency"], list(ALL_VARIANTS).index(r["variant"]))):
         base = index.get((r["backend"], "B4 bare view", r["concurrency"]))
         ratio = r["rps"] / base["rps"] if base and base["rps"] else float("nan")
         added = r["p50_ms"] - base["p50_ms"] if base else float("nan")
@@ -435,11 +492,11 @@ def chart(table: list[dict], path: Path) -> None:
     backends = sorted({r["backend"] for r in table})
     concurrencies = sorted({r["concurrency"] for r in table})
     fig, axes = plt.subplots(len(backends), 2, figsize=(13, 4.2 * len(backends)), squeeze=False)
-    width = 0.8 / len(VARIANTS)
+    width = 0.8 / len(ALL_VARIANTS)
     for row_index, backend in enumerate(backends):
         for col, (metric, label) in enumerate((("rps", "requests/s"), ("p50_ms", "p50 latency (ms)"))):
             ax = axes[row_index][col]
-            for i, variant in enumerate(VARIANTS):
+            for i, variant in enumerate(ALL_VARIANTS):
                 values = [
                     next(
                         (
@@ -452,7 +509,7 @@ def chart(table: list[dict], path: Path) -> None:
                     for c in concurrencies
                 ]
                 ax.bar([x + i * width for x in range(len(concurrencies))], values, width, label=variant)
-            ax.set_xticks([x + width * (len(VARIANTS) - 1) / 2 for x in range(len(concurrencies))])
+            ax.set_xticks([x + width * (len(ALL_VARIANTS) - 1) / 2 for x in range(len(concurrencies))])
             ax.set_xticklabels([f"c={c}" for c in concurrencies])
             ax.set_title(f"{backend}: {label}")
             ax.set_ylabel(label)

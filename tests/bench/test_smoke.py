@@ -26,6 +26,7 @@ def test_bench_smoke_produces_table_json_and_chart(tmp_path):
     report = json.loads(output.with_suffix(".json").read_text())
     variants = {row["variant"] for row in report["table"]}
     assert {"B4 bare view", "A1 +auth", "A2 +quota", "A3 +policy", "G governed v1", "G2 governed v2"} <= variants
+    assert "GT governed v1, tracing on" in variants  # the same path on a server exporting spans
     for row in report["table"]:
         assert row["rps"] > 0 and row["errors"] == 0, row
     assert report["baselines"] and "error" not in report["baselines"], report["baselines"]
