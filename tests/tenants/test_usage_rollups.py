@@ -316,3 +316,51 @@ def test_monthly_quota_rebuild_reads_rollups_and_equals_the_full_sum():
     assert usage["monthly"] == usage_units_since_from_events(tenant_id=tenant.pk, since=month) == sum(range(10, 22)) + 7
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     assert usage["daily"] == usage_units_since_from_events(tenant_id=tenant.pk, since=day)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_real_late_commit_on_postgresql_is_counted_once(settings):
+    """Two real connections: a transaction holding a lower seq commits after a higher one was rolled up."""
+    if connection.vendor != "postgresql":
+        pytest.skip("late commits need concurrent writers (PostgreSQL)")
+    import threading
+
+    from django.db import connections, transaction
+
+    tenant = TenantFactory(plan=PlanFactory())
+    inserted, release, done = threading.Event(), threading.Event(), threading.Event()
+    held: dict[str, int] = {}
+
+    def slow_writer():
+        try:
+            with transaction.atomic():
+                held["seq"] = _event(tenant, DAY + timedelta(hours=3), units=11, key_prefix="maas_a").seq
+                inserted.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+            done.set()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    try:
+        assert inserted.wait(timeout=30)
+        later = _event(tenant, DAY + timedelta(hours=3), units=5, key_prefix="maas_b").seq
+        assert later > held["seq"]
+        usage_rollups_advance()
+        assert UsageRollupWatermark.objects.get().last_seq >= later
+        _assert_exact(tenant)  # the held event is invisible to both sides
+        release.set()
+        assert done.wait(timeout=30)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    # Committed now, below the watermark: the tail counts it until the next run folds it in.
+    assert usage_units_since(tenant_id=tenant.pk, since=DAY) == 16
+    _assert_exact(tenant)
+    assert usage_rollups_advance().late_events == 1
+    assert usage_rollups_advance().late_events == 0
+    assert usage_units_since(tenant_id=tenant.pk, since=DAY) == 16
+    _assert_exact(tenant)
+    _assert_rollups_are_a_direct_count(tenant)
