@@ -30,7 +30,7 @@ from tenants.models import ApiKey, QuotaCounter, Tenant
 from tenants.principal import Limits, Principal, QuotaScope, limits_merge
 from tenants.quota.types import quota_redis_namespace
 from tenants.quota_windows import DAILY, MONTHLY, redis_counter_key, window_for
-from tenants.usage_rows import UsageRow, usage_rows
+from tenants.usage_rows import UsageRow, usage_rows, usage_units
 
 REQUEST = AuditEvent.Type.REQUEST
 
@@ -135,8 +135,7 @@ def usage_units_since(*, tenant_id: int, since: datetime, key_prefixes: Iterable
     (``tenants.usage_rows``), so rebuilding a monthly counter after a Redis loss
     costs a month of daily rows, not a month of events.
     """
-    prefixes = list(key_prefixes) or None
-    return sum(row.units for row in usage_rows(tenant_id=tenant_id, since=since, key_prefixes=prefixes))
+    return usage_units(tenant_id=tenant_id, since=since, key_prefixes=list(key_prefixes) or None)
 
 
 def usage_units_since_from_events(*, tenant_id: int, since: datetime, key_prefixes: Iterable[str] = ()) -> int:

@@ -92,6 +92,25 @@ class _Fold:
     def rows(self) -> list[UsageRow]:
         return [UsageRow(*key, *measures) for key, measures in self.groups.items()]
 
+    def events(self, events: QuerySet) -> None:
+        _events_into(self, events)
+
+    def rollups(self, rollups: QuerySet) -> None:
+        _rollup_rows_into(self, rollups)
+
+
+class _Units:
+    """Sums ``units`` only, in the database (the quota rebuild needs nothing else)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def events(self, events: QuerySet) -> None:
+        self.total += int(events.order_by().aggregate(total=Sum("units"))["total"] or 0)
+
+    def rollups(self, rollups: QuerySet) -> None:
+        self.total += int(rollups.order_by().aggregate(total=Sum("units"))["total"] or 0)
+
 
 def _events_into(fold: _Fold, events: QuerySet) -> None:
     """Group ``events`` in the database by day and dimensions and add them to ``fold``."""
@@ -141,10 +160,8 @@ def _events(tenant_id: int, key_prefixes: Sequence[str] | None, since: datetime,
     return events
 
 
-def _rollups_into(
-    fold: _Fold, tenant_id: int, key_prefixes: Sequence[str] | None, start: datetime, end: datetime | None
-) -> None:
-    """Add the rollups of the whole hours ``[start, end)``: day rows for whole days, hour rows for the rest."""
+def _rollups(tenant_id: int, key_prefixes: Sequence[str] | None, start: datetime, end: datetime | None) -> QuerySet:
+    """The rollups of the whole hours ``[start, end)``: day rows for whole days, hour rows for the rest."""
     d0 = _ceil_day(start)
     d1 = _floor_day(end) if end is not None else None
     spans = Q()
@@ -158,6 +175,10 @@ def _rollups_into(
     rollups = UsageRollup.objects.filter(spans, tenant_id=tenant_id)
     if key_prefixes is not None:
         rollups = rollups.filter(key_prefix__in=list(key_prefixes))
+    return rollups
+
+
+def _rollup_rows_into(fold: _Fold, rollups: QuerySet) -> None:
     for r in rollups.values_list(
         "bucket_start",
         "request",
@@ -171,18 +192,9 @@ def _rollups_into(
         "latency_sum",
         "latency_count",
         "latency_max",
-    ).iterator(chunk_size=5000):
+    ):
         version = None if r[4] == -1 else r[4]
         fold.add((r[0].astimezone(UTC).date(), r[1], r[2], r[3], version, r[5], r[6]), *r[7:])
-
-
-def usage_rows_from_events(
-    *, tenant_id: int, since: datetime, until: datetime | None = None, key_prefixes: Sequence[str] | None = None
-) -> list[UsageRow]:
-    """The same rows computed from the audit events alone (the reference the rollups must equal)."""
-    fold = _Fold()
-    _events_into(fold, _events(tenant_id, key_prefixes, since, until))
-    return fold.rows()
 
 
 def usage_rows(
@@ -193,23 +205,38 @@ def usage_rows(
     ``key_prefixes`` narrows it to the events of those keys.  Exact up to the
     last committed event (module docstring).
     """
+    return _read(_Fold, tenant_id, since, until, key_prefixes).rows()
+
+
+def usage_units(
+    *, tenant_id: int, since: datetime, until: datetime | None = None, key_prefixes: Iterable[str] | None = None
+) -> int:
+    """``SUM(units)`` of the tenant's (or those keys') events in ``[since, until)``, summed in the database."""
+    return _read(_Units, tenant_id, since, until, key_prefixes).total
+
+
+def _read(sink_type, tenant_id: int, since: datetime, until: datetime | None, key_prefixes: Iterable[str] | None):
     prefixes = None if key_prefixes is None else list(key_prefixes)
     first_hour = _ceil_hour(since)
     last_hour = _floor_hour(until) if until is not None else None
     if last_hour is not None and first_hour >= last_hour:
-        return usage_rows_from_events(tenant_id=tenant_id, since=since, until=until, key_prefixes=prefixes)
+        sink = sink_type()
+        sink.events(_events(tenant_id, prefixes, since, until))
+        return sink
     for _ in range(ATTEMPTS):
         version, last_seq, gaps = watermark_snapshot()
-        fold = _Fold()
+        sink = sink_type()
         if since < first_hour:
-            _events_into(fold, _events(tenant_id, prefixes, since, first_hour))
+            sink.events(_events(tenant_id, prefixes, since, first_hour))
         if last_hour is not None and last_hour < until:
-            _events_into(fold, _events(tenant_id, prefixes, last_hour, until))
-        _rollups_into(fold, tenant_id, prefixes, first_hour, last_hour)
+            sink.events(_events(tenant_id, prefixes, last_hour, until))
+        sink.rollups(_rollups(tenant_id, prefixes, first_hour, last_hour))
         covered = _events(tenant_id, prefixes, first_hour, last_hour)
-        _events_into(fold, covered.filter(seq__gt=last_seq))
+        sink.events(covered.filter(seq__gt=last_seq))
         for q in gap_query(gaps):
-            _events_into(fold, covered.filter(q))
+            sink.events(covered.filter(q))
         if watermark_version() == version:
-            return fold.rows()
-    return usage_rows_from_events(tenant_id=tenant_id, since=since, until=until, key_prefixes=prefixes)
+            return sink
+    sink = sink_type()
+    sink.events(_events(tenant_id, prefixes, since, until))
+    return sink
