@@ -262,17 +262,31 @@ def test_usage_is_exact_up_to_the_last_request():
     _assert_exact(tenant)
 
 
-def test_usage_history_survives_the_events(settings):
-    """Rollups outlive events: counted from the rollup rows alone (the purge removes events, never rows)."""
+def test_usage_history_survives_the_retention_purge(settings, tmp_path):
+    """Rollups outlive events: the real purge removes a sealed block of old events, usage stays the same."""
+    from django.utils import timezone
+
+    from audit.services import audit_purge, audit_seal
+
+    settings.AUDIT_SEAL_BLOCK_SIZE = 5
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
+    settings.AUDIT_CHECKPOINT_SINKS = []
     tenant = TenantFactory(plan=PlanFactory())
-    _event(tenant, DAY + timedelta(hours=4), units=6, latency_ms=2.0, model_name="digits", model_version=1)
+    old_day = (timezone.now() - timedelta(days=400)).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_seal = audit_seal()  # whatever earlier tests left, sealed into blocks of its own
+    old = [
+        _event(tenant, old_day + timedelta(hours=i), units=i + 1, key_prefix="maas_a", latency_ms=float(i))
+        for i in range(5)
+    ]
+    assert audit_seal().events == 5, first_seal
     usage_rollups_advance()
-    before = usage_summary(tenant=tenant, since=DAY, until=DAY + timedelta(days=1))
-    # Reading with no tail and no events (an empty events table stands for a purged one):
-    # the rollup rows carry the whole answer.
-    rows = UsageRollup.objects.filter(tenant_id=tenant.pk, granularity="day")
-    assert [(r.requests, r.units, r.latency_max) for r in rows] == [(1, 6, 2.0)]
-    assert before.instances == 6
+    period = {"since": old_day, "until": old_day + timedelta(days=1)}
+    before = usage_summary(tenant=tenant, **period)
+    assert (before.requests, before.instances) == (5, 15)
+    assert audit_purge(actor="system:test").events >= 5
+    assert not AuditEvent.objects.filter(seq__in=[e.seq for e in old]).exists()
+    assert usage_summary(tenant=tenant, **period) == before
+    assert usage_units_since(tenant_id=tenant.pk, since=old_day) == 15
 
 
 def test_stale_watermark_version_makes_the_read_retry(monkeypatch):
