@@ -378,3 +378,53 @@ def test_a_real_late_commit_on_postgresql_is_counted_once(settings):
     assert usage_units_since(tenant_id=tenant.pk, since=DAY) == 16
     _assert_exact(tenant)
     _assert_rollups_are_a_direct_count(tenant)
+
+
+def _wait_for(condition, timeout: float = 120.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_killed_mid_advance_counts_nothing_twice():
+    """A real worker on the real broker, SIGKILLed between batches; a rerun finishes the job exactly."""
+    import os
+    import signal
+
+    from tests.support import celery_worker
+
+    tenant = TenantFactory(plan=PlanFactory())
+    events = [
+        _event(tenant, DAY + timedelta(minutes=3 * i), units=i % 7, key_prefix=KEYS[i % 3], latency_ms=i / 4)
+        for i in range(1500)
+    ]
+    last = events[-1].seq
+    # One event per batch, so the run is long enough to be killed in the middle of it.
+    with celery_worker(
+        AUDIT_SEAL_LAG_SECONDS="0", USAGE_ROLLUP_BATCH_SIZE="1", USAGE_ROLLUP_MAX_BATCHES="100000"
+    ) as proc:
+        usage_rollups_advance_task.delay()
+        assert _wait_for(lambda: UsageRollupWatermark.objects.filter(last_seq__gte=events[50].seq).exists())
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    killed_at = UsageRollupWatermark.objects.get().last_seq
+    assert killed_at < last, "the worker finished before it was killed"
+    _assert_exact(tenant)  # rollups up to the kill + the tail after it
+    rerun = usage_rollups_advance()
+    assert rerun.events == len([e for e in events if e.seq > killed_at])
+    _assert_exact(tenant)
+    _assert_rollups_are_a_direct_count(tenant)
+    # And the async path completes on its own: a fresh worker, a fresh event.
+    _event(tenant, DAY, units=9)
+    with celery_worker(AUDIT_SEAL_LAG_SECONDS="0"):
+        usage_rollups_advance_task.delay()
+        assert _wait_for(lambda: UsageRollupWatermark.objects.get().last_seq > last)
+    _assert_rollups_are_a_direct_count(tenant)
