@@ -238,3 +238,86 @@ class AuthFailureWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_ip} @{self.window_start}: {self.failures}"
+
+
+class UsageRollup(models.Model):
+    """Counts of a tenant's audit events in one UTC hour or day, per key, model version, status and code.
+
+    Maintained incrementally from the audit trail by ``usage_rollups_advance``
+    (``tenants.services.usage_rollups``, which documents the exactness rule);
+    usage reads add the events past :class:`UsageRollupWatermark`.  Rows outlive
+    the events they count: the audit retention purge never touches them, so
+    usage history stays whole after old events are removed.
+
+    ``request`` separates API requests from other events that carry ``units``
+    (a batch job's refund is a ``job`` event with negative units): requests,
+    refusals, errors and latency count requests only, instances count both.
+    ``model_version`` is -1 where the events had none; ``status_class`` is
+    ``http_status // 100`` (0 where the events had no status).
+    """
+
+    class Granularity(models.TextChoices):
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    tenant_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    bucket_start = models.DateTimeField(help_text="Start of the UTC hour or day.")
+    request = models.BooleanField(help_text="True for request events, False for other events that carry units.")
+    key_prefix = models.CharField(max_length=64, blank=True, default="")
+    model_name = models.CharField(max_length=100, blank=True, default="")
+    model_version = models.IntegerField(default=-1, help_text="-1: no model version.")
+    status_class = models.PositiveSmallIntegerField(default=0, help_text="http_status // 100; 0: no status.")
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    units = models.BigIntegerField(default=0)
+    latency_sum = models.FloatField(default=0.0)
+    latency_count = models.BigIntegerField(default=0)
+    latency_max = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Also the conflict target of the advance's INSERT ... ON CONFLICT, and
+            # (tenant first) the index every usage read ranges over.
+            models.UniqueConstraint(
+                fields=[
+                    "tenant_id",
+                    "granularity",
+                    "bucket_start",
+                    "request",
+                    "key_prefix",
+                    "model_name",
+                    "model_version",
+                    "status_class",
+                    "error_code",
+                ],
+                name="usage_rollup_unique",
+            ),
+        ]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"t{self.tenant_id} {self.granularity} {self.bucket_start:%Y-%m-%d %H:00} {self.key_prefix}"
+
+
+class UsageRollupWatermark(models.Model):
+    """Singleton: how far the audit trail is rolled up (``last_seq``) and the sequence gaps below it.
+
+    ``gaps`` lists ``[first, last, seen_at_epoch]`` ranges of sequence numbers
+    below ``last_seq`` that held no visible event when the advance passed them
+    (a rolled-back INSERT, or a transaction not yet committed); each advance
+    rolls up any event that has since appeared there.  ``version`` changes with
+    every committed batch: a usage read that sees it change retries.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_seq = models.BigIntegerField(default=0)
+    gaps = models.JSONField(default=list, blank=True)
+    version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"usage rolled up to seq {self.last_seq} ({len(self.gaps)} gaps)"

@@ -130,6 +130,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     "batch-jobs-expire": {"task": "jobs.tasks.batch_jobs_expire_task", "schedule": 3600.0},
     # One aggregated audit event per address and window of failed authentication (tenants.services.auth_failures).
     "auth-floods-flush": {"task": "tenants.auth_floods_flush", "schedule": 60.0},
+    # Usage rollups (tenants.services.usage_rollups): reads add only the events past the watermark,
+    # so the interval bounds how many events a usage read scans, not whether it is exact.
+    "usage-rollups-advance": {
+        "task": "tenants.usage_rollups_advance",
+        "schedule": env_float("USAGE_ROLLUP_INTERVAL_SECONDS", 10.0),
+    },
 }
 # Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
 CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))

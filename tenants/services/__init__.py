@@ -1,4 +1,4 @@
-"""Writes of the tenants app (a package: keys, tenants and plans, quotas).
+"""Writes of the tenants app (a package: keys, tenants and plans, quotas, usage rollups).
 
 Import from here; the submodules are an implementation detail.
 """
@@ -30,12 +30,14 @@ from tenants.services.tenants import (
     tenant_unsuspend,
     tenant_validate,
 )
+from tenants.services.usage_rollups import RollupAdvance, usage_rollups_advance
 
 __all__ = [
     "DemoTenant",
     "IssuedApiKey",
     "QuotaPolicy",
     "Reservation",
+    "RollupAdvance",
     "api_key_authenticate",
     "api_key_authenticate_request",
     "api_key_cache_clear",
@@ -59,4 +61,5 @@ __all__ = [
     "tenant_suspend",
     "tenant_unsuspend",
     "tenant_validate",
+    "usage_rollups_advance",
 ]
