@@ -65,16 +65,21 @@ UNIQUE_GUARD = """
 CREATE OR REPLACE FUNCTION audit_event_unique_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- A defaulted seq was just drawn from the sequence by this session, which
-    -- never repeats a value: only a seq the INSERT named itself is looked up.
-    -- (A session that never drew one cannot name one: currval raises.)
-    IF NEW.seq <> currval('audit_auditevent_seq_seq')
+    -- A defaulted seq was just drawn from the sequence by this session, and
+    -- the sequence never repeats a value: only a seq the INSERT named itself
+    -- (not this session's latest draw, or the one this session last stored)
+    -- is looked up in every partition.  A session that never drew a value
+    -- cannot name one at all: currval raises.
+    IF (NEW.seq <> currval('audit_auditevent_seq_seq')
+        OR NEW.seq::text = current_setting('maas.audit_last_seq', true))
        AND EXISTS (SELECT 1 FROM audit_auditevent WHERE seq = NEW.seq) THEN
         RAISE EXCEPTION 'audit event seq % already exists', NEW.seq USING ERRCODE = 'unique_violation';
     END IF;
     IF EXISTS (SELECT 1 FROM audit_auditevent WHERE event_id = NEW.event_id) THEN
         RAISE EXCEPTION 'audit event_id % already exists', NEW.event_id USING ERRCODE = 'unique_violation';
     END IF;
+    -- Transactional like any setting: a rolled-back insert takes it back.
+    PERFORM set_config('maas.audit_last_seq', NEW.seq::text, false);
     RETURN NEW;
 END;
 $$;
@@ -301,7 +306,9 @@ def partition(apps, schema_editor):
         run(f'CREATE INDEX "{name}" ON "{PARENT}"{definition[on:]}')
     run(f'CREATE INDEX audit_event_id ON "{PARENT}" (event_id)')
     run(f'CREATE INDEX audit_recorded_brin ON "{PARENT}" USING brin (recorded_at)')
-    run(f'ALTER TABLE "{PARENT}" ATTACH PARTITION "{LEGACY}" FOR VALUES FROM (MINVALUE) TO (\'{boundary.isoformat()}\')')
+    run(
+        f'ALTER TABLE "{PARENT}" ATTACH PARTITION "{LEGACY}" FOR VALUES FROM (MINVALUE) TO (\'{boundary.isoformat()}\')'
+    )
     run(f'CREATE TABLE "{DEFAULT}" PARTITION OF "{PARENT}" DEFAULT')
     for table in (PARENT, DEFAULT):
         for statement in _guard_statements(table):
