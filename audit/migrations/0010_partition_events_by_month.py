@@ -18,7 +18,9 @@ Conversion without copying: the populated table is renamed to
 before the first month boundary after the newest row, so no row moves; the
 months after it are new partitions, plus a DEFAULT partition so an insert
 never fails when the creating task has not run.  The legacy partition is
-purged by row deletes until it is wholly expired, then dropped whole.
+purged by row deletes until it is wholly expired, then dropped whole.  An
+empty table (a new installation) keeps no legacy partition: it starts with
+this month and the next three.
 
 Keys and uniqueness (PostgreSQL wants the partition key in every unique
 index):
@@ -271,6 +273,10 @@ def partition(apps, schema_editor):
             f" + interval '1 month') AT TIME ZONE 'UTC' FROM \"{PARENT}\""
         )
         boundary = cursor.fetchone()[0]
+        cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{PARENT}")')
+        populated = cursor.fetchone()[0]
+        cursor.execute("SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date")
+        this_month = cursor.fetchone()[0]
         cursor.execute(
             "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary AND NOT i.indisunique ORDER BY c.relname",
@@ -306,9 +312,11 @@ def partition(apps, schema_editor):
         run(f'CREATE INDEX "{name}" ON "{PARENT}"{definition[on:]}')
     run(f'CREATE INDEX audit_event_id ON "{PARENT}" (event_id)')
     run(f'CREATE INDEX audit_recorded_brin ON "{PARENT}" USING brin (recorded_at)')
-    run(
-        f'ALTER TABLE "{PARENT}" ATTACH PARTITION "{LEGACY}" FOR VALUES FROM (MINVALUE) TO (\'{boundary.isoformat()}\')'
-    )
+    if populated:
+        bound = boundary.isoformat()
+        run(f'ALTER TABLE "{PARENT}" ATTACH PARTITION "{LEGACY}" FOR VALUES FROM (MINVALUE) TO (\'{bound}\')')
+    else:
+        run(f'DROP TABLE "{LEGACY}"')  # a new installation: nothing to keep, months from this one on
     run(f'CREATE TABLE "{DEFAULT}" PARTITION OF "{PARENT}" DEFAULT')
     for table in (PARENT, DEFAULT):
         for statement in _guard_statements(table):
@@ -323,7 +331,8 @@ def partition(apps, schema_editor):
     run("REVOKE ALL ON FUNCTION audit_partitions_ensure(date, integer) FROM PUBLIC")
     run(PURGE_FUNCTION.format(schema=schema, floor_days=floor), params=None)
     run("REVOKE ALL ON FUNCTION audit_purge_blocks(bigint, bigint) FROM PUBLIC")
-    run("SELECT count(*) FROM audit_partitions_ensure(%s::date, %s)", [boundary.date(), MONTHS_AHEAD])
+    first = boundary.date() if populated else this_month
+    run("SELECT count(*) FROM audit_partitions_ensure(%s::date, %s)", [first, MONTHS_AHEAD + (0 if populated else 1)])
 
 
 def unpartition(apps, schema_editor):
