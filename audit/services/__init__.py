@@ -38,6 +38,7 @@ from audit.services.recording import (
 )
 from audit.services.retention import (
     PurgeResult,
+    audit_month_purge,
     audit_purge,
     legal_hold_place,
     legal_hold_release,
@@ -66,6 +67,7 @@ __all__ = [
     "audit_export_stream",
     "audit_export_write",
     "audit_input_digest",
+    "audit_month_purge",
     "audit_partitions_describe",
     "audit_partitions_ensure",
     "audit_purge",

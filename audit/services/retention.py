@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 
 from django.conf import settings
@@ -296,6 +296,42 @@ def _count(result: PurgeResult, tomb: PurgeTombstone) -> None:
     result.events += tomb.event_count
 
 
+def _partition_purge(partition: AuditPartition, *, now: datetime, actor: str, reason: str) -> PurgeTombstone | None:
+    with transaction.atomic():
+        seal_state_locked()  # serialises with sealers and legal_hold_place
+        run = _partition_run(partition, now)
+        if not run:
+            return None
+        tomb = _purge_run(run, now=now, actor=actor, reason=reason)
+    logger.info(
+        "audit purge dropped a partition",
+        extra={"partition": partition.name, "first_block": tomb.first_block, "last_block": tomb.last_block},
+    )
+    return tomb
+
+
+def audit_month_purge(
+    *, month: date, now: datetime | None = None, actor: str = "system", reason: str = "retention"
+) -> PurgeResult:
+    """Purge one calendar month (UTC) of ``recorded_at`` by dropping its partition, if it can go whole.
+
+    The run of blocks covering the month's rows is purged (with its signed
+    tombstone) only when every block in it is purgeable; otherwise nothing is
+    removed and the result is empty.  PostgreSQL only (an empty result on
+    SQLite); :func:`audit_purge` does this for every expired month and then
+    the rest block by block.
+    """
+    now = now or timezone.now()
+    result = PurgeResult()
+    first_day = month.replace(day=1)
+    for partition in _partition_candidates(now):
+        if partition.low is not None and partition.low.date() == first_day:
+            tomb = _partition_purge(partition, now=now, actor=actor, reason=reason)
+            if tomb is not None:
+                _count(result, tomb)
+    return result
+
+
 def audit_purge(*, now: datetime | None = None, actor: str = "system", reason: str = "retention") -> PurgeResult:
     """Remove sealed blocks past every contained tenant's retention, skipping legal holds.
 
@@ -305,17 +341,9 @@ def audit_purge(*, now: datetime | None = None, actor: str = "system", reason: s
     now = now or timezone.now()
     result = PurgeResult()
     for partition in _partition_candidates(now):
-        with transaction.atomic():
-            seal_state_locked()  # serialises with sealers and legal_hold_place
-            run = _partition_run(partition, now)
-            if not run:
-                continue
-            tomb = _purge_run(run, now=now, actor=actor, reason=reason)
-        _count(result, tomb)
-        logger.info(
-            "audit purge dropped a partition",
-            extra={"partition": partition.name, "first_block": tomb.first_block, "last_block": tomb.last_block},
-        )
+        tomb = _partition_purge(partition, now=now, actor=actor, reason=reason)
+        if tomb is not None:
+            _count(result, tomb)
     after = 0
     while True:
         with transaction.atomic():

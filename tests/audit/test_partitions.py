@@ -23,6 +23,7 @@ from audit.schedule import audit_beat_schedule
 from audit.services import (
     audit_events_partitioned,
     audit_events_total_bytes,
+    audit_month_purge,
     audit_partitions_describe,
     audit_partitions_ensure,
     audit_purge,
@@ -130,6 +131,21 @@ def test_a_held_month_is_not_dropped_and_its_rows_stay(months):
 
 
 @on_postgres
+def test_one_month_is_purged_on_its_own(months):
+    old, (first, second, _), _ = months
+    legal_hold_place(tenant_slug="globex", reason="litigation", actor="staff:legal")
+    assert audit_month_purge(month=old[1]).blocks == 0  # the held month cannot go whole: nothing removed
+    result = audit_month_purge(month=old[0], actor="system:test")
+    assert (result.blocks, result.events, len(result.tombstones)) == (3, 15, 1)
+    names = _partition_names()
+    assert _partition_name(old[0]) not in names and {_partition_name(m) for m in old[1:]} <= names
+    # The run reached two rows into the next month: those were deleted row by row, the rest stays.
+    assert not AuditEvent.objects.filter(seq__in=[e.seq for e in first + second[:2]]).exists()
+    assert AuditEvent.objects.filter(seq__in=[e.seq for e in second[2:]]).count() == 11
+    assert audit_verify().ok
+
+
+@on_postgres
 def test_partitions_cover_this_month_ahead_and_a_default():
     assert audit_events_partitioned()
     this_month = _month(timezone.now().date(), 0)
@@ -151,18 +167,22 @@ def test_a_row_outside_every_month_lands_in_the_default_partition():
 
 
 @on_postgres
-def test_seq_and_event_id_stay_unique_across_partitions():
+def test_seq_is_unique_across_partitions_and_event_id_within_a_month():
     old = _old_months()
     audit_partitions_ensure(first_month=old[0], months_ahead=0)
     past = datetime(old[0].year, old[0].month, 2, tzinfo=UTC)
     event = AuditEventFactory()  # this month
     clash_seq = AuditEvent(seq=event.seq, recorded_at=past, occurred_at=past, event_type="request")
     with pytest.raises(IntegrityError, match="seq"), transaction.atomic():
-        clash_seq.save()
-    clash_id = AuditEvent(event_id=event.event_id, recorded_at=past, occurred_at=past, event_type="request")
+        clash_seq.save()  # the session's own last row, in another month
+    other = AuditEventFactory()
+    with pytest.raises(IntegrityError, match="seq"), transaction.atomic():
+        AuditEvent(seq=event.seq, recorded_at=past, occurred_at=past, event_type="request").save()  # an older one
+    clash_id = AuditEvent(event_id=event.event_id, occurred_at=past, event_type="request")  # this month again
     with pytest.raises(IntegrityError, match="event_id"), transaction.atomic():
         clash_id.save()
     assert AuditEvent.objects.filter(event_id=event.event_id).count() == 1
+    assert AuditEvent.objects.filter(seq__in=[event.seq, other.seq]).count() == 2
 
 
 @on_postgres
