@@ -5,12 +5,13 @@ throw-away PostgreSQL database (``BENCH_PARTITIONS_DB``, default
 ``maas_bench_partitions``; created, migrated and dropped here, never the live
 one) and reports:
 
-- ``partition_purge_seconds``: ``audit_purge`` of one expired month of
+- ``partition_purge``: ``audit_month_purge`` of one expired month of
   ``--events`` events held in its own partition (the month is dropped whole;
   the few rows its last block reaches into the next month are deleted);
-- ``row_purge_seconds``: the same purge of ``--events`` events of another
-  expired month whose rows sit in the DEFAULT partition (no partition of their
-  own), i.e. the row-delete path every purge took before partitions;
+- ``row_purge``: ``audit_purge`` of the rest: a small month by partition and
+  ``--events`` events of a third expired month whose rows sit in the DEFAULT
+  partition (no partition of their own), i.e. the row-delete path every purge
+  took before partitions, then VACUUM of that partition;
 - ``pg_total_relation_size`` of the event table (all partitions) before and
   after each purge: a dropped partition returns its space at once, deleted
   rows leave dead tuples until VACUUM;
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -51,7 +53,9 @@ from django.utils import timezone  # noqa: E402
 
 from audit.models import AuditEvent  # noqa: E402
 from audit.services import (  # noqa: E402
+    PurgeResult,
     audit_events_total_bytes,
+    audit_month_purge,
     audit_partitions_describe,
     audit_partitions_ensure,
     audit_purge,
@@ -119,10 +123,11 @@ def load(month: date, events: int) -> float:
     return events / (time.perf_counter() - started)
 
 
-def timed_purge() -> dict:
+def timed(purge: Callable[[], PurgeResult]) -> dict:
+    """Run one purge; its time, what it removed and the event table's size around it."""
     before = audit_events_total_bytes()
     started = time.perf_counter()
-    result = audit_purge(actor="system:bench")
+    result = purge()
     seconds = time.perf_counter() - started
     return {
         "seconds": round(seconds, 2),
@@ -132,6 +137,12 @@ def timed_purge() -> dict:
         "bytes_before": before,
         "bytes_after": audit_events_total_bytes(),
     }
+
+
+def _size(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+        return int(cursor.fetchone()[0])
 
 
 def main() -> int:
@@ -162,26 +173,27 @@ def main() -> int:
     }
     try:
         audit_partitions_ensure(first_month=first, months_ahead=1)
-        log(f"loading {args.events:,} events into {first:%Y-%m} and 1,000 into {second:%Y-%m} ...", quiet)
+        log(f"loading {args.events:,} events into each of {first:%Y-%m} and {third:%Y-%m} ...", quiet)
         results["insert_rows_per_s"] = round(load(first, args.events))
         load(second, 1_000)
+        load(third, args.events)  # no partition for this month: the DEFAULT partition takes it
+        log("sealing ...", quiet)
         started = time.perf_counter()
-        sealed = audit_seal()
+        results["sealed_events"] = audit_seal().events
         results["seal_seconds"] = round(time.perf_counter() - started, 1)
-        results["sealed_events"] = sealed.events
         results["partitions_before"] = {p.name: p.total_bytes for p in audit_partitions_describe()}
-        log("purge by partition ...", quiet)
-        results["partition_purge"] = timed_purge()
+        log(f"purge of {first:%Y-%m} by partition ...", quiet)
+        results["partition_purge"] = timed(lambda: audit_month_purge(month=first, actor="system:bench"))
         results["partitions_after"] = {p.name: p.total_bytes for p in audit_partitions_describe()}
-
-        log(f"loading {args.events:,} events into {third:%Y-%m} (default partition) ...", quiet)
-        load(third, args.events)
-        audit_seal()
-        log("purge by row deletes ...", quiet)
-        results["row_purge"] = timed_purge()
-        results["default_partition_bytes_after_row_purge"] = next(
-            p.total_bytes for p in audit_partitions_describe() if p.is_default
-        )
+        log(f"purge of the rest ({second:%Y-%m} by partition, {third:%Y-%m} by row deletes) ...", quiet)
+        results["row_purge"] = timed(lambda: audit_purge(actor="system:bench"))
+        default = next(p.name for p in audit_partitions_describe() if p.is_default)
+        results["default_partition_bytes_after_row_purge"] = _size(default)
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM {default}")
+        results["vacuum_seconds"] = round(time.perf_counter() - started, 2)
+        results["default_partition_bytes_after_vacuum"] = _size(default)
         started = time.perf_counter()
         report = audit_verify()
         results["verify_seconds"] = round(time.perf_counter() - started, 1)
