@@ -158,6 +158,7 @@ DECLARE
     v_high bigint;
     v_part record;
     v_whole regclass[] := '{{}}';
+    v_locked boolean := false;
 BEGIN
     IF p_first_block IS NULL OR p_last_block IS NULL OR p_last_block < p_first_block THEN
         RAISE EXCEPTION 'audit purge refused: invalid block range % to %', p_first_block, p_last_block;
@@ -201,6 +202,25 @@ BEGIN
             v_removed := v_removed + v_count;
         END IF;
     END LOOP;
+    IF coalesce(array_length(v_whole, 1), 0) > 0 THEN
+        -- DETACH holds ACCESS EXCLUSIVE on the parent until commit.  Queueing
+        -- for it behind a long reader (an export) would stall every INSERT
+        -- queued behind it, so it is taken only when free (NOWAIT), retried
+        -- for about five seconds; otherwise the purge fails and is retried later.
+        FOR v_try IN 1 .. 100 LOOP
+            BEGIN
+                LOCK TABLE audit_auditevent IN ACCESS EXCLUSIVE MODE NOWAIT;
+                v_locked := true;
+                EXIT;
+            EXCEPTION WHEN lock_not_available THEN
+                PERFORM pg_sleep(0.05);
+            END;
+        END LOOP;
+        IF NOT v_locked THEN
+            RAISE EXCEPTION 'audit purge: the event table stayed busy, no partition was dropped'
+                USING ERRCODE = 'lock_not_available';
+        END IF;
+    END IF;
     FOR i IN 1 .. coalesce(array_length(v_whole, 1), 0) LOOP
         EXECUTE format('SELECT count(*) FROM %s', v_whole[i]) INTO v_count;
         v_removed := v_removed + v_count;

@@ -224,3 +224,31 @@ def test_the_beat_task_ensures_partitions_and_is_scheduled_by_name():
     assert result == {"created": []}  # migrate created this month and the next three; SQLite has none
     if connection.vendor == "sqlite":
         assert not audit_events_partitioned() and audit_partitions_describe() == []
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_table_fails_the_partition_purge_cleanly_and_loses_nothing(months):
+    """A reader holding the table (a long export) is not queued behind: the purge gives up, nothing is removed."""
+    import psycopg
+
+    old, (first, _, _), _ = months
+    settings_dict = connection.settings_dict
+    reader = psycopg.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        password=settings_dict["PASSWORD"] or None,
+    )
+    try:
+        reader.execute("SELECT count(*) FROM audit_auditevent")  # ACCESS SHARE until its transaction ends
+        with pytest.raises(DatabaseError, match="stayed busy"):
+            audit_month_purge(month=old[0])
+        assert _partition_name(old[0]) in _partition_names()
+        assert AuditEvent.objects.filter(seq__in=[e.seq for e in first]).count() == 13
+        assert not PurgeTombstone.objects.exists() and SealedBlock.objects.filter(number=1).exists()
+    finally:
+        reader.close()
+    assert audit_month_purge(month=old[0]).blocks == 3  # free again: it goes
+    assert audit_verify().ok
