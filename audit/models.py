@@ -12,6 +12,10 @@ Append-only is enforced three times: the ORM (querysets refuse ``update()``
 and ``delete()``, instances refuse re-saving and deletion), the admin
 (read-only), and on PostgreSQL triggers that reject UPDATE, DELETE and
 TRUNCATE except inside the purge procedure (migration 0003).
+
+On PostgreSQL the event table is partitioned by month of ``recorded_at``
+(migration 0010, :mod:`audit.services.partitions`): the database's primary key
+is ``(seq, recorded_at)``, the model's pk is still ``seq``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from celery.schedules import crontab
 
 
 def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[str, Any]]:
-    """Sealing every ``seal_interval_seconds``, the retention purge daily at 03:17 UTC, shredding at 00:07."""
+    """Sealing every ``seal_interval_seconds``, the retention purge daily at 03:17 UTC, shredding at 00:07,
+    the event table's monthly partitions ensured daily at 02:47 (months ahead, so a missed run or two costs nothing)."""
     return {
         "audit-seal": {
             "task": "audit.seal",
@@ -25,6 +26,10 @@ def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[st
         "audit-purge": {
             "task": "audit.purge",
             "schedule": crontab(hour=3, minute=17),
+        },
+        "audit-partitions-ensure": {
+            "task": "audit.partitions_ensure",
+            "schedule": crontab(hour=2, minute=47),
         },
         # Retention keys expire at 00:00 UTC of their day; shredding runs right after.
         "audit-shred-retained-inputs": {

@@ -1,4 +1,4 @@
-"""Celery tasks of the audit trail: seal (beat, every minute), purge (beat, daily), export.
+"""Celery tasks of the audit trail: seal (beat, every minute), purge and partitions (beat, daily), export.
 
 Each task calls one service and is idempotent: sealing and purging start from
 the current chain state, and a finished export is left alone.  Transient
@@ -14,6 +14,7 @@ from audit.errors import AuditUnavailable
 from audit.services import audit_export_run, audit_purge, audit_seal
 from audit.services.export import AUDIT_EXPORT_TASK
 from audit.services.oversight import AUDIT_VERIFY_TASK, audit_verification_run
+from audit.services.partitions import audit_partitions_ensure
 from audit.services.retained import retained_inputs_shred
 
 _TRANSIENT = (OperationalError, InterfaceError, AuditUnavailable)
@@ -31,6 +32,12 @@ def audit_purge_task() -> dict:
     """Purge whole sealed blocks past retention, leaving signed tombstones."""
     result = audit_purge(actor="system:audit.purge")
     return {"tombstones": result.tombstones, "blocks": result.blocks, "events": result.events}
+
+
+@shared_task(name="audit.partitions_ensure", autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=5)
+def audit_partitions_ensure_task() -> dict:
+    """Create the event table's monthly partitions ahead (PostgreSQL; nothing to do on SQLite)."""
+    return {"created": audit_partitions_ensure()}
 
 
 @shared_task(name=AUDIT_EXPORT_TASK, autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=3)

@@ -28,6 +28,8 @@ from psycopg import sql
 #: Rows that are evidence: insert and read, never change (migrations 0003 and 0006 guard them too).
 SEALED_TABLES = ("audit_auditevent", "audit_sealedblock", "audit_purgetombstone", "audit_shreddingtombstone")
 PURGE_FUNCTION = "audit_purge_blocks(bigint, bigint)"
+#: Creates the event table's monthly partitions ahead (audit migration 0010); the beat task calls it.
+PARTITION_FUNCTION = "audit_partitions_ensure(date, integer)"
 
 
 @dataclass
@@ -91,11 +93,16 @@ def db_roles_grant(*, app_role: str, app_password: str | None = None, using: str
         cursor.execute("SELECT current_schema(), current_database()")
         schema, database = cursor.fetchone()
         cursor.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "SELECT c.relname, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
             [schema],
         )
-        tables = [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+        tables = [name for name, is_partition in rows if not is_partition]
+        # Partitions (the audit events' months) are reached through their parent, whose
+        # privileges apply; directly the application role may do nothing with them.
+        for name, _ in (row for row in rows if row[1]):
+            cursor.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(schema, name), role))
         cursor.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
         cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
         for table in tables:
@@ -111,6 +118,9 @@ def db_roles_grant(*, app_role: str, app_password: str | None = None, using: str
             sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(sql.Identifier(schema), role)
         )
         cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + PURGE_FUNCTION + " TO {}").format(role))
+        cursor.execute("SELECT to_regprocedure(%s)", [PARTITION_FUNCTION])
+        if cursor.fetchone()[0] is not None:  # absent on SQLite-era schemas before audit 0010
+            cursor.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + PARTITION_FUNCTION + " TO {}").format(role))
     return report
 
 
@@ -184,6 +194,7 @@ def db_roles_create(*, admin: dict, owner: dict, app: dict) -> RolesReport:
 
 
 __all__ = [
+    "PARTITION_FUNCTION",
     "PURGE_FUNCTION",
     "SEALED_TABLES",
     "GrantReport",

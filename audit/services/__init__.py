@@ -5,7 +5,8 @@
 database, the sealer's guard, chain starts), ``receipts`` (tenants'
 verifiable receipts), ``verification`` (``verify_audit``), ``export``
 (streamed, manifest-signed exports), ``retention`` (retention periods, legal
-holds, purge) and ``compliance`` (the compliance officer group).  Everything
+holds, purge), ``partitions`` (the monthly partitions of the event table
+on PostgreSQL) and ``compliance`` (the compliance officer group).  Everything
 public is re-exported here: callers import from ``audit.services``.
 """
 
@@ -20,6 +21,13 @@ from audit.services.export import (
     audit_export_write,
     export_file_path,
 )
+from audit.services.partitions import (
+    AuditPartition,
+    audit_events_partitioned,
+    audit_events_total_bytes,
+    audit_partitions_describe,
+    audit_partitions_ensure,
+)
 from audit.services.receipts import ReceiptOutcome, audit_receipt_build
 from audit.services.recording import (
     audit_change_record,
@@ -30,6 +38,7 @@ from audit.services.recording import (
 )
 from audit.services.retention import (
     PurgeResult,
+    audit_month_purge,
     audit_purge,
     legal_hold_place,
     legal_hold_release,
@@ -40,6 +49,7 @@ from audit.services.verification import VerifyProblem, VerifyReport, audit_verif
 
 __all__ = [
     "COMPLIANCE_GROUP_NAME",
+    "AuditPartition",
     "ExportStream",
     "PurgeResult",
     "ReceiptOutcome",
@@ -49,12 +59,17 @@ __all__ = [
     "audit_chain_start",
     "audit_change_record",
     "audit_event_record",
+    "audit_events_partitioned",
+    "audit_events_total_bytes",
     "audit_export_file",
     "audit_export_request",
     "audit_export_run",
     "audit_export_stream",
     "audit_export_write",
     "audit_input_digest",
+    "audit_month_purge",
+    "audit_partitions_describe",
+    "audit_partitions_ensure",
     "audit_purge",
     "audit_receipt_build",
     "audit_request_record",

@@ -9,23 +9,36 @@ on hold.  Each removed run of blocks leaves a signed ``PurgeTombstone``
 (range, counts, Merkle root over the removed block hashes, and the chain
 link), and the purge itself is an audit event.
 
-On PostgreSQL the deletion itself is ``audit_purge_blocks`` (migration
-0006): a ``SECURITY DEFINER`` function owned by the owner role, which checks
-the retention floor and legal holds again before it deletes, so the
+On PostgreSQL the deletion itself is ``audit_purge_blocks`` (migrations
+0006 and 0010): a ``SECURITY DEFINER`` function owned by the owner role, which
+checks the retention floor and legal holds again before it deletes, so the
 application role needs (and has) no DELETE privilege on the audit tables.  On
 SQLite the append-only triggers let DELETE through only inside this module's
 ``purge_window``.
+
+Retention by partition (PostgreSQL, migration 0010): the event table has one
+partition per month of ``recorded_at``.  Before the block-by-block pass, each
+month whose end is older than the floor is tried whole: the run of blocks
+covering all of its rows (from the block holding its first row to the block
+holding its last, which may reach a little into the neighbouring months) is
+purged as one run when every one of those blocks is purgeable by the same
+rules.  ``audit_purge_blocks`` then DETACHes and DROPs every partition lying
+wholly inside the run (no dead rows, no VACUUM, the space returns to the
+operating system at once) and deletes row by row only the run's rows in
+other partitions.  A month with a held, unexpired or unsealed block is left
+to the block-by-block pass, which deletes rows as before.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from audit.blocks import header_bytes, header_hash
@@ -34,6 +47,7 @@ from audit.errors import LegalHoldAlreadyReleased, LegalHoldNotFound, RetentionB
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditEvent, LegalHold, PurgeTombstone, SealedBlock, TenantRetention
 from audit.selectors import legal_holds_active, retention_days_by_tenant, retention_default_days
+from audit.services.partitions import AuditPartition, audit_events_partitioned, audit_partitions_describe
 from audit.services.recording import audit_change_record
 from audit.services.sealing import seal_state_locked
 from audit.signing import signing_identity
@@ -129,13 +143,20 @@ def _block_is_purgeable(
     block: SealedBlock, now: datetime, retention: dict[str, int], default_days: int, holds: set[str]
 ) -> tuple[bool, bool]:
     """(purgeable, kept only by a legal hold) for one block, from a per-tenant aggregate."""
+    floor = settings.AUDIT_RETENTION_FLOOR_DAYS
+    if not holds:
+        # No hold anywhere and the block's newest event is past the longest
+        # retention any tenant has: purgeable without reading its events
+        # (a month is tens of thousands of blocks).
+        longest = max(floor, default_days, *retention.values())
+        if block.last_occurred_at < now - timedelta(days=longest):
+            return True, False
     per_tenant = (
         AuditEvent.objects.filter(seq__gte=block.first_seq, seq__lte=block.last_seq)
         .order_by()
         .values("tenant_slug")
         .annotate(newest=Max("occurred_at"))
     )
-    floor = settings.AUDIT_RETENTION_FLOOR_DAYS
     expired, held = True, False
     for row in per_tenant:
         days = max(floor, retention.get(row["tenant_slug"], default_days))
@@ -172,6 +193,39 @@ def _next_run(after: int, now: datetime, result: PurgeResult) -> tuple[list[Seal
         elif run:
             break
     return run, last_seen
+
+
+def _partition_run(partition: AuditPartition, now: datetime) -> list[SealedBlock]:
+    """The blocks covering every row of ``partition`` when all of them are purgeable, else ``[]``."""
+    rows = AuditEvent.objects.filter(recorded_at__lt=partition.high)
+    if partition.low is not None:
+        rows = rows.filter(recorded_at__gte=partition.low)  # both bounds: PostgreSQL prunes to the one partition
+    span = rows.aggregate(low=Min("seq"), high=Max("seq"))
+    if span["low"] is None:
+        return []
+    blocks = list(
+        SealedBlock.objects.filter(last_seq__gte=span["low"], first_seq__lte=span["high"])
+        .order_by("number")
+        .defer("leaf_hashes", "event_ids")
+    )
+    if not blocks or blocks[0].first_seq > span["low"] or blocks[-1].last_seq < span["high"]:
+        return []  # rows not sealed yet
+    if any(b.number != a.number + 1 for a, b in pairwise(blocks)):
+        return []  # an earlier purge removed blocks inside the month: the block pass finishes it
+    retention, default_days, holds = retention_days_by_tenant(), retention_default_days(), legal_holds_active()
+    for block in blocks:
+        purgeable, _ = _block_is_purgeable(block, now, retention, default_days, holds)
+        if not purgeable:
+            return []
+    return blocks
+
+
+def _partition_candidates(now: datetime) -> list[AuditPartition]:
+    """Monthly partitions (and the legacy one) whose every row was recorded before the retention floor."""
+    if not audit_events_partitioned():
+        return []
+    cutoff = now - timedelta(days=settings.AUDIT_RETENTION_FLOOR_DAYS)
+    return [p for p in audit_partitions_describe() if not p.is_default and p.high is not None and p.high <= cutoff]
 
 
 def _delete_range(table: str, column: str, first: int, last: int) -> int:
@@ -236,10 +290,60 @@ def _purge_run(run: list[SealedBlock], *, now: datetime, actor: str, reason: str
     return tomb
 
 
-def audit_purge(*, now: datetime | None = None, actor: str = "system", reason: str = "retention") -> PurgeResult:
-    """Remove sealed blocks past every contained tenant's retention, skipping legal holds."""
+def _count(result: PurgeResult, tomb: PurgeTombstone) -> None:
+    result.tombstones.append(tomb.pk)
+    result.blocks += tomb.block_count
+    result.events += tomb.event_count
+
+
+def _partition_purge(partition: AuditPartition, *, now: datetime, actor: str, reason: str) -> PurgeTombstone | None:
+    with transaction.atomic():
+        seal_state_locked()  # serialises with sealers and legal_hold_place
+        run = _partition_run(partition, now)
+        if not run:
+            return None
+        tomb = _purge_run(run, now=now, actor=actor, reason=reason)
+    logger.info(
+        "audit purge dropped a partition",
+        extra={"partition": partition.name, "first_block": tomb.first_block, "last_block": tomb.last_block},
+    )
+    return tomb
+
+
+def audit_month_purge(
+    *, month: date, now: datetime | None = None, actor: str = "system", reason: str = "retention"
+) -> PurgeResult:
+    """Purge one calendar month (UTC) of ``recorded_at`` by dropping its partition, if it can go whole.
+
+    The run of blocks covering the month's rows is purged (with its signed
+    tombstone) only when every block in it is purgeable; otherwise nothing is
+    removed and the result is empty.  PostgreSQL only (an empty result on
+    SQLite); :func:`audit_purge` does this for every expired month and then
+    the rest block by block.
+    """
     now = now or timezone.now()
     result = PurgeResult()
+    first_day = month.replace(day=1)
+    for partition in _partition_candidates(now):
+        if partition.low is not None and partition.low.date() == first_day:
+            tomb = _partition_purge(partition, now=now, actor=actor, reason=reason)
+            if tomb is not None:
+                _count(result, tomb)
+    return result
+
+
+def audit_purge(*, now: datetime | None = None, actor: str = "system", reason: str = "retention") -> PurgeResult:
+    """Remove sealed blocks past every contained tenant's retention, skipping legal holds.
+
+    On PostgreSQL whole expired months go first, by dropping their partitions
+    (see the module docstring); what is left is purged block run by block run.
+    """
+    now = now or timezone.now()
+    result = PurgeResult()
+    for partition in _partition_candidates(now):
+        tomb = _partition_purge(partition, now=now, actor=actor, reason=reason)
+        if tomb is not None:
+            _count(result, tomb)
     after = 0
     while True:
         with transaction.atomic():
@@ -248,9 +352,7 @@ def audit_purge(*, now: datetime | None = None, actor: str = "system", reason: s
             if not run:
                 break
             tomb = _purge_run(run, now=now, actor=actor, reason=reason)
-        result.tombstones.append(tomb.pk)
-        result.blocks += tomb.block_count
-        result.events += tomb.event_count
+        _count(result, tomb)
         after = tomb.last_block
         logger.info(
             "audit purge removed blocks",
