@@ -14,7 +14,12 @@ from celery.schedules import crontab
 
 
 def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[str, Any]]:
-    """Sealing every ``seal_interval_seconds``, the retention purge daily at 03:17 UTC, shredding at 00:07."""
+    """Sealing every ``seal_interval_seconds``, the retention purge daily at 03:17 UTC, shredding at 00:07.
+
+    Verification: incremental every day at 04:37 UTC (bounded by one day's
+    blocks), a full pass every Sunday at 05:07 (old events are re-read only
+    by a full pass).
+    """
     return {
         "audit-seal": {
             "task": "audit.seal",
@@ -30,5 +35,16 @@ def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[st
         "audit-shred-retained-inputs": {
             "task": "audit.shred_retained_inputs",
             "schedule": crontab(hour=0, minute=7),
+        },
+        "audit-verify": {
+            "task": "audit.verify",
+            "schedule": crontab(hour=4, minute=37),
+            "args": ("system:audit.verify",),
+        },
+        "audit-verify-full": {
+            "task": "audit.verify",
+            "schedule": crontab(hour=5, minute=7, day_of_week=0),
+            "args": ("system:audit.verify",),
+            "kwargs": {"full": True},
         },
     }
