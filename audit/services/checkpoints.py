@@ -614,9 +614,9 @@ def checkpoints_verify(*, from_block: int = 0) -> CheckpointReport:
         return report
     db = {
         number: (block_hash, merkle_root, last_seq)
-        for number, block_hash, merkle_root, last_seq in SealedBlock.objects.filter(
-            number__gte=from_block
-        ).values_list("number", "block_hash", "merkle_root", "last_seq")
+        for number, block_hash, merkle_root, last_seq in SealedBlock.objects.filter(number__gte=from_block).values_list(
+            "number", "block_hash", "merkle_root", "last_seq"
+        )
     }
     tombs = list(PurgeTombstone.objects.values_list("first_block", "last_block", "last_block_hash"))
 
