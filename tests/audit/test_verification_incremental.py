@@ -246,3 +246,15 @@ def test_beat_runs_daily_incremental_and_weekly_full():
     assert schedule["audit-verify"]["task"] == audit_verify_task.name == "audit.verify"
     assert "kwargs" not in schedule["audit-verify"]
     assert schedule["audit-verify-full"]["kwargs"] == {"full": True}
+
+
+def test_deleting_the_newest_record_falls_back_to_the_one_before_and_is_caught(grown, verified):
+    newer = audit_verification_run(actor="system:audit.verify")
+    assert newer.detail["verified_through"]["block"] == 5
+    AuditEventFactory()
+    audit_seal()  # seals the newer record into block 6
+    raw_delete(newer.seq)
+    report = audit_verify()
+    assert report.mode == INCREMENTAL and report.anchor_seq == verified.seq and report.from_block == 4
+    first = report.first_problem
+    assert (first.kind, first.seq, first.block) == (MISSING, newer.seq, 6)
