@@ -42,7 +42,7 @@ def test_bench_scale_reports_every_measure(tmp_path):
     for row in report["results"]:
         assert row["seal_events_per_s"] > 0 and row["verify_full_s"] > 0
         assert row["verify_incremental_mode"] == "incremental" and row["verify_incremental_blocks"] == 1
-        assert row["export_rows"] == row["events"]
+        assert row["export_rows"] >= row["events"]  # plus the tenant's own set-up records
         assert row["usage_p50_ms"] > 0 and row["admin_tenant_p95_ms"] >= row["admin_tenant_p50_ms"] > 0
         assert row["db_mib_per_million"] > 0 and row["purge_month_s"] >= 0
     markdown = output.with_suffix(".md").read_text()
