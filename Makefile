@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 3
 
-.PHONY: setup run test lint format bench bench-smoke clean venv
+.PHONY: setup run test lint format bench bench-smoke bench-scale clean venv
 
 $(BIN)/python:
 	@echo "==> creating virtual environment in $(VENV)"
@@ -49,6 +49,12 @@ bench: setup
 
 bench-smoke: setup
 	$(BIN)/python bench/run.py --smoke
+
+# Not part of `make bench`: a year of one tenant's traffic on PostgreSQL, 10 million events by default
+# (hours). Smaller: make bench-scale BENCH_SCALE_ARGS="--steps 10000,100000,1000000"
+BENCH_SCALE_ARGS ?=
+bench-scale: setup
+	$(BIN)/python bench/scale.py $(BENCH_SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) var/cache var/broker

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -279,3 +280,145 @@ def record_from_csv(row: Mapping[str, str], *, version: int = CANONICAL_VERSION)
         except ValueError as exc:
             raise CanonicalFormError(f"{name}: cannot parse {text!r}: {exc}") from exc
     return record
+
+
+# -- fast row encoders (exports) ------------------------------------------------------
+# An export writes tens of thousands of rows a second.  Building a dict per
+# row, converting every value through a per-field function, the generic JSON
+# encoder and ``csv.writer`` (about 30 µs for a 37-cell row by itself) cost
+# about 90 µs of CPU a row (cProfile of a 200,000-row export).  These encoders
+# produce the same bytes -- a ``csv.writer`` line of :func:`csv_cells`, and
+# :func:`canonical_json` of the record plus one extra member -- straight from
+# a row in field order, in one generated expression per row (as
+# ``collections.namedtuple`` generates its class), with field kinds resolved
+# once instead of per value and CSV quoting applied only to text cells.
+#
+# Input contract ("wire rows"): a sequence in field order where ``ts`` and
+# ``uuid`` values are already canonical text, ints are ints (or decimal text),
+# floats are floats, bools are bools, strings are strings, and ``json`` values
+# are database JSON text (``json_as_text=True``) or decoded values.  ``None``
+# is NULL.
+
+# ``csv.writer``'s QUOTE_MINIMAL rule for the default dialect: a cell is quoted
+# when it holds the delimiter, the quote character or a line-terminator
+# character, and quotes inside are doubled.
+_CSV_SPECIAL = re.compile('[",\r\n]').search
+
+
+def csv_quote(text: str) -> str:
+    """One cell as ``csv.writer`` (default dialect, QUOTE_MINIMAL) writes it."""
+    if _CSV_SPECIAL(text) is None:
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _memo(convert: Any, limit: int = 4096, longest: int = 512) -> Any:
+    """``convert`` memoised for short, repeated database texts (``None`` passes to it).
+
+    Most JSON members of request events repeat (``[]``, ``{}``, a prediction
+    summary); decoding and re-encoding them would be the export's biggest
+    cost.  The memo holds at most ``limit`` texts of at most ``longest``
+    characters and is emptied when full, so memory stays flat.
+    """
+    memo: dict[str, str] = {}
+    null = convert(None)
+
+    def memoised(text: Any) -> str:
+        if text is None:
+            return null
+        hit = memo.get(text)
+        if hit is not None:
+            return hit
+        value = convert(text)
+        if len(text) <= longest:
+            if len(memo) >= limit:
+                memo.clear()
+            memo[text] = value
+        return value
+
+    return memoised
+
+
+def _json_from_text(text: Any) -> str:
+    return "null" if text is None else _ENCODER.encode(json.loads(text))
+
+
+def _wire_csv_expression(kind: str, i: int) -> str:
+    value = f"r[{i}]"
+    base, nullable = kind.rstrip("?"), kind.endswith("?")
+    if base == "json":
+        return f"jc({value})"
+    if base == "int":
+        text = f"str({value})"
+    elif base == "float":
+        text = f"ft({value})"
+    elif base == "bool":
+        text = f'("true" if {value} else "false")'
+    elif base == "str":
+        # Four ``in`` tests cost half a regex search call (measured), and most cells pass them.
+        clean = " and ".join(f"{c!r} not in {value}" for c in '",\r\n')
+        text = f"({value} if {clean} else cq({value}))"
+    else:  # ts, uuid: canonical text that never needs quoting
+        text = value
+    return f'("" if {value} is None else {text})' if nullable else text
+
+
+def _wire_json_expression(kind: str, i: int) -> str:
+    value = f"r[{i}]"
+    base, nullable = kind.rstrip("?"), kind.endswith("?")
+    if base == "json":
+        return f"j({value})"
+    if base == "int":
+        text = f"str({value})"
+    elif base == "float":
+        text = f"ft({value})"
+    elif base == "bool":
+        text = f'("true" if {value} else "false")'
+    else:
+        text = f"es({value})"
+    return f'("null" if {value} is None else {text})' if nullable else text
+
+
+class RowEncoder:
+    """CSV lines and canonical JSON lines of wire rows, byte-identical to the record-based path.
+
+    ``csv_line(row, extra)`` equals what ``csv.writer`` writes for
+    ``[*csv_cells(record), *extra]`` (``extra``: cells without delimiters,
+    quotes or line breaks, already joined with commas); ``json_line(row,
+    extra)`` equals ``canonical_json({**record, extra_member: value})`` where
+    ``extra`` is the canonical JSON text of ``value``.
+    """
+
+    def __init__(self, *, json_as_text: bool, extra_member: str, version: int = CANONICAL_VERSION):
+        kinds = list(FIELD_KINDS_BY_VERSION[version].items())
+        if json_as_text:
+            to_json = _memo(_json_from_text)
+            to_cell = _memo(lambda text: csv_quote(_json_from_text(text)))
+        else:
+            to_json = _ENCODER.encode
+
+            def to_cell(value: Any) -> str:
+                return csv_quote(_ENCODER.encode(value))
+
+        namespace = {
+            "j": to_json,
+            "jc": to_cell,
+            "ft": _float_text,
+            "es": json.encoder.encode_basestring_ascii,
+            "cq": csv_quote,
+        }
+        cells = " + ',' + ".join(_wire_csv_expression(kind, i) for i, (_, kind) in enumerate(kinds))
+        members = [(name, _wire_json_expression(kind, i)) for i, (name, kind) in enumerate(kinds)]
+        members.append((extra_member, "x"))
+        parts = []
+        for n, (name, expression) in enumerate(sorted(members)):
+            parts.append(repr(("{" if n == 0 else ",") + _ENCODER.encode(name) + ":"))
+            parts.append(expression)
+        parts.append(repr("}"))
+        source = (
+            f"def csv_line(r, x):\n    return {cells} + ',' + x + '\\r\\n'\n\n"
+            f"def json_line(r, x):\n    return ''.join(({', '.join(parts)}))\n"
+        )
+        exec(compile(source, f"<RowEncoder v{version}>", "exec"), namespace)  # noqa: S102 (generated from constants)
+        self.csv_line = namespace["csv_line"]
+        self.json_line = namespace["json_line"]

@@ -15,7 +15,12 @@ from celery.schedules import crontab
 
 def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[str, Any]]:
     """Sealing every ``seal_interval_seconds``, the retention purge daily at 03:17 UTC, shredding at 00:07,
-    the event table's monthly partitions ensured daily at 02:47 (months ahead, so a missed run or two costs nothing)."""
+    the event table's monthly partitions ensured daily at 02:47 (months ahead, so a missed run or two costs nothing).
+
+    Verification: incremental every day at 04:37 UTC (bounded by one day's
+    blocks), a full pass every Sunday at 05:07 (old events are re-read only
+    by a full pass).
+    """
     return {
         "audit-seal": {
             "task": "audit.seal",
@@ -35,5 +40,16 @@ def audit_beat_schedule(*, seal_interval_seconds: int = 60) -> dict[str, dict[st
         "audit-shred-retained-inputs": {
             "task": "audit.shred_retained_inputs",
             "schedule": crontab(hour=0, minute=7),
+        },
+        "audit-verify": {
+            "task": "audit.verify",
+            "schedule": crontab(hour=4, minute=37),
+            "args": ("system:audit.verify",),
+        },
+        "audit-verify-full": {
+            "task": "audit.verify",
+            "schedule": crontab(hour=5, minute=7, day_of_week=0),
+            "args": ("system:audit.verify",),
+            "kwargs": {"full": True},
         },
     }

@@ -1,4 +1,4 @@
-"""Celery tasks of the audit trail: seal (beat, every minute), purge and partitions (beat, daily), export.
+"""Celery tasks of the audit trail: seal (beat, every minute), purge, partitions and verify (beat, daily), export.
 
 Each task calls one service and is idempotent: sealing and purging start from
 the current chain state, and a finished export is left alone.  Transient
@@ -54,7 +54,11 @@ def retained_inputs_shred_task() -> dict:
 
 
 @shared_task(name=AUDIT_VERIFY_TASK, autoretry_for=_TRANSIENT, retry_backoff=True, max_retries=3)
-def audit_verify_task(actor: str, request_seq: int | None = None) -> dict:
-    """Verify the whole chain ("Verify now" in the admin) and record the outcome in the trail."""
-    event = audit_verification_run(actor=actor, request_seq=request_seq)
-    return {"seq": event.seq, "ok": event.detail["ok"]}
+def audit_verify_task(actor: str, request_seq: int | None = None, full: bool = False) -> dict:
+    """Verify the chain ("Verify now" in the admin, the daily beat run) and record the outcome in the trail.
+
+    Incremental from the last recorded verification unless ``full``: a retry
+    or a second run only re-checks what the first did not record as verified.
+    """
+    event = audit_verification_run(actor=actor, request_seq=request_seq, full=full)
+    return {"seq": event.seq, "ok": event.detail["ok"], "mode": event.detail["mode"]}

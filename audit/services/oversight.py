@@ -3,7 +3,9 @@
 Verification outcomes are recorded in the audit trail itself (action
 ``audit.verify``, with who asked, when, and the result), so the dashboard's
 "last verification" is read from the same tamper-evident record it describes
-and needs no table of its own.  "Verify now" records the request
+and needs no table of its own.  A passing run also records, signed, the block
+it verified through, where the next incremental run starts
+(:mod:`audit.services.verification`).  "Verify now" records the request
 (``audit.verify.requested``) and hands the work to a Celery worker.
 """
 
@@ -21,11 +23,10 @@ from audit.blocks import SeqLayout
 from audit.merkle import inclusion_proof, tree_levels, verify_inclusion
 from audit.models import AuditEvent, SealedBlock
 from audit.services.recording import audit_event_record
-from audit.services.verification import audit_verify
+from audit.services.verification import VERIFY_ACTION, VerifyReport, audit_verify, verified_through_sign
 from core.errors import NotFound
 from core.queue import task_enqueue
 
-VERIFY_ACTION = "audit.verify"
 VERIFY_REQUESTED_ACTION = "audit.verify.requested"
 
 
@@ -103,12 +104,18 @@ def audit_verification_request(*, actor: str) -> AuditEvent:
     return requested
 
 
-def audit_verification_run(*, actor: str, request_seq: int | None = None) -> AuditEvent:
-    """Verify the whole chain and record the outcome (who asked, result, first problem) in the trail."""
-    started = timezone.now()
-    report = audit_verify()
+def audit_verification_record(
+    *, report: VerifyReport, actor: str, started: datetime, request_seq: int | None = None
+) -> AuditEvent:
+    """Record a verification's outcome (who, when, result, first problem) in the trail.
+
+    A passing run over an unbroken chain also records the signed block it
+    verified through: the next incremental run starts after it.
+    """
     detail: dict[str, Any] = {
         "ok": report.ok,
+        "mode": report.mode,
+        "from_block": report.from_block,
         "summary": report.summary(),
         "blocks_verified": report.blocks_verified,
         "events_verified": report.events_verified,
@@ -118,7 +125,16 @@ def audit_verification_run(*, actor: str, request_seq: int | None = None) -> Aud
         "started_at": started.isoformat(),
         "request_seq": request_seq,
     }
+    if report.ok and report.verified_through is not None:
+        detail["verified_through"] = verified_through_sign(**report.verified_through)
     return audit_event_record(event_type=AuditEvent.Type.VERIFY, action=VERIFY_ACTION, actor=actor, detail=detail)
+
+
+def audit_verification_run(*, actor: str, request_seq: int | None = None, full: bool = False) -> AuditEvent:
+    """Verify the chain (incrementally unless ``full``) and record the outcome in the trail."""
+    started = timezone.now()
+    report = audit_verify(full=full)
+    return audit_verification_record(report=report, actor=actor, started=started, request_seq=request_seq)
 
 
 def audit_event_block_get(*, seq: int) -> SealedBlock | None:

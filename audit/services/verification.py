@@ -16,6 +16,18 @@ signed and compares:
 Purged ranges (signed tombstones) are reported as purged, never as missing.
 The result is a :class:`VerifyReport`; the first problem in sequence order is
 ``report.first_problem``.
+
+Bounded time: a daily check must not rescan years of events.  Every passing
+run that covered an unbroken chain records, in its ``audit.verify`` event,
+the block it verified through (number, hash, last seq), signed with the audit
+key.  The next run (unless ``full``) starts after that block: it checks that
+the block still hashes to what was recorded, that the next block chains to
+it, and then verifies only what came after, including the block that holds
+the recording event itself.  The record is evidence only when it verifies:
+no record, a malformed or unsigned one, one that claims more than it could
+have seen, or an anchor block that is gone means a full pass (and a changed
+anchor block is reported as well).  Incremental runs do not re-read older
+events; a periodic full pass (``--full``, the weekly beat entry) does.
 """
 
 from __future__ import annotations
@@ -27,10 +39,10 @@ from datetime import datetime
 from typing import Any
 
 from audit.blocks import SeqLayout, header_bytes, header_hash, verify_signature
-from audit.canonical import FIELDS_BY_VERSION, canonical_bytes, canonical_event
+from audit.canonical import FIELDS_BY_VERSION, canonical_bytes, canonical_event, canonical_json
 from audit.merkle import leaf_hash, merkle_root
 from audit.models import AuditEvent, PurgeTombstone, SealedBlock, SealState
-from audit.signing import trusted_public_keys
+from audit.signing import signing_identity, trusted_public_keys
 
 _FETCH_CHUNK = 2000
 
@@ -43,6 +55,16 @@ CHAIN = "chain"
 MISSING_BLOCK = "missing_block"
 TOMBSTONE = "tombstone"
 CHECKPOINT = "checkpoint"
+
+# The action of the events that record a verification's outcome (see audit.services.oversight).
+VERIFY_ACTION = "audit.verify"
+VERIFIED_THROUGH_KIND = "maas-audit-verified-through"
+# How many recent verification events are looked at for a trusted anchor.
+_ANCHOR_CANDIDATES = 50
+
+FULL = "full"
+INCREMENTAL = "incremental"
+SINCE = "since"
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,11 @@ class VerifyReport:
     max_problems: int = 100
     checkpoints_checked: int = 0
     chain_restarts: list[str] = field(default_factory=list)
+    mode: str = FULL
+    from_block: int = 1
+    anchor_seq: int | None = None
+    fallback: str = ""
+    verified_through: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -110,7 +137,15 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One paragraph for humans."""
-        parts = [
+        parts = []
+        if self.mode == INCREMENTAL:
+            parts.append(
+                f"Incremental pass from block {self.from_block} (blocks up to {self.from_block - 1} were verified "
+                f"by the run recorded at seq {self.anchor_seq})."
+            )
+        elif self.mode == FULL and self.fallback:
+            parts.append(f"Full pass ({self.fallback}).")
+        parts += [
             f"Verified {self.blocks_verified} sealed blocks ({self.events_verified} events, "
             f"{self.gap_seqs} rolled-back sequence numbers listed as gaps)."
         ]
@@ -298,12 +333,16 @@ def _verify_tombstone(tomb: PurgeTombstone, trusted: dict[str, Any], report: Ver
     return True
 
 
-def _chain_items(since: datetime | None) -> Iterator[SealedBlock | PurgeTombstone]:
+def _chain_items(since: datetime | None, after_block: int = 0) -> Iterator[SealedBlock | PurgeTombstone]:
     """Blocks and tombstones in chain order (blocks without their large blobs until needed)."""
     blocks = SealedBlock.objects.order_by("number")
+    tombs_query = PurgeTombstone.objects.order_by("first_block")
     if since is not None:
         blocks = blocks.filter(last_occurred_at__gte=since)
-    tombs = list(PurgeTombstone.objects.order_by("first_block"))
+    if after_block:
+        blocks = blocks.filter(number__gt=after_block)
+        tombs_query = tombs_query.filter(first_block__gt=after_block)
+    tombs = list(tombs_query)
     ti = 0
     for block in blocks.iterator(chunk_size=10):
         while ti < len(tombs) and tombs[ti].first_block < block.number:
@@ -311,6 +350,109 @@ def _chain_items(since: datetime | None) -> Iterator[SealedBlock | PurgeTombston
             ti += 1
         yield block
     yield from tombs[ti:]
+
+
+# -- the recorded "verified through" state -------------------------------------------
+@dataclass(frozen=True)
+class VerifiedAnchor:
+    """Where a previous passing run stopped: the block it verified through, and the event that says so."""
+
+    block: int
+    block_hash: str
+    last_seq: int
+    event_seq: int
+
+
+def _verified_through_body(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": VERIFIED_THROUGH_KIND,
+        "block": state["block"],
+        "block_hash": state["block_hash"],
+        "last_seq": state["last_seq"],
+        "key_id": state["key_id"],
+    }
+
+
+def verified_through_sign(*, block: int, block_hash: str, last_seq: int) -> dict[str, Any]:
+    """The signed "verified through" state a passing run records in its ``audit.verify`` event.
+
+    Signed with the audit key, so that someone who can write to the database
+    but does not hold the key cannot move the next run's starting point.
+    """
+    identity = signing_identity()
+    state = {"block": block, "block_hash": block_hash, "last_seq": last_seq, "key_id": identity.key_id}
+    state["signature"] = identity.sign(canonical_json(_verified_through_body(state)).encode("ascii"))
+    return state
+
+
+def _anchor_problem(state: Any, event_seq: int) -> str | None:
+    """Why a recorded state cannot be trusted as a starting point; ``None`` when it can."""
+    if not isinstance(state, dict):
+        return "no verified-through state"
+    try:
+        block, last_seq = state["block"], state["last_seq"]
+        body = _verified_through_body(state)
+        signature = state["signature"]
+    except KeyError as exc:
+        return f"its verified-through state lacks {exc}"
+    if type(block) is not int or type(last_seq) is not int or block < 1 or not isinstance(signature, str):
+        return "its verified-through state is malformed"
+    key = trusted_public_keys().get(str(state["key_id"]))
+    if key is None:
+        return "its verified-through state is signed by an untrusted key"
+    if not verify_signature(key, canonical_json(body).encode("ascii"), signature):
+        return "its verified-through state does not verify (altered)"
+    # The run recorded its outcome after verifying: its own event comes later than
+    # anything it saw, which also puts that event inside the next incremental range.
+    if event_seq <= last_seq:
+        return f"it claims seq {last_seq}, beyond its own event {event_seq}"
+    return None
+
+
+def verified_anchor_get() -> tuple[VerifiedAnchor | None, str]:
+    """The newest trustworthy recorded state, or ``None`` and why a full pass is needed.
+
+    Only ``audit.verify`` events that passed are candidates; the newest one
+    decides.  An absent, altered or implausible record is never trusted.
+    """
+    # (event_type, occurred_at) is indexed: an ORDER BY seq with a filter would
+    # walk the whole primary key backwards when no verification was ever recorded.
+    candidates = list(
+        AuditEvent.objects.filter(event_type=AuditEvent.Type.VERIFY, action=VERIFY_ACTION)
+        .order_by("-occurred_at", "-seq")
+        .values_list("seq", "detail")[:_ANCHOR_CANDIDATES]
+    )
+    candidates.sort(key=lambda row: row[0], reverse=True)
+    newest_problem = ""
+    for seq, detail in candidates:
+        if not isinstance(detail, dict) or detail.get("ok") is not True:
+            continue
+        state = detail.get("verified_through")
+        problem = _anchor_problem(state, seq)
+        if problem is None:
+            return VerifiedAnchor(state["block"], str(state["block_hash"]), state["last_seq"], seq), ""
+        newest_problem = newest_problem or f"the verification recorded at seq {seq} is not trusted: {problem}"
+        break  # the newest passing record decides; an older one would hide whatever made it untrustworthy
+    return None, newest_problem or "no passing verification is recorded"
+
+
+def _anchor_link(anchor: VerifiedAnchor) -> tuple[bool, str]:
+    """(usable, problem): whether the anchor block still is what the record says."""
+    block = SealedBlock.objects.defer("leaf_hashes", "event_ids").filter(number=anchor.block).first()
+    if block is not None:
+        if header_hash(block.header()) != block.block_hash or (block.block_hash, block.last_seq) != (
+            anchor.block_hash,
+            anchor.last_seq,
+        ):
+            return False, (
+                f"block {anchor.block}: differs from the state recorded as verified at seq {anchor.event_seq} "
+                "(block row altered or re-sealed)"
+            )
+        return True, ""
+    tomb = PurgeTombstone.objects.filter(last_block=anchor.block).first()
+    if tomb is not None and (tomb.last_block_hash, tomb.last_seq) == (anchor.block_hash, anchor.last_seq):
+        return True, ""
+    return False, ""
 
 
 def _previous_link(number: int) -> tuple[str, int] | None:
@@ -324,12 +466,18 @@ def _previous_link(number: int) -> tuple[str, int] | None:
     return None
 
 
-def audit_verify(*, since: datetime | None = None, max_problems: int = 100, checkpoints: bool = True) -> VerifyReport:
-    """Recompute every sealed block (or those with events since ``since``) against the database.
+def audit_verify(
+    *, since: datetime | None = None, full: bool = False, max_problems: int = 100, checkpoints: bool = True
+) -> VerifyReport:
+    """Recompute sealed blocks against the database: incrementally, fully, or those with events since ``since``.
 
-    Then (unless ``checkpoints`` is False) compare the whole chain with the
-    checkpoint log outside the database: a rewound, truncated or re-sealed
-    trail verifies internally, but not against what left the database earlier.
+    Without ``full`` (and without ``since``) the pass starts after the block
+    the newest trustworthy recorded verification covered (see the module
+    docstring) and falls back to a full pass when there is none.  Then
+    (unless ``checkpoints`` is False) the chain is compared with the checkpoint
+    log outside the database (from the starting block on): a rewound,
+    truncated or re-sealed trail verifies internally, but not against what
+    left the database earlier.
     """
     report = VerifyReport(max_problems=max_problems)
     trusted = trusted_public_keys()
@@ -338,7 +486,28 @@ def audit_verify(*, since: datetime | None = None, max_problems: int = 100, chec
     expected_first: int | None = 1 if since is None else None
     last_number = 0
     last_seq = 0
-    for item in _chain_items(since):
+    after_block = 0
+    if since is not None:
+        report.mode = SINCE
+    elif full:
+        report.fallback = "asked for"
+    else:
+        anchor, why = verified_anchor_get()
+        if anchor is not None:
+            usable, problem = _anchor_link(anchor)
+            if problem:
+                report.add(VerifyProblem(CHAIN, anchor.block, None, None, problem))
+                why = f"the block verified last ({anchor.block}) changed"
+            elif not usable:
+                why = f"the block verified last ({anchor.block}) is no longer in the trail"
+            else:
+                report.mode, report.from_block, report.anchor_seq = INCREMENTAL, anchor.block + 1, anchor.event_seq
+                after_block = last_number = anchor.block
+                expected_number, expected_prev = anchor.block + 1, anchor.block_hash
+                last_seq = anchor.last_seq
+                expected_first = anchor.last_seq + 1
+        report.fallback = "" if report.mode == INCREMENTAL else why
+    for item in _chain_items(since, after_block):
         if isinstance(item, PurgeTombstone):
             if since is not None and expected_number is None:
                 continue  # tombstones before the first selected block
@@ -406,15 +575,18 @@ def audit_verify(*, since: datetime | None = None, max_problems: int = 100, chec
     report.head_block = max(last_number, state.head_number if state else 0)
     report.unsealed_events = AuditEvent.objects.filter(seq__gt=last_seq).count()
     if checkpoints:
-        _compare_with_checkpoints(report)
+        _compare_with_checkpoints(report, from_block=after_block)
+    if report.ok and since is None and last_number and expected_prev is not None:
+        # An unbroken chain from genesis (or a trusted anchor) up to here: the next run may start after it.
+        report.verified_through = {"block": last_number, "block_hash": expected_prev, "last_seq": last_seq}
     return report
 
 
-def _compare_with_checkpoints(report: VerifyReport) -> None:
-    """Add one problem per disagreement with the checkpoint log, in block order."""
+def _compare_with_checkpoints(report: VerifyReport, *, from_block: int = 0) -> None:
+    """Add one problem per disagreement with the checkpoint log (blocks ``from_block`` on), in block order."""
     from audit.services.checkpoints import checkpoints_verify
 
-    outcome = checkpoints_verify()
+    outcome = checkpoints_verify(from_block=from_block)
     report.checkpoints_checked = outcome.checkpoints
     report.chain_restarts = outcome.restarts
     for finding in outcome.findings:

@@ -1,4 +1,10 @@
-"""``manage.py verify_audit``: recompute every sealed block; exit non-zero naming the first problem."""
+"""``manage.py verify_audit``: recompute sealed blocks; exit non-zero naming the first problem.
+
+Incremental by default: blocks after the one the last recorded passing
+verification covered (a full pass when there is no trustworthy record);
+``--full`` re-reads every event.  The outcome is recorded in the trail as an
+``audit.verify`` event (not for ``--since`` passes, or with ``--no-record``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from audit.errors import InvalidExportFilter
 from audit.selectors import ExportFilters
 from audit.services import audit_verify
 from audit.services.checkpoints import checkpoint_in_trail, checkpoint_load_file
+from audit.services.oversight import audit_verification_record
 from audit.services.verification import CHECKPOINT, VerifyProblem
 
 
@@ -20,12 +28,19 @@ class Command(BaseCommand):
     help = (
         "Verify the sealed audit trail: block signatures, hash chain, Merkle roots and every event, then the "
         "chain against the checkpoint log outside the database (and any --checkpoint saved earlier). "
+        "Incremental from the last recorded passing verification unless --full. "
         "Exits 0 when everything verifies; otherwise 1, naming the first altered, missing, inserted or "
         "reordered event and its block."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--since", help="Only blocks holding events at or after this ISO date/date-time.")
+        parser.add_argument(
+            "--full", action="store_true", help="Re-read every sealed block and event, ignoring the recorded state."
+        )
+        parser.add_argument(
+            "--no-record", action="store_true", help="Do not record the outcome in the trail (read-only check)."
+        )
         parser.add_argument("--max-problems", type=int, default=100, help="Problems to list (all are counted).")
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
         parser.add_argument(
@@ -42,7 +57,8 @@ class Command(BaseCommand):
             since = ExportFilters.from_mapping({"since": options["since"]}).since
         except InvalidExportFilter as exc:
             raise CommandError(str(exc), returncode=2) from exc
-        report = audit_verify(since=since, max_problems=options["max_problems"])
+        started = timezone.now()
+        report = audit_verify(since=since, full=options["full"], max_problems=options["max_problems"])
         for path in options["checkpoint"]:
             try:
                 document = checkpoint_load_file(Path(path))
@@ -54,11 +70,16 @@ class Command(BaseCommand):
                 self.stdout.write(f"Checkpoint {path} (block {number}) is in the trail.")
             else:
                 report.add(VerifyProblem(CHECKPOINT, number, None, None, f"{path}: {problem}"))
+        if since is None and not options["no_record"]:
+            audit_verification_record(report=report, actor="system:verify_audit", started=started)
         if options["json"]:
             self.stdout.write(
                 json.dumps(
                     {
                         "ok": report.ok,
+                        "mode": report.mode,
+                        "from_block": report.from_block,
+                        "fallback": report.fallback,
                         "blocks_verified": report.blocks_verified,
                         "events_verified": report.events_verified,
                         "gap_seqs": report.gap_seqs,
