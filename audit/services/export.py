@@ -19,6 +19,16 @@ The export freezes its upper bound (the highest ``seq`` when it starts) and
 then records itself as an ``audit.export`` event, so every export is in the
 trail and the set of exported rows is well defined.
 
+On PostgreSQL, outside a transaction, the next page is fetched on a second
+connection (one worker thread) while the current page is encoded: the
+database's work and ours overlap instead of taking turns (290,000 rows of
+one tenant on the 2-core machine: 40,500 rows/s on one connection, 53,000
+with the read-ahead; the page fetch alone takes about half of the encoding's
+time).  Inside a transaction the pages are read on the caller's connection,
+because a second one would not see the caller's uncommitted rows.  Each page
+is its own statement in both cases (rows at or below the frozen upper bound
+never change: the trail is append-only).
+
 Rows carry the canonical fields (see :mod:`audit.canonical`) plus
 where they sit in the seal: the block number, the leaf index and, for blocks
 the filters only partly cover, an RFC 6962 inclusion proof.  The manifest
@@ -35,6 +45,7 @@ import io
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -163,6 +174,40 @@ def _merkle_position(cursor: _BlockCursor, seq: int) -> tuple[int, int, list[str
     return entry.block.number, index, proof
 
 
+def _merkle_texts(cursor: _BlockCursor, seqs: list[int], render: Callable[[Any], str], fmt: str) -> list[str]:
+    """The rendered Merkle position of each of a page's ``seqs`` (ascending), as ``_merkle_position`` gives them.
+
+    A run of rows inside one fully exported block needs no proof, and without
+    gaps its leaf index is ``seq - first_seq``: such runs are rendered in one
+    comprehension instead of a lookup per row (about a sixth of an export's
+    time, cProfile).  Everything else takes the per-row path.
+    """
+    out: list[str] = []
+    i, n = 0, len(seqs)
+    while i < n:
+        entry = cursor.locate(seqs[i])
+        if entry is None or not entry.full:
+            out.append(render(_merkle_position(cursor, seqs[i])))
+            i += 1
+            continue
+        block = entry.block
+        j = i
+        while j < n and seqs[j] <= block.last_seq:
+            j += 1
+        run = seqs[i:j]
+        if entry.layout.gaps:
+            out.extend([render(_merkle_position(cursor, seq)) for seq in run])
+        else:
+            first, number = block.first_seq, block.number
+            if fmt == "csv":
+                out.extend([f"{number},{seq - first}," for seq in run])
+            else:
+                out.extend([f'{{"block":{number},"index":{seq - first},"proof":[]}}' for seq in run])
+            entry.manifest["rows"] += len(run)
+        i = j
+    return out
+
+
 class _CanonicalTimestamp(Func):
     """``timestamp_text`` computed by PostgreSQL: UTC, microseconds, ``Z`` (no datetime objects in Python)."""
 
@@ -175,6 +220,9 @@ def _wire_columns(vendor: str) -> tuple[list[Any], bool]:
 
     On PostgreSQL: canonical text for timestamps and UUIDs, JSON as text (see
     the module docstring).  Elsewhere the ORM's values, made canonical per row.
+    CSV quoting stays here: done by the database (``strpos``/``replace`` per
+    text cell) it made the database, not us, the slower side of the read-ahead
+    (measured: 44-50k against 50-57k rows/s).
     """
     if vendor != "postgresql":
         return list(EVENT_FIELDS), False
@@ -223,6 +271,50 @@ def _pages(
                 window = min(window * 2, page * 64)
 
 
+def _read_ahead_allowed(alias: str) -> bool:
+    """Whether pages may be read on a second connection (see the module docstring)."""
+    connection = connections[alias]
+    return connection.vendor == "postgresql" and not connection.in_atomic_block and export_read_ahead()
+
+
+def export_read_ahead() -> bool:
+    """``AUDIT_EXPORT_READ_AHEAD`` (default on): fetch the next page while encoding this one."""
+    return bool(settings.AUDIT_EXPORT_READ_AHEAD)
+
+
+def _read_ahead(pages: Iterator[list[tuple]]) -> Iterator[list[tuple]]:
+    """``pages``, each fetched on a worker thread while the caller works on the previous one.
+
+    Every ``next`` runs on the same single thread, so the generator keeps one
+    connection of its own, closed when the export ends (or is abandoned).
+    """
+    sentinel: list[tuple] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-export") as pool:
+        pending = pool.submit(next, pages, sentinel)
+        try:
+            while True:
+                chunk = pending.result()
+                if chunk is sentinel:
+                    return
+                pending = pool.submit(next, pages, sentinel)
+                yield chunk
+        finally:
+            # Wait for the page in flight, stop the generator and close the
+            # worker's connection on the worker's own thread.
+            if not pending.cancel():
+                pending.exception()  # waits; an error there concerns a page nobody will read
+            pool.submit(_close_on_worker, pages).result()
+
+
+def _close_on_worker(pages: Iterator[list[tuple]]) -> None:
+    try:
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
+    finally:
+        connections.close_all()
+
+
 def _orm_wire_row(row: tuple) -> list[Any]:
     """An ORM row as a wire row: canonical values (JSON members stay decoded for ``json_value_canonical``)."""
     return list(canonical_event(row).values())
@@ -252,19 +344,25 @@ def _encode_chunks(
 ) -> Iterator[bytes]:
     filtered = audit_events_filtered(filters=filters)
     cursor = _BlockCursor(filtered.filter(seq__lte=upper_seq), audit_sealed_through(), state)
-    columns, json_as_text = _wire_columns(connections[router.db_for_read(AuditEvent)].vendor)
+    alias = router.db_for_read(AuditEvent)
+    columns, json_as_text = _wire_columns(connections[alias].vendor)
     encoder = RowEncoder(json_as_text=json_as_text, extra_member=JSONL_MERKLE_MEMBER)
     buffer = io.StringIO()
     if fmt == "csv":
         csv.writer(buffer).writerow([*EVENT_FIELDS, *MERKLE_COLUMNS])
-    for chunk in _pages(filtered, upper_seq, export_page_size(), columns):
+    pages = _pages(filtered, upper_seq, export_page_size(), columns)
+    if _read_ahead_allowed(alias):
+        pages = _read_ahead(pages)
+    for chunk in pages:
         rows = chunk if json_as_text else [_orm_wire_row(row) for row in chunk]
         if fmt == "csv":
             line = encoder.csv_line
-            buffer.write("".join([line(row, _merkle_cells(_merkle_position(cursor, row[0]))) for row in rows]))
+            cells = _merkle_texts(cursor, [row[0] for row in rows], _merkle_cells, fmt)
+            buffer.write("".join([line(row, x) for row, x in zip(rows, cells, strict=True)]))
         else:
             line = encoder.json_line
-            buffer.write("".join([f"{line(row, _merkle_json(_merkle_position(cursor, row[0])))}\n" for row in rows]))
+            members = _merkle_texts(cursor, [row[0] for row in rows], _merkle_json, fmt)
+            buffer.write("".join([f"{line(row, x)}\n" for row, x in zip(rows, members, strict=True)]))
         state.rows += len(chunk)
         data = buffer.getvalue().encode("utf-8")
         buffer.seek(0)

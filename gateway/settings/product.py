@@ -43,6 +43,8 @@ USAGE_ROLLUP_GAP_TTL_SECONDS = env_float("USAGE_ROLLUP_GAP_TTL_SECONDS", 3600.0)
 # PostgreSQL: monthly partitions of the event table kept created this many months ahead (audit.partitions_ensure).
 AUDIT_PARTITION_MONTHS_AHEAD = env_int("AUDIT_PARTITION_MONTHS_AHEAD", 3)
 AUDIT_EXPORT_PAGE_SIZE = env_int("AUDIT_EXPORT_PAGE_SIZE", 2000)
+# On PostgreSQL, read the next page on a second connection while this one is encoded (audit/services/export.py).
+AUDIT_EXPORT_READ_AHEAD = env_bool("AUDIT_EXPORT_READ_AHEAD", True)
 AUDIT_EXPORT_DIRECT_MAX_ROWS = env_int("AUDIT_EXPORT_DIRECT_MAX_ROWS", 50_000)
 QUOTA_REDIS_PREFIX = env_str("QUOTA_REDIS_PREFIX", "maas:q")
 AUDIT_INPUT_DIGEST_KEY = secret_from_env_or_file("AUDIT_INPUT_DIGEST_KEY", "audit-input-digest-key")
