@@ -113,9 +113,9 @@ def _parse_submission(request: HttpRequest, *, max_bytes: int) -> tuple[dict[str
         fields: dict[str, Any] = {k: form.get(k) for k in ("model", "purpose", "version") if form.get(k) is not None}
         if "version" in fields:
             fields["version"] = _form_version(fields["version"])
-        # The documented form, checked as documented (the file's contents are read below).
+        # The documented form, checked as documented; the file's contents are parsed below.
         fields = params_validated(JobsApi.UploadSerializer, fields | {"file": upload})
-        del fields["file"]
+        upload = fields.pop("file")
         raw = upload.read()
         name = (upload.name or "").lower()
         try:

@@ -1,0 +1,58 @@
+"""Isolation of pytest-xdist workers: each worker is a machine of its own.
+
+``make test`` runs the suite on ``TEST_WORKERS`` processes (pytest-xdist,
+``auto``: one per core).  Loaded with ``-p tests.parallel`` (pyproject's
+``addopts``), this module runs in every worker before Django reads its
+settings, and gives the worker its own:
+
+- ``MAAS_VAR_DIR`` (``<var>/xdist-gwN``): the SQLite test database, the file
+  cache that holds embedded quota counters, the filesystem Celery broker,
+  the model store, static files, exports;
+- Redis database (``REDIS_URL``'s number plus N): quota counters, caches,
+  and the Celery broker and results that the worker's own Celery processes
+  read, so one worker's Celery never runs another worker's task.
+
+PostgreSQL needs nothing: pytest-django already gives each worker its own
+test database (``test_<name>_gwN``), and every role or scratch database a
+test creates is named after it.  Child processes (gunicorn, Celery, bench
+scripts) inherit the environment, so they land in the same places.  Run
+without xdist (plain ``pytest``), this module changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_DATABASES = 16  # Redis' default ``databases``
+
+
+def redis_url_for_worker(url: str, worker: int) -> str:
+    """``url`` with its database number moved up by ``worker`` (refused past the last database)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    base = int(path) if path else 0
+    number = base + worker
+    if number >= REDIS_DATABASES:
+        raise RuntimeError(
+            f"xdist worker gw{worker} would need Redis database {number} ({url} plus {worker}); "
+            f"Redis has {REDIS_DATABASES}: run fewer workers (make test TEST_WORKERS=N) or a lower base database"
+        )
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+def _isolate(worker_id: str) -> None:
+    worker = int(worker_id.removeprefix("gw"))
+    var_dir = Path(os.environ.get("MAAS_VAR_DIR") or ROOT / "var")
+    os.environ["MAAS_VAR_DIR"] = str(var_dir / f"xdist-{worker_id}")
+    if os.environ.get("REDIS_URL"):
+        os.environ["MAAS_XDIST_BASE_REDIS_URL"] = os.environ["REDIS_URL"]
+        os.environ["REDIS_URL"] = redis_url_for_worker(os.environ["REDIS_URL"], worker)
+
+
+_worker_id = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker_id and not os.environ.get("MAAS_XDIST_ISOLATED"):
+    _isolate(_worker_id)
+    os.environ["MAAS_XDIST_ISOLATED"] = _worker_id  # children inherit the result; never shift twice
