@@ -10,13 +10,11 @@ worker_class = "sync"
 timeout = 60
 graceful_timeout = 10
 keepalive = 5
-# Fork after loading Django so every worker shares the imported code pages (and a worker that
-# gunicorn replaces starts in milliseconds instead of importing Django, DRF and ONNX Runtime again).
-# What a process holds privately is made after the fork: database connections (closed in
-# pre_fork), the per-thread Redis connection (core.redis checks the pid), ONNX sessions (loaded
-# on first use), prometheus values (keyed by pid) and the OpenTelemetry exporter thread (the
-# SDK restarts it in the child).
-preload_app = True
+# Not preloaded: a preloaded worker, told to stop, sleeps on a futex until the master kills it
+# (SIGTERM took the whole 10 s graceful timeout with preload_app, 0.6 s without; the worker has one
+# thread left), most likely a lock of a native thread pool started at import (numpy's OpenBLAS,
+# ONNX Runtime) that the fork copied while held.
+preload_app = False
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
@@ -30,13 +28,6 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 _problem_rejections()
-
-
-def pre_fork(server, worker) -> None:
-    """A connection the master opened while loading the app must not be shared by its children."""
-    from django.db import connections
-
-    connections.close_all()
 
 
 def child_exit(server, worker) -> None:
