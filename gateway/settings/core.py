@@ -54,7 +54,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "gateway.security_headers.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -65,7 +65,7 @@ API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "gateway.security_headers.ContentSecurityPolicyMiddleware",
 ]
 
 # Admin login guessing (gateway.adminauth): axes checks lockouts before the password is.
