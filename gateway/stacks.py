@@ -49,8 +49,8 @@ _MATCH_ATTRIBUTE = "_api_resolver_match"
 
 
 @functools.lru_cache(maxsize=16)
-def api_urlconf_of(root_urlconf: str | ModuleType) -> str | ModuleType | None:
-    """The ``api_urlconf`` a root URLconf declares (the routes that take the lean stack), or ``None``."""
+def api_urlconf_of(root_urlconf: str | ModuleType) -> Any:
+    """The ``api_urlconf`` a root URLconf declares (a URLconf: the routes that take the lean stack), or ``None``."""
     module = import_module(root_urlconf) if isinstance(root_urlconf, str) else root_urlconf
     return getattr(module, "api_urlconf", None)
 

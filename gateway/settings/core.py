@@ -60,12 +60,10 @@ MIDDLEWARE = [
 ]
 # The API routes' stack: the same request context (id, access log, problem+json net), transport and
 # browser headers and host check as the full stack gives them, nothing that serves a browser session.
+# ApiHeadersMiddleware is the full stack's Security, Common, XFrameOptions and CSP middleware in one layer.
 API_MIDDLEWARE = [
     "gateway.middleware.RequestContextMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "gateway.security_headers.ContentSecurityPolicyMiddleware",
+    "gateway.security_headers.ApiHeadersMiddleware",
 ]
 
 # Admin login guessing (gateway.adminauth): axes checks lockouts before the password is.

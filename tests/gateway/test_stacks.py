@@ -17,6 +17,7 @@ import logging
 import pytest
 from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authentication import SessionAuthentication
 
 from core.logging import JsonFormatter
 from gateway import bench_views
@@ -40,8 +41,9 @@ def _routes(patterns, prefix: str = "") -> dict[str, object]:
 
 
 def _lean(response) -> bool:
-    """Whether the request went through the lean stack (the full one always opens a session)."""
-    return not hasattr(response.wsgi_request, "session")
+    """Whether the request went through the lean stack: the split handed it on, and no session was opened."""
+    request = response.wsgi_request
+    return hasattr(request, "_api_resolver_match") and not hasattr(request, "session")
 
 
 def test_every_lean_route_is_csrf_exempt_and_answers_the_same_view_in_the_root_urlconf():
@@ -51,6 +53,9 @@ def test_every_lean_route_is_csrf_exempt_and_answers_the_same_view_in_the_root_u
     for route, view in [*lean.items(), *_routes(bench_views.urlpatterns).items()]:
         # The lean stack has no CsrfViewMiddleware: a view that relied on it would lose its protection.
         assert getattr(view, "csrf_exempt", False), f"{route} is on the lean stack but not CSRF-exempt"
+        # Nor may it authenticate by session: the lean stack has no session or user to offer.
+        authenticators = getattr(getattr(view, "cls", None), "authentication_classes", [])
+        assert not any(issubclass(a, SessionAuthentication) for a in authenticators), route
     for route, view in lean.items():
         assert root.get(route) is view, f"{route} answers differently on the two stacks"
     # Metrics are labelled by the matched route: the same string whichever URLconf matched it.
@@ -170,18 +175,18 @@ def test_only_the_full_stack_answers_a_stale_session_cookie(settings):
     assert not lean.cookies and "Vary" not in lean
 
 
-@pytest.mark.parametrize("scheme", ["http", "https"])
-def test_transport_security_applies_to_api_answers(settings, scheme):
+def test_transport_security_applies_to_api_answers(settings):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.SECURE_SSL_REDIRECT = True
     settings.SECURE_HSTS_SECONDS = 31_536_000
-    response = Client().get("/v2/health/live", HTTP_X_FORWARDED_PROTO=scheme)
-    if scheme == "http":
-        assert response.status_code == 301 and response["Location"] == "https://testserver/v2/health/live"
-    else:
-        assert response.status_code == 200 and _lean(response)
-        assert response["Strict-Transport-Security"] == "max-age=31536000"
-    assert response["X-Request-ID"]
+    plain = Client().get("/v1/models", HTTP_X_FORWARDED_PROTO="http")
+    assert plain.status_code == 301 and plain["Location"] == "https://testserver/v1/models"
+    assert _lean(plain) and plain["X-Request-ID"]
+    secure = Client().get("/v1/models", HTTP_X_FORWARDED_PROTO="https")
+    assert secure.status_code == 401 and _lean(secure)
+    assert secure["Strict-Transport-Security"] == "max-age=31536000"
+    probe = Client().get("/v2/health/live")  # SECURE_REDIRECT_EXEMPT: probes stay on plain HTTP
+    assert probe.status_code == 200 and _lean(probe)
 
 
 def test_api_answers_carry_the_browser_headers(client):
