@@ -15,12 +15,14 @@ import json
 import logging
 
 import pytest
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls.resolvers import RegexPattern
 from rest_framework.authentication import SessionAuthentication
 
 from core.logging import JsonFormatter
 from gateway import bench_views
+from gateway.stacks import api_match, api_resolvers
 from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -63,6 +65,37 @@ def test_every_lean_route_is_csrf_exempt_and_answers_the_same_view_in_the_root_u
         lean_match = get_resolver("gateway.urls_api").resolve(path)
         root_match = get_resolver("gateway.urls").resolve(path)
         assert (lean_match.route, lean_match.func) == (root_match.route, root_match.func)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/healthz",
+        "/v1/models",
+        "/v1/models/digits",
+        "/v1/models/digits/predict",
+        "/v1/audit/checkpoints/3",
+        "/v1/audit/receipts/abc",
+        "/v2",
+        "/v2/models/digits/versions/2/infer",
+        "/bench/bare/digits/predict",
+        "/bench/auth-quota/digits/predict",
+    ],
+)
+def test_the_first_segment_index_finds_the_route_a_full_resolution_finds(path):
+    # The bench routes too (mounted when BENCH_ENDPOINTS is set): the index must not skip a later group.
+    api = get_resolver("gateway.urls_api")
+    patterns = [*api.url_patterns, *bench_views.urlpatterns]
+    expected = URLResolver(RegexPattern(r"^/"), patterns).resolve(path)
+    index, _ = api_resolvers(URLResolver(RegexPattern(r"^/"), patterns))
+    found = index[path[1:].split("/", 1)[0]].resolve(path)
+    assert (found.func, found.route, found.kwargs) == (expected.func, expected.route, expected.kwargs)
+    assert api_match(RequestFactory().get(path)) is not None or path.startswith("/bench")
+
+
+@pytest.mark.parametrize("path", ["/", "/admin/", "/v1/docs/", "/v1/audit/export", "/metrics", "/static/x.css", "/v3"])
+def test_paths_outside_the_api_routes_match_nothing_lean(path):
+    assert api_match(RequestFactory().get(path)) is None
 
 
 @pytest.mark.parametrize("route", ["metrics", "readyz", "v1/audit/export", "v1/schema/", "v1/docs/", "admin/"])
