@@ -269,3 +269,36 @@ def test_the_asgi_handler_splits_the_same_way():
     assert api.status_code == 200 and api["X-Request-ID"] and api["X-Frame-Options"] == "DENY"
     assert not api.cookies and "Cookie" not in api.get("Vary", "")
     assert admin.status_code == 200 and "csrftoken" in admin.cookies
+
+
+def test_the_asgi_entry_point_splits_the_same_way():
+    from asgiref.testing import ApplicationCommunicator
+
+    from gateway.asgi import application
+
+    async def get(path: str) -> tuple[int, dict[str, str]]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), (b"cookie", b"sessionid=x")],
+            "client": ("127.0.0.1", 40000),
+            "server": ("testserver", 80),
+        }
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
+        start = await communicator.receive_output(10)
+        await communicator.receive_output(10)
+        return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}
+
+    status, headers = asyncio.run(get("/v2/health/live"))
+    assert status == 200 and headers["x-frame-options"] == "DENY" and headers["x-request-id"]
+    assert "set-cookie" not in headers and "vary" not in headers  # the lean stack never read the cookie
+    status, headers = asyncio.run(get("/metrics"))
+    assert status == 401 and 'sessionid=""' in headers["set-cookie"]  # the full stack's session middleware ran
