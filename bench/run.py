@@ -5,12 +5,17 @@ Variants (same gunicorn worker count, same ONNX file, single-threaded inference)
 - B1  ONNX Runtime ``session.run`` in-process (from ``manage.py bench_inference``)
 - B2  the TensorFlow model called directly and via ``predict`` (same command)
 - B4  a bare Django view: same JSON in, same session, same JSON out, no governance
+- B5  a minimal Django app (``bench/minimal``: no middleware, one view: parse
+      JSON, ``session.run``, ``JsonResponse``) on its own gunicorn, same
+      command, config and worker count: the floor for the gateway's own stack
 - A1  + authentication;  A2  + quota;  A3  + policy   (ablations of G)
 - G   the full governed ``POST /v1/models/digits/predict`` (+ durable audit)
 - G2  the Open Inference Protocol ``POST /v2/models/digits/infer``
 
 each on the embedded default (SQLite, no Redis) and on PostgreSQL + Redis, at
-several concurrencies, repeated and interleaved; medians are reported.
+several concurrencies, repeated and interleaved; medians are reported, with
+each variant's throughput as a ratio to B4 and to B5.  ``--variants`` and
+``--load-only`` give a reduced run (a few variants, no in-process sections).
 Writes ``bench/results/latest.md``, ``latest.json`` and ``latest.png``.
 """
 
@@ -37,6 +42,9 @@ PY = sys.executable
 BIN = Path(PY).parent
 RESULTS = ROOT / "bench" / "results"
 
+# B5, on a server of its own (bench/minimal), ahead of the gateway's variants in every table.
+MINIMAL = "B5 minimal Django"
+MINIMAL_PATH = "/predict/digits"
 VARIANTS = {
     "B4 bare view": "/bench/bare/digits/predict",
     "A1 +auth": "/bench/auth/digits/predict",
@@ -48,7 +56,7 @@ VARIANTS = {
 # The governed v1 path again on a second server that exports OpenTelemetry spans (OTLP/HTTP to a
 # collector in this process that accepts and drops them): the cost of leaving tracing on.
 TRACED = "GT governed v1, tracing on"
-ALL_VARIANTS = {**VARIANTS, TRACED: VARIANTS["G governed v1"]}
+ALL_VARIANTS = {MINIMAL: MINIMAL_PATH, **VARIANTS, TRACED: VARIANTS["G governed v1"]}
 
 
 def log(message: str) -> None:
@@ -129,7 +137,36 @@ def _tenant_exists(env: dict[str, str]) -> bool:
     return "True" in out
 
 
-def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+def model_file(env: dict[str, str]) -> str:
+    """The ONNX file the gateway serves as ``digits`` on this backend (B5 loads the same file)."""
+    return (
+        subprocess.run(
+            [
+                PY,
+                "-c",
+                "import django;django.setup();from inference.selectors import model_serving_get;"
+                "print(model_serving_get(name='digits').spec.path)",
+            ],
+            cwd=ROOT,
+            env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"},
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+
+def start_server(
+    env: dict[str, str],
+    port: int,
+    workers: int,
+    *,
+    app: str = "gateway.wsgi:application",
+    probe: str = "/healthz",
+    probe_status: int = 200,
+) -> subprocess.Popen:
     import requests
 
     prom = Path(env["MAAS_VAR_DIR"]) / "prometheus"
@@ -140,7 +177,7 @@ def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Pop
     proc = subprocess.Popen(
         [
             str(BIN / "gunicorn"),
-            "gateway.wsgi:application",
+            app,
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -154,7 +191,7 @@ def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Pop
     )
     for _ in range(150):
         try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code == probe_status:
                 return proc
         except requests.RequestException:
             pass
@@ -215,44 +252,48 @@ def null_collector() -> tuple[str, Any]:
 
 def _measure(
     name: str,
-    base: str,
-    server: subprocess.Popen,
-    variants: dict[str, str],
+    groups: list[tuple[str, subprocess.Popen, dict[str, str]]],
     args,
     key: str,
     payloads: dict[str, bytes],
     repeat: int,
     rows: list[dict],
 ) -> None:
+    """One repeat: every concurrency, and at each every variant of every server (interleaved)."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     for concurrency in args.concurrency:
-        for variant, path in variants.items():
-            pids = worker_pids(server.pid)
-            cpu_before = cpu_seconds(pids)
-            result = run_load(
-                base + path, body=payloads[variant], headers=headers, concurrency=concurrency, duration=args.duration
-            )
-            cpu = cpu_seconds(pids) - cpu_before
-            row = {
-                "backend": name,
-                "variant": variant,
-                "concurrency": concurrency,
-                "repeat": repeat,
-                "rps": result.rps(),
-                "p50_ms": result.percentile(50) * 1000,
-                "p95_ms": result.percentile(95) * 1000,
-                "p99_ms": result.percentile(99) * 1000,
-                "cpu_us_per_req": (cpu / result.requests * 1e6) if result.requests else float("nan"),
-                "requests": result.requests,
-                "errors": result.errors,
-                "statuses": result.statuses,
-            }
-            rows.append(row)
-            log(
-                f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps"
-                f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
-                f"  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}"
-            )
+        for base, server, variants in groups:
+            for variant, path in variants.items():
+                pids = worker_pids(server.pid)
+                cpu_before = cpu_seconds(pids)
+                result = run_load(
+                    base + path,
+                    body=payloads[variant],
+                    headers=headers,
+                    concurrency=concurrency,
+                    duration=args.duration,
+                )
+                cpu = cpu_seconds(pids) - cpu_before
+                row = {
+                    "backend": name,
+                    "variant": variant,
+                    "concurrency": concurrency,
+                    "repeat": repeat,
+                    "rps": result.rps(),
+                    "p50_ms": result.percentile(50) * 1000,
+                    "p95_ms": result.percentile(95) * 1000,
+                    "p99_ms": result.percentile(99) * 1000,
+                    "cpu_us_per_req": (cpu / result.requests * 1e6) if result.requests else float("nan"),
+                    "requests": result.requests,
+                    "errors": result.errors,
+                    "statuses": result.statuses,
+                }
+                rows.append(row)
+                log(
+                    f"   {name:15} c={concurrency:<3} {variant:16} {row['rps']:8.1f} rps"
+                    f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms"
+                    f"  cpu {row['cpu_us_per_req']:7.0f} µs  errors {result.errors}"
+                )
 
 
 def measure_backend(name: str, args, instance: list[float]) -> list[dict]:
@@ -261,34 +302,56 @@ def measure_backend(name: str, args, instance: list[float]) -> list[dict]:
     env = backend_env(name)
     log(f"==> preparing {name}")
     key = prepare(env)
-    port = 18000 + (0 if name == "embedded" else 1)
-    endpoint, collector = null_collector()
-    traced_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "maas-bench"}
-    server = start_server(env, port, args.workers)
-    traced = start_server(traced_env, port + 10, args.workers)
-    rows: list[dict] = []
+    port = args.port_base + (0 if name == "embedded" else 1)
+    selected = set(args.variants)
+    gateway_variants = {v: p for v, p in VARIANTS.items() if v in selected}
+    servers: list[subprocess.Popen] = []
+    groups: list[tuple[str, subprocess.Popen, dict[str, str]]] = []
+    collector = None
     try:
+        if MINIMAL in selected:
+            minimal_env = {
+                **env,
+                "DJANGO_SETTINGS_MODULE": "bench.minimal.settings",
+                "BENCH_MODEL_PATH": model_file(env),
+            }
+            minimal = start_server(
+                minimal_env,
+                port + 20,
+                args.workers,
+                app="bench.minimal.wsgi:application",
+                probe=MINIMAL_PATH,
+                probe_status=405,
+            )
+            servers.append(minimal)
+            groups.append((f"http://127.0.0.1:{port + 20}", minimal, {MINIMAL: MINIMAL_PATH}))
+        if gateway_variants:
+            server = start_server(env, port, args.workers)
+            servers.append(server)
+            groups.append((f"http://127.0.0.1:{port}", server, gateway_variants))
+        if TRACED in selected:
+            # Interleaved with the untraced runs of the same repeat: both see the same machine noise.
+            endpoint, collector = null_collector()
+            traced_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "maas-bench"}
+            traced = start_server(traced_env, port + 10, args.workers)
+            servers.append(traced)
+            groups.append((f"http://127.0.0.1:{port + 10}", traced, {TRACED: ALL_VARIANTS[TRACED]}))
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         payloads = bodies(instance)
-        base, traced_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 10}"
-        for variant, path in VARIANTS.items():  # warm every worker on every path
-            run_load(base + path, body=payloads[variant], headers=headers, concurrency=args.workers * 2, duration=0.5)
-        run_load(
-            traced_base + ALL_VARIANTS[TRACED],
-            body=payloads[TRACED],
-            headers=headers,
-            concurrency=args.workers * 2,
-            duration=0.5,
-        )
+        for base, _, variants in groups:  # warm every worker on every path
+            for variant, path in variants.items():
+                run_load(
+                    base + path, body=payloads[variant], headers=headers, concurrency=args.workers * 2, duration=0.5
+                )
+        rows: list[dict] = []
         for repeat in range(args.repeats):
-            # Interleaved with the untraced runs of the same repeat: both see the same machine noise.
-            _measure(name, base, server, VARIANTS, args, key, payloads, repeat, rows)
-            _measure(name, traced_base, traced, {TRACED: ALL_VARIANTS[TRACED]}, args, key, payloads, repeat, rows)
+            _measure(name, groups, args, key, payloads, repeat, rows)
     finally:
-        for proc in (server, traced):
+        for proc in servers:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
-        collector.shutdown()
+        if collector is not None:
+            collector.shutdown()
     return rows
 
 
@@ -420,6 +483,26 @@ def targets(table: list[dict], baselines: dict, components: dict) -> list[str]:
     return [*lines, ""]
 
 
+def floor_ratios(table: list[dict]) -> list[str]:
+    """The bare view and the governed path against the minimal Django app (B5), at every concurrency."""
+    index = {(r["backend"], r["variant"], r["concurrency"]): r for r in table}
+    lines = [
+        "## Against a minimal Django app (B5, issue #15), from this run",
+        "",
+        "| measure | backend | result | target |",
+        "|---|---|---|---|",
+    ]
+    for backend, variant, concurrency in sorted({(r["backend"], r["variant"], r["concurrency"]) for r in table}):
+        target = {"B4 bare view": "≥ 0.90", "G governed v1": "≥ 0.60", "G2 governed v2": "measured"}.get(variant)
+        floor, row = index.get((backend, MINIMAL, concurrency)), index[(backend, variant, concurrency)]
+        if target and floor and floor["rps"]:
+            lines.append(
+                f"| {variant.split()[0]}/B5 throughput, c={concurrency} | {backend} | "
+                f"{row['rps'] / floor['rps']:.2f} ({row['rps']:.0f} vs {floor['rps']:.0f} req/s) | {target} |"
+            )
+    return [*lines, ""]
+
+
 def _batch1(baselines: dict) -> tuple[float | None, float | None]:
     """ONNX Runtime and TensorFlow direct-call median milliseconds at batch 1 (``bench_inference``'s report)."""
     cases = {row.get("case"): row.get("median_ms") for row in baselines.get("results", []) if row.get("batch") == 1}
@@ -464,19 +547,22 @@ def render(table: list[dict], baselines: dict, components: dict, args, profiles:
         f"gunicorn {args.workers} sync workers; load from a separate process on loopback; "
         f"{args.repeats} interleaved repeats of {args.duration}s per cell, medians.",
         "",
-        "| backend | variant | c | req/s | p50 ms | p95 ms | p99 ms | CPU µs/req | G/B4 thr | p50 - B4 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | variant | c | req/s | p50 ms | p95 ms | p99 ms | CPU µs/req | /B4 thr | /B5 thr | p50 - B4 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     index = {(r["backend"], r["variant"], r["concurrency"]): r for r in table}
     for r in sorted(table, key=lambda r: (r["backend"], r["concurrency"], list(ALL_VARIANTS).index(r["variant"]))):
         base = index.get((r["backend"], "B4 bare view", r["concurrency"]))
+        floor = index.get((r["backend"], MINIMAL, r["concurrency"]))
         ratio = r["rps"] / base["rps"] if base and base["rps"] else float("nan")
+        to_floor = r["rps"] / floor["rps"] if floor and floor["rps"] else float("nan")
         added = r["p50_ms"] - base["p50_ms"] if base else float("nan")
         lines.append(
             f"| {r['backend']} | {r['variant']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_req']:.0f} | {ratio:.2f} | {added:+.2f} |"
+            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_req']:.0f} | {ratio:.2f} | {to_floor:.2f} | "
+            f"{added:+.2f} |"
         )
-    lines += ["", *targets(table, baselines, components)]
+    lines += ["", *targets(table, baselines, components), *floor_ratios(table)]
     lines += render_profiles(profiles or {})
     lines += ["## In-process inference baselines (B1, B2)", "", "```", json.dumps(baselines, indent=2), "```"]
     lines += ["", "## Component microbenchmarks", "", "```", json.dumps(components, indent=2), "```", ""]
@@ -518,6 +604,15 @@ def chart(table: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def _variant_names(codes: str) -> list[str]:
+    """``B5,B4,G`` as the variants' full names (their first word is the code)."""
+    by_code = {name.split()[0]: name for name in ALL_VARIANTS}
+    unknown = [code for code in codes.split(",") if code not in by_code]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant code(s) {', '.join(unknown)}; known: {', '.join(by_code)}")
+    return [by_code[code] for code in codes.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="seconds, not minutes: CI's check that this runs")
@@ -528,22 +623,41 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--audit-events", type=int, default=100_000)
     parser.add_argument("--output", default=str(RESULTS / "latest"))
+    parser.add_argument(
+        "--port-base", type=int, default=18000, help="loopback ports used: base+{0,1} (+10 traced, +20 B5)"
+    )
+    parser.add_argument(
+        "--variants",
+        type=_variant_names,
+        default=list(ALL_VARIANTS),
+        help="comma-separated codes of the variants to serve and load (B5,B4,A1,A2,A3,G,G2,GT); default all",
+    )
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="only the HTTP load table: no in-process profile, B1/B2 baselines or component microbenchmarks",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.repeats, args.duration, args.concurrency = 1, 0.5, [1, 4]
         args.backends, args.audit_events = "embedded", 2000
+        args.variants, args.load_only = list(ALL_VARIANTS), False
     started = time.monotonic()
     instance = sample_instance()
     rows: list[dict] = []
     for backend in args.backends.split(","):
         rows += measure_backend(backend, args, instance)
     table = medians(rows)
-    log("==> in-process profile of the governed path")
-    profiles = governed_profiles(args)
-    log("==> in-process baselines (B1 ONNX Runtime, B2 TensorFlow)")
-    baselines = inprocess_baselines(args)
-    log("==> component microbenchmarks")
-    components = component_benches(args)
+    profiles: dict = {}
+    baselines: dict = {}
+    components: dict = {}
+    if not args.load_only:
+        log("==> in-process profile of the governed path")
+        profiles = governed_profiles(args)
+        log("==> in-process baselines (B1 ONNX Runtime, B2 TensorFlow)")
+        baselines = inprocess_baselines(args)
+        log("==> component microbenchmarks")
+        components = component_benches(args)
     report = render(table, baselines, components, args, profiles)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

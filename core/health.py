@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from core.logging import current_request_id
@@ -98,6 +99,7 @@ def metrics_authorised(request: HttpRequest) -> bool:
     return False
 
 
+@csrf_exempt  # a probe changes nothing: a POST is answered 405, not a CSRF refusal
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers."""

@@ -82,7 +82,8 @@ def _instrument(*, celery: bool) -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    for instrumentor in (DjangoInstrumentor(), PsycopgInstrumentor(), RedisInstrumentor()):
+    _instrument_django(DjangoInstrumentor())
+    for instrumentor in (PsycopgInstrumentor(), RedisInstrumentor()):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
     if celery:
@@ -90,6 +91,27 @@ def _instrument(*, celery: bool) -> None:
 
         if not CeleryInstrumentor().is_instrumented_by_opentelemetry:
             CeleryInstrumentor().instrument()
+
+
+def _instrument_django(instrumentor: Any) -> None:
+    """The Django instrumentation's middleware at the top of each of the two middleware stacks.
+
+    Where ``API_MIDDLEWARE`` exists, ``MIDDLEWARE`` starts with the split that
+    hands API routes to it (``gateway.stacks``).  The instrumentation's own
+    choice, first in ``MIDDLEWARE``, would wrap both stacks, but its view hook
+    -- which gives the request span its ``http.route`` -- would never run for
+    an API route, whose view the lean stack resolves and calls.  So it goes
+    right after the split and first in ``API_MIDDLEWARE``: one span per
+    request, complete, whichever stack serves it.
+    """
+    from django.conf import settings
+
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return
+    lean = getattr(settings, "API_MIDDLEWARE", None)
+    instrumentor.instrument(middleware_position=0 if lean is None else 1)
+    if lean is not None:
+        settings.API_MIDDLEWARE = [instrumentor._opentelemetry_middleware, *lean]
 
 
 def span(name: str) -> AbstractContextManager[Any]:

@@ -56,8 +56,9 @@ JOBS = Gauge("maas_jobs", "Batch jobs by state.", ["state"], multiprocess_mode="
 
 def request_done(*, endpoint: str, status: int, tenant: str, seconds: float) -> None:
     """Count one finished request and observe its latency."""
-    REQUESTS.labels(endpoint=endpoint, status=str(status), tenant=tenant or "-").inc()
-    REQUEST_LATENCY.labels(endpoint=endpoint).observe(seconds)
+    # Label values by position, in the declared order: keyword labels are sorted and checked on every call.
+    REQUESTS.labels(endpoint, str(status), tenant or "-").inc()
+    REQUEST_LATENCY.labels(endpoint).observe(seconds)
 
 
 def refusal(*, reason: str) -> None:

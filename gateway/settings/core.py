@@ -37,7 +37,12 @@ INSTALLED_APPS = [
     "axes",
 ]
 
+# The full stack, for the admin, the docs and everything else that people use.  The first entry hands
+# API routes (gateway.urls_api) to API_MIDDLEWARE instead: an API key needs no session, CSRF token,
+# user, second factor, message store or login throttle, yet the bench's bare view paid for all of
+# them (issue 15: ~170 of its ~530 µs of in-process CPU; gateway.stacks).
 MIDDLEWARE = [
+    "gateway.stacks.StackSplitMiddleware",
     "gateway.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves collected, hashed, pre-compressed static files from the WSGI app itself (no DEBUG, no extra server).
@@ -49,9 +54,16 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "gateway.security_headers.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 page.
     "axes.middleware.AxesMiddleware",
+]
+# The API routes' stack: the same request context (id, access log, problem+json net), transport and
+# browser headers and host check as the full stack gives them, nothing that serves a browser session.
+# ApiHeadersMiddleware is the full stack's Security, Common, XFrameOptions and CSP middleware in one layer.
+API_MIDDLEWARE = [
+    "gateway.middleware.RequestContextMiddleware",
+    "gateway.security_headers.ApiHeadersMiddleware",
 ]
 
 # Admin login guessing (gateway.adminauth): axes checks lockouts before the password is.

@@ -26,6 +26,7 @@ def test_bench_smoke_produces_table_json_and_chart(tmp_path):
     report = json.loads(output.with_suffix(".json").read_text())
     variants = {row["variant"] for row in report["table"]}
     assert {"B4 bare view", "A1 +auth", "A2 +quota", "A3 +policy", "G governed v1", "G2 governed v2"} <= variants
+    assert "B5 minimal Django" in variants  # the minimal Django app (bench/minimal), on its own server
     assert "GT governed v1, tracing on" in variants  # the same path on a server exporting spans
     for row in report["table"]:
         assert row["rps"] > 0 and row["errors"] == 0, row
@@ -40,3 +41,4 @@ def test_bench_smoke_produces_table_json_and_chart(tmp_path):
     assert "| backend | variant |" in markdown
     assert "## Targets (issue #8), from this run" in markdown
     assert "## Where the governed path's CPU goes" in markdown
+    assert "| B4/B5 throughput, c=4 | embedded |" in markdown and "| G/B5 throughput, c=4 | embedded |" in markdown

@@ -99,6 +99,8 @@ def test_requests_pipeline_steps_database_and_jobs_are_traced(collector, env, di
         assert response.status_code == 200, response.text
         request_spans = received.wait_for(lambda s: s[0] == "maas-gateway" and s[1].startswith("POST"))
         trace_id = request_spans[0][2]
+        # One request span, with its route: the instrumentation runs inside the lean API stack too.
+        assert len(request_spans) == 1 and request_spans[0][3].get("http.route") == "v1/models/<str:name>/predict"
         steps = {"auth", "model", "policy", "quota", "validate", "infer", "audit"}
         step_spans = received.wait_for(lambda s: s[2] == trace_id and s[1].startswith("gateway."))
         assert {s[1] for s in received.spans if s[2] == trace_id and s[1].startswith("gateway.")} == {
