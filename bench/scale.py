@@ -12,6 +12,13 @@ measures through the public entry points that exist today, so that the same
 script measures whatever implementation they call once other work is merged:
 
 - ``seal_events_per_s``: ``call_command("seal_audit")`` over all N;
+- ``live_*``: sealing while requests flow: writer processes record request
+  events through the request path's INSERT (``audit_request_record``) at
+  ``--live-rate`` events/s for ``--live-seconds`` while this process runs a
+  ``seal_audit`` pass every ``--live-interval`` seconds with the default
+  seal lag; reported: the rate recorded, the slowest pass, the sealed rate
+  within passes and the largest backlog left after a pass (it keeps up when
+  every pass ends before the next is due and the backlog stays bounded);
 - ``verify_full_s``: ``call_command("verify_audit", "--full")``; then one more
   day of traffic is written and sealed and ``verify_incremental_s`` is
   ``call_command("verify_audit")`` (incremental from the recorded pass);
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -79,6 +87,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--output", default=str(RESULTS / "scale-latest"), help="path prefix of the .md/.json")
+    parser.add_argument("--live-rate", type=int, default=2000, help="events/s recorded while sealing (0: skip)")
+    parser.add_argument("--live-seconds", type=float, default=60.0, help="how long requests flow while sealing")
+    parser.add_argument("--live-interval", type=float, default=10.0, help="seconds between seal passes meanwhile")
     args = parser.parse_args()
     args.step_list = [int(s.replace("_", "")) for s in args.steps.split(",") if s.strip()] or [args.events]
     if not args.database_url.startswith("postgres"):
@@ -114,8 +125,9 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from audit.models import AuditEvent  # noqa: E402
-from audit.selectors import ExportFilters  # noqa: E402
+from audit.selectors import ExportFilters, audit_last_seq, audit_sealed_through  # noqa: E402
 from audit.services import audit_export_write, audit_input_digest, audit_purge  # noqa: E402
+from audit.services.recording import audit_request_record  # noqa: E402
 
 
 # -- database per step ----------------------------------------------------------------
@@ -258,6 +270,70 @@ def measure_export() -> dict:
     }
 
 
+def _record_at_rate(start_at: float, seconds: float, rate: float, tenant_id: int, key_prefix: str, made) -> None:
+    """A writer process: request events through the request path's INSERT, ``rate`` a second, paced."""
+    connections.close_all()  # the parent's connection is the parent's
+    n = 0
+    while (now := time.perf_counter()) < start_at + seconds:
+        due = int((now - start_at) * rate)
+        while n < due:
+            audit_request_record(
+                **request_audit_fields(
+                    request_id=uuid.uuid4().hex,
+                    input_digest=audit_input_digest(payload=str(n).encode()),
+                    actor=f"tenant:{SLUG}/key:{key_prefix}",
+                    tenant_id=tenant_id,
+                    tenant_slug=SLUG,
+                    key_prefix=key_prefix,
+                    label=n % 10,
+                ),
+            )
+            n += 1
+        time.sleep(0.002)
+    made.value = n
+    connections.close_all()
+
+
+def measure_seal_while_recording(*, tenant_id: int, key_prefix: str) -> dict:
+    """Seal passes every ``--live-interval`` s while writers record ``--live-rate`` events/s (module docstring)."""
+    rate, seconds, interval = ARGS.live_rate, ARGS.live_seconds, ARGS.live_interval
+    writers = 4  # one process cannot commit 2,000 single-row transactions a second; four can, as gunicorn workers do
+    saved_lag = settings.AUDIT_SEAL_LAG_SECONDS
+    settings.AUDIT_SEAL_LAG_SECONDS = 2.0  # production's default: events younger than this wait for the next pass
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    counters = [ctx.Value("q", 0) for _ in range(writers)]
+    start_at = time.perf_counter() + 0.5
+    procs = [
+        ctx.Process(target=_record_at_rate, args=(start_at, seconds, rate / writers, tenant_id, key_prefix, c))
+        for c in counters
+    ]
+    for proc in procs:
+        proc.start()
+    passes: list[tuple[float, int, int]] = []
+    try:
+        time.sleep(max(0.0, start_at + interval - time.perf_counter()))
+        while any(proc.is_alive() for proc in procs):
+            before = audit_sealed_through()
+            pass_s, _ = timed(lambda: call_command("seal_audit", stdout=io.StringIO()))
+            after = audit_sealed_through()
+            passes.append((pass_s, after - before, audit_last_seq() - after))
+            time.sleep(max(0.0, interval - pass_s))
+    finally:
+        for proc in procs:
+            proc.join()
+        settings.AUDIT_SEAL_LAG_SECONDS = saved_lag
+    recorded = sum(c.value for c in counters)
+    sealing_s = sum(p[0] for p in passes)
+    return {
+        "live_recorded_per_s": round(recorded / seconds),
+        "live_seal_passes": len(passes),
+        "live_seal_pass_max_s": round(max((p[0] for p in passes), default=0.0), 2),
+        "live_sealed_per_s": round(sum(p[1] for p in passes) / sealing_s) if sealing_s else None,
+        "live_backlog_max": max((p[2] for p in passes), default=None),
+    }
+
+
 def rollup_advance() -> tuple[float | None, str]:
     try:
         from tenants.services.usage_rollups import usage_rollups_advance
@@ -344,6 +420,9 @@ def run_step(n: int) -> dict:
     out["verify_incremental_s"] = round(seconds, 2)
     out["verify_incremental_mode"] = report["mode"]
     out["verify_incremental_blocks"] = report["blocks_verified"]
+    if ARGS.live_rate > 0:
+        log(f"   sealing while {ARGS.live_rate:,} events/s are recorded ({ARGS.live_seconds:g} s)")
+        out.update(measure_seal_while_recording(tenant_id=tenant.pk, key_prefix=key_prefix))
     log("   export (tenant, CSV)")
     out.update(measure_export())
     log("   usage rollups, GET /v1/usage, admin tenant page")
@@ -383,6 +462,11 @@ def run_step(n: int) -> dict:
 ROWS = [
     ("events", "N (events)"),
     ("seal_events_per_s", "seal (events/s)"),
+    ("live_recorded_per_s", "while requests flow: events recorded (/s)"),
+    ("live_sealed_per_s", "  sealed within passes (events/s)"),
+    ("live_seal_pass_max_s", "  slowest seal pass (s)"),
+    ("live_seal_passes", "  seal passes"),
+    ("live_backlog_max", "  largest backlog after a pass (events)"),
     ("verify_full_s", "verify_audit --full (s)"),
     ("verify_incremental_s", "verify_audit incremental, +1 day (s)"),
     ("verify_incremental_blocks", "  blocks re-verified incrementally"),

@@ -26,6 +26,7 @@ def test_bench_scale_reports_every_measure(tmp_path):
     try:
         result = subprocess.run(
             [sys.executable, "bench/scale.py", "--steps", "400,800", "--database-url", scratch, "--output", str(output)]
+            + ["--live-rate", "200", "--live-seconds", "3", "--live-interval", "1"]
             + (["--redis-url", os.environ["REDIS_URL"]] if os.environ.get("REDIS_URL") else []),
             cwd=ROOT,
             env=env,
@@ -45,5 +46,7 @@ def test_bench_scale_reports_every_measure(tmp_path):
         assert row["export_rows"] >= row["events"]  # plus the tenant's own set-up records
         assert row["usage_p50_ms"] > 0 and row["admin_tenant_p95_ms"] >= row["admin_tenant_p50_ms"] > 0
         assert row["db_mib_per_million"] > 0 and row["purge_month_s"] >= 0
+        # Requests recorded by the writer processes while the passes sealed (a few hundred in 3 s).
+        assert row["live_recorded_per_s"] > 0 and row["live_seal_passes"] >= 1 and row["live_sealed_per_s"] > 0
     markdown = output.with_suffix(".md").read_text()
     assert "| metric | N = 400 | N = 800 |" in markdown and "GET /v1/usage p95 (ms)" in markdown
