@@ -90,6 +90,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--live-rate", type=int, default=2000, help="events/s recorded while sealing (0: skip)")
     parser.add_argument("--live-seconds", type=float, default=60.0, help="how long requests flow while sealing")
     parser.add_argument("--live-interval", type=float, default=10.0, help="seconds between seal passes meanwhile")
+    parser.add_argument("--live-writers", type=int, default=4, help="writer processes sharing --live-rate")
     args = parser.parse_args()
     args.step_list = [int(s.replace("_", "")) for s in args.steps.split(",") if s.strip()] or [args.events]
     if not args.database_url.startswith("postgres"):
@@ -297,7 +298,7 @@ def _record_at_rate(start_at: float, seconds: float, rate: float, tenant_id: int
 def measure_seal_while_recording(*, tenant_id: int, key_prefix: str) -> dict:
     """Seal passes every ``--live-interval`` s while writers record ``--live-rate`` events/s (module docstring)."""
     rate, seconds, interval = ARGS.live_rate, ARGS.live_seconds, ARGS.live_interval
-    writers = 4  # one process cannot commit 2,000 single-row transactions a second; four can, as gunicorn workers do
+    writers = ARGS.live_writers  # one process cannot commit 2,000 single-row transactions a second
     saved_lag = settings.AUDIT_SEAL_LAG_SECONDS
     settings.AUDIT_SEAL_LAG_SECONDS = 2.0  # production's default: events younger than this wait for the next pass
     connections.close_all()
