@@ -120,41 +120,30 @@ def prepare(env: dict[str, str]) -> str:
     return out.strip().splitlines()[-1].strip()
 
 
-def _tenant_exists(env: dict[str, str]) -> bool:
+def _django_print(env: dict[str, str], code: str) -> str:
+    """The last line ``code`` prints in a Django process on ``env``'s backend."""
     out = subprocess.run(
-        [
-            PY,
-            "-c",
-            "import django;django.setup();from tenants.models import Tenant;"
-            "print(Tenant.objects.filter(slug='bench').exists())",
-        ],
+        [PY, "-c", f"import django;django.setup();{code}"],
         cwd=ROOT,
         env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"},
         text=True,
         capture_output=True,
         check=True,
     ).stdout
-    return "True" in out
+    return out.strip().splitlines()[-1]
+
+
+def _tenant_exists(env: dict[str, str]) -> bool:
+    return (
+        _django_print(env, "from tenants.models import Tenant;print(Tenant.objects.filter(slug='bench').exists())")
+        == "True"
+    )
 
 
 def model_file(env: dict[str, str]) -> str:
     """The ONNX file the gateway serves as ``digits`` on this backend (B5 loads the same file)."""
-    return (
-        subprocess.run(
-            [
-                PY,
-                "-c",
-                "import django;django.setup();from inference.selectors import model_serving_get;"
-                "print(model_serving_get(name='digits').spec.path)",
-            ],
-            cwd=ROOT,
-            env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"},
-            text=True,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
+    return _django_print(
+        env, "from inference.selectors import model_serving_get;print(model_serving_get(name='digits').spec.path)"
     )
 
 

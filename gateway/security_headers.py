@@ -49,23 +49,27 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         self._policies_of: tuple[Any, Any] | None = None
         self._policies: tuple[str, str] = ("", "")
 
-    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        """The cached headers when nothing about this response changes them; django-csp's own path otherwise."""
-        if getattr(request, "_csp_nonce", None) is not None or not _PER_RESPONSE.isdisjoint(vars(response)):
-            return super().process_response(request, response)
-        if response.status_code in _DEBUG_EXEMPT and settings.DEBUG:
-            return response
+    def _cached_policies(self) -> tuple[Any, Any]:
+        """The two policy settings, after rebuilding the cached headers if either object was replaced."""
         config = getattr(settings, "CONTENT_SECURITY_POLICY", None)
         config_ro = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
         cached_for = self._policies_of
         if cached_for is None or cached_for[0] is not config or cached_for[1] is not config_ro:
             self._policies = (build_policy(), build_policy(report_only=True))
             self._policies_of = (config, config_ro)
+        return config, config_ro
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        """The cached headers when nothing about this response changes them; django-csp's own path otherwise."""
+        if getattr(request, "_csp_nonce", None) is not None or not _PER_RESPONSE.isdisjoint(vars(response)):
+            return super().process_response(request, response)
+        if response.status_code in _DEBUG_EXEMPT and settings.DEBUG:
+            return response
+        config, config_ro = self._cached_policies()
         for name, value, policy in zip((HEADER, HEADER_REPORT_ONLY), self._policies, (config, config_ro), strict=True):
             if not value or name in response:
                 continue
-            prefixes = (policy or {}).get("EXCLUDE_URL_PREFIXES", None) or ()
-            if not request.path_info.startswith(tuple(prefixes)):
+            if not _excluded(request, policy):
                 response[name] = value
         # As django-csp does: a nonce asked for after the header is written is an error, not a silent no-op.
         request.csp_nonce = CheckableLazyObject(self._csp_nonce_post_response)  # type: ignore[attr-defined]
@@ -78,12 +82,7 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
             return
         if response.status_code in _DEBUG_EXEMPT and settings.DEBUG:
             return
-        config = getattr(settings, "CONTENT_SECURITY_POLICY", None)
-        config_ro = getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None)
-        cached_for = self._policies_of
-        if cached_for is None or cached_for[0] is not config or cached_for[1] is not config_ro:
-            self._policies = (build_policy(), build_policy(report_only=True))
-            self._policies_of = (config, config_ro)
+        config, config_ro = self._cached_policies()
         header, header_ro = self._policies
         if header and HEADER not in response and not _excluded(request, config):
             response.headers[HEADER] = header
