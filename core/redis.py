@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import redis
@@ -25,6 +26,12 @@ from redis.exceptions import NoScriptError, ResponseError
 _lock = threading.Lock()
 _client: redis.Redis | None = None
 _local = threading.local()
+
+#: A thread connection unused for this long is polled before it carries a call: the
+#: server may have closed it meanwhile (a restart, ``CLIENT KILL``, a proxy's idle
+#: timeout) and a call on it would fail although Redis is up.  Busy connections skip
+#: the poll, so the hot path pays one clock read.
+IDLE_CHECK_SECONDS = 1.0
 
 
 def redis_enabled() -> bool:
@@ -56,6 +63,18 @@ def _thread_connection() -> redis.Connection:
     if conn is None or _local.pid != os.getpid() or _local.client is not redis_client():
         conn = redis.Connection(**redis_client().connection_pool.connection_kwargs)
         _local.connection, _local.pid, _local.client = conn, os.getpid(), redis_client()
+        _local.used_at = time.monotonic()
+        return conn
+    now = time.monotonic()
+    if now - _local.used_at >= IDLE_CHECK_SECONDS and conn._sock is not None:
+        # An idle connection has nothing to read unless the server closed it.
+        try:
+            stale = conn.can_read(timeout=0)
+        except (redis.ConnectionError, OSError):
+            stale = True
+        if stale:
+            conn.disconnect()
+    _local.used_at = now
     return conn
 
 
