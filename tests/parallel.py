@@ -7,7 +7,8 @@ settings, and gives the worker its own:
 
 - ``MAAS_VAR_DIR`` (``<var>/xdist-gwN``): the SQLite test database, the file
   cache that holds embedded quota counters, the filesystem Celery broker,
-  the model store, static files, exports;
+  the model store, exports (the collected static files stay shared: the
+  tests only read them, and ``gateway.static_collect`` locks a collection);
 - Redis database (``REDIS_URL``'s number plus N): quota counters, caches,
   and the Celery broker and results that the worker's own Celery processes
   read, so one worker's Celery never runs another worker's task.
@@ -47,6 +48,8 @@ def _isolate(worker_id: str) -> None:
     worker = int(worker_id.removeprefix("gw"))
     var_dir = Path(os.environ.get("MAAS_VAR_DIR") or ROOT / "var")
     os.environ["MAAS_VAR_DIR"] = str(var_dir / f"xdist-{worker_id}")
+    # Collected once by ``make test``'s bootstrap and only read by the tests: shared, not per worker.
+    os.environ.setdefault("STATIC_ROOT", str(var_dir / "static"))
     if os.environ.get("REDIS_URL"):
         os.environ["MAAS_XDIST_BASE_REDIS_URL"] = os.environ["REDIS_URL"]
         os.environ["REDIS_URL"] = redis_url_for_worker(os.environ["REDIS_URL"], worker)

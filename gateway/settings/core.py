@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
@@ -121,7 +122,8 @@ FORMAT_MODULE_PATH = ["gateway.formats"]
 USE_THOUSAND_SEPARATOR = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# A deployment may collect once into a directory its web server or several gateways share.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 # `manage.py bootstrap` (make setup) runs collectstatic; WhiteNoise serves the hashed, compressed copies.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -49,26 +49,24 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def collected_static(django_db_setup, django_db_blocker) -> Path:
-    """``collectstatic`` with the production storage, as ``manage.py bootstrap`` runs it.
+    """The static files collected with the production storage, as ``manage.py bootstrap`` collects them.
 
-    Hashing and compressing every admin and Swagger file takes minutes on a
-    busy machine, so a manifest newer than every source file is reused.
+    ``make test`` has collected them already (its ``setup``), so this costs one
+    freshness check; xdist workers share that root (``tests/parallel.py``).
     """
     from django.conf import settings
-    from django.contrib.staticfiles.finders import get_finders
 
-    root = Path(settings.STATIC_ROOT)
-    manifest = root / "staticfiles.json"
-    if manifest.exists():
-        newest = max(
-            Path(storage.path(name)).stat().st_mtime for finder in get_finders() for name, storage in finder.list([])
-        )
-        if manifest.stat().st_mtime > newest:
-            return root
     with django_db_blocker.unblock():
         env = server_env()
+    # A subprocess: this session's settings swap the manifest storage for the plain one.
     result = subprocess.run(
-        [str(BIN / "python"), "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        [
+            str(BIN / "python"),
+            "manage.py",
+            "shell",
+            "-c",
+            "from gateway.static_collect import static_collect; static_collect()",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -76,7 +74,7 @@ def collected_static(django_db_setup, django_db_blocker) -> Path:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    return root
+    return Path(settings.STATIC_ROOT)
 
 
 @pytest.fixture

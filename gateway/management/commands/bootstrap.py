@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from gateway.db_roles import connected_as_owner, db_roles_create
+from gateway.static_collect import static_collect
 
 
 class Command(BaseCommand):
@@ -29,6 +30,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--skip-model", action="store_true", help="Do not train the default or bundled models.")
+        parser.add_argument(
+            "--collect-static",
+            action="store_true",
+            help="Collect the static files even when the collected copy is newer than every source file.",
+        )
 
     def handle(self, *args, **options) -> None:
         if settings.DATABASE_ADMIN_URL and settings.DATABASE_OWNER:
@@ -46,7 +52,8 @@ class Command(BaseCommand):
         self.stdout.write("==> database roles")
         call_command("db_grants", stdout=self.stdout)
         self.stdout.write("==> collecting static files (admin, API docs)")
-        call_command("collectstatic", interactive=False, verbosity=0)
+        if not static_collect(force=options["collect_static"]):
+            self.stdout.write("    current: none changed since the last collection (--collect-static forces one)")
         if not options["skip_model"]:
             self.stdout.write("==> default model")
             call_command("ensure_default_model")
