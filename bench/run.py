@@ -2,7 +2,7 @@
 
 Variants (same gunicorn worker count, same ONNX file, single-threaded inference):
 
-- B1  ONNX Runtime ``session.run`` in-process (from ``manage.py bench_inference``)
+- B1  ONNX Runtime ``session.run`` in-process (from ``bench/inference.py``, as ``manage.py bench_inference``)
 - B2  the TensorFlow model called directly and via ``predict`` (same command)
 - B4  a bare Django view: same JSON in, same session, same JSON out, no governance
 - B5  a minimal Django app (``bench/minimal``: no middleware, one view: parse
@@ -369,8 +369,8 @@ def medians(rows: list[dict]) -> list[dict]:
 
 
 def inprocess_baselines(args) -> dict:
-    """B1 and B2 from ``manage.py bench_inference`` on the embedded backend; ``{"error": ...}`` if it fails."""
-    cmd = [PY, "manage.py", "bench_inference", "--json"]
+    """B1 and B2 from ``bench/inference.py`` (``manage.py bench_inference`` without Django), or ``{"error": ...}``."""
+    cmd = [PY, "bench/inference.py", "--json"]
     if args.smoke:
         cmd += ["--epochs", "2", "--seconds", "0.2"]
     return _run_json(cmd, backend_env("embedded"))

@@ -31,6 +31,8 @@ def test_bench_smoke_produces_table_json_and_chart(tmp_path):
     for row in report["table"]:
         assert row["rps"] > 0 and row["errors"] == 0, row
     assert report["baselines"] and "error" not in report["baselines"], report["baselines"]
+    # B1/B2 come from the standalone bench/inference.py: single-threaded, the two runtimes agreeing.
+    assert report["baselines"]["settings"]["tf_intra_op_threads"] == 1 and report["baselines"]["agreement"]["ok"]
     assert all("error" not in v for v in report["components"].values()), report["components"]
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     profile = report["profiles"]["embedded"]
