@@ -40,28 +40,51 @@ def test_digit_images_take_uint8_pixels_with_scaling_in_the_graph(bundled):
     assert (predicted == load_digits().target[:20]).mean() >= 0.9
 
 
+def _served(result, input_name: str, output: str):
+    """The exported file as a ``model(x, training=False)`` callable: what the gate compares TensorFlow with.
+
+    The fixture's results come from the on-disk cache without their Keras
+    models; the gate's comparison logic is what is tested here (the real
+    TensorFlow-against-ONNX figures are asserted in the tests above).
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(result.onnx_bytes, providers=["CPUExecutionProvider"])
+    return lambda batch, training=False: session.run([output], {input_name: batch})[0]
+
+
 def test_parity_gate_refuses_a_diverging_export(bundled):
     from inference.training.bundled import parity_gate
     from inference.training.errors import ParityError
 
     images, regression = bundled["digit-images"], bundled["diabetes"]
+    image_model = _served(images, "image", "probabilities")
     x = np.zeros((4, 8, 8, 1), np.uint8)
-    assert parity_gate(
-        images.keras_model, images.onnx_bytes, x, input_name="image", output="probabilities", classifier=True
-    )
+    assert parity_gate(image_model, images.onnx_bytes, x, input_name="image", output="probabilities", classifier=True)
 
-    def drifted(batch, training=False):  # a TensorFlow model the file no longer matches
-        return np.asarray(images.keras_model(batch, training=training)) * 0.9
+    def drifted(batch, training=False):  # a model the file no longer matches
+        return np.asarray(image_model(batch, training=training)) * 0.9
 
     with pytest.raises(ParityError, match="parity gate"):
         parity_gate(drifted, images.onnx_bytes, x, input_name="image", output="probabilities", classifier=True)
 
+    value_model = _served(regression, "features", "value")
+
     def shifted(batch, training=False):
-        return np.asarray(regression.keras_model(batch, training=training)) + 1.0
+        return np.asarray(value_model(batch, training=training)) + 1.0
 
     features = np.zeros((3, 10), np.float32)
+    assert parity_gate(
+        value_model, regression.onnx_bytes, features, input_name="features", output="value", classifier=False
+    )
     with pytest.raises(ParityError, match="parity gate"):
         parity_gate(shifted, regression.onnx_bytes, features, input_name="features", output="value", classifier=False)
+
+    def reshaped(batch, training=False):
+        return np.asarray(image_model(batch, training=training))[:, :5]
+
+    with pytest.raises(ParityError, match="shape"):
+        parity_gate(reshaped, images.onnx_bytes, x, input_name="image", output="probabilities", classifier=True)
 
 
 def test_ensure_bundled_models_trains_gates_activates_then_is_idempotent(monkeypatch, bundled, model_store):
