@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_DATABASES = 16  # Redis' default ``databases``
 
@@ -59,3 +61,26 @@ _worker_id = os.environ.get("PYTEST_XDIST_WORKER")
 if _worker_id and not os.environ.get("MAAS_XDIST_ISOLATED"):
     _isolate(_worker_id)
     os.environ["MAAS_XDIST_ISOLATED"] = _worker_id  # children inherit the result; never shift twice
+
+
+#: Marks of the tests that run for seconds to minutes, heaviest first (see :func:`pytest_collection_modifyitems`).
+LONG_MARKS = ("slow", "e2e", "browser")
+
+
+def _weight(item) -> int:
+    marks = {mark.name for mark in item.iter_markers()}
+    return next((len(LONG_MARKS) - i for i, name in enumerate(LONG_MARKS) if name in marks), 0)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Under xdist, hand out the long tests first (after pytest-randomly's shuffle, keeping its order within a weight).
+
+    xdist's ``load`` scheduling deals tests in collection order; a minutes-long
+    test dealt last keeps one worker busy while the others sit idle, which is
+    most of the difference between the sum of the tests' times over the
+    workers and the wall time.  Every worker sorts the same shuffled list the
+    same way, so they still agree on the order, and the seed still replays it.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_weight, reverse=True)

@@ -46,3 +46,31 @@ def test_this_process_is_isolated_when_run_by_xdist():
     if settings.REDIS_URL:
         expected = redis_url_for_worker(os.environ["MAAS_XDIST_BASE_REDIS_URL"], int(worker.removeprefix("gw")))
         assert expected == settings.REDIS_URL
+
+
+class _Item:
+    def __init__(self, name: str, *marks: str) -> None:
+        self.name, self._marks = name, [getattr(pytest.mark, m).mark for m in marks]
+
+    def iter_markers(self):
+        return iter(self._marks)
+
+
+def test_long_tests_are_dealt_first_keeping_the_shuffled_order_within_a_weight(monkeypatch):
+    from tests import parallel
+
+    items = [
+        _Item("a"),
+        _Item("b", "e2e"),
+        _Item("c", "embedded"),
+        _Item("d", "slow", "e2e"),
+        _Item("e", "browser"),
+        _Item("f", "e2e"),
+    ]
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    parallel.pytest_collection_modifyitems(None, None, items)
+    assert [i.name for i in items] == ["d", "b", "f", "e", "a", "c"]
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    plain = [_Item("a"), _Item("b", "slow")]
+    parallel.pytest_collection_modifyitems(None, None, plain)
+    assert [i.name for i in plain] == ["a", "b"]  # plain pytest: the order is left alone
