@@ -26,6 +26,8 @@ from inference.routing import BUCKETS, ready_model, rollout_bucket, rollout_vers
 from inference.services import model_version_activate, model_version_register, model_version_retire
 from inference.services.rollouts import rollout_promote, rollout_rollback, rollout_start, rollouts_evaluate
 from policy.services import policy_create
+from tenants.keyformat import key_compose, key_hash, key_prefix_generate, key_secret_generate
+from tenants.models import ApiKey
 from tests import onnx_models
 from tests.support import assert_problem
 
@@ -77,16 +79,29 @@ def canary_callers(make_caller, rollout: ModelRollout, *, want: bool, count: int
     return found
 
 
-def test_canary_share_is_sticky_and_counted_from_the_audit_trail(client, iris, make_caller):
+def test_canary_share_is_sticky_and_counted_from_the_audit_trail(client, iris, make_caller, settings):
     """A canary at 20 % gets 20 % +- 5 % of 1,000 requests from 500 keys; each key keeps its version."""
     rollout = start(2, canary_percent=20)
-    tenant_caller = make_caller()
-    from tenants.services import api_key_create
-
+    tenant = make_caller().tenant
+    # 500 keys in one INSERT: issuing them one by one through the audited service costs seconds.
+    pepper = settings.API_KEY_PEPPER
     prefixes = []
+    rows = []
     for _ in range(500):
-        issued = api_key_create(tenant=tenant_caller.tenant, actor="test")
-        prefixes.append((issued.raw_key, issued.key.prefix))
+        prefix = key_prefix_generate(settings.API_KEY_PRODUCT_PREFIX)
+        raw = key_compose(prefix, key_secret_generate())
+        rows.append(
+            ApiKey(
+                tenant=tenant,
+                name="k",
+                prefix=prefix,
+                key_hash=key_hash(raw, pepper),
+                scopes=["predict"],
+                created_by="test",
+            )
+        )
+        prefixes.append((raw, prefix))
+    ApiKey.objects.bulk_create(rows)
     for _ in range(2):
         for raw, _prefix in prefixes:
             response = client.post(
@@ -149,7 +164,9 @@ def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_ca
         "/v2/models/iris/infer",
         data=json.dumps(
             {
-                "inputs": [{"name": "features", "shape": [3, 4], "datatype": "FP32", "data": sum(ROWS, [])}],
+                "inputs": [
+                    {"name": "features", "shape": [3, 4], "datatype": "FP32", "data": [v for row in ROWS for v in row]}
+                ],
                 "parameters": {"purpose": "research"},
             }
         ),
