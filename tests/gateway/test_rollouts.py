@@ -19,6 +19,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from audit.models import AuditEvent
+from audit.services import audit_seal, audit_verify
 from core.invalidation import clock
 from inference.errors import InvalidRollout, ModelIntegrityFailed, ModelVersionNotFound, RolloutConflict
 from inference.models import ModelRollout, ModelVersion
@@ -146,7 +147,7 @@ def test_canary_answers_names_its_version_and_stable_runs_unseen(client, iris, m
     assert client.get("/v1/models/iris", **off.headers).json()["assigned_version"] == 1
 
 
-def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_caller):
+def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_caller, settings):
     start(3, shadow=True)
     caller = make_caller()
     response = predict(client, caller)
@@ -176,6 +177,10 @@ def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_ca
     assert v2.status_code == 200, v2.content
     assert v2.json()["model_version"] == "1"
     assert AuditEvent.objects.get(request_id=v2["X-Request-ID"]).detail["shadows"][0]["version"] == 3
+    # The rollout and shadow members are part of the sealed record like every other detail.
+    settings.AUDIT_SEAL_LAG_SECONDS = 0
+    assert audit_seal().events > 0
+    assert audit_verify().ok
 
 
 def test_a_failing_shadow_never_fails_the_answer(client, iris, make_caller, monkeypatch):
