@@ -321,12 +321,29 @@ class GovernedCall:
         try:
             with self._timed("model"):
                 self.model = model_serving_get(name=name, version=version)
+                if self.pinned and self.principal is not None:
+                    self._pinned_canary_check()
         except ModelVersionNotFound:
             # "no such version" would confirm that a hidden model exists.
             if self.principal is not None and model_name_hidden(principal=self.principal, name=name):
                 raise ModelNotFound(missing_model_detail(name)) from None
             raise
         return self.model
+
+    def _pinned_canary_check(self) -> None:
+        """A pinned rollout canary exists only for callers policy lets be served canaries.
+
+        Checked here without a purpose, so endpoints that never decide (v2
+        metadata and readiness) cannot confirm a canary either; ``decide``
+        checks again with the request's purpose.
+        """
+        assert self.principal is not None and self.model is not None
+        plan = rollout_plan_get(name=self.model.name)
+        if plan is None or plan.canary_version != self.model.version:
+            return
+        decision = policy_decide(principal=self.principal, model=self.model.facts(), purpose=None, action="list")
+        if not decision.canary_allowed:
+            raise ModelVersionNotFound(f"Model {self.model.name!r} has no version {self.model.version}.")
 
     def decide(self, *, purpose: str | None, action: str = "predict") -> Decision:
         """Step 6: policy, plus the key's model allow-list."""

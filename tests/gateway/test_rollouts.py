@@ -255,6 +255,12 @@ def test_policy_rule_decides_which_tenants_may_be_served_a_canary(client, iris, 
         assert event.detail["rollout"]["canary_skipped"] == "policy"
     # Pinning the canary does not get round the rule (and tells nothing more than a missing version).
     assert_problem(predict(client, other, {"version": 2}), 404, "model_version_not_found")
+    assert_problem(predict(client, early, {"version": 2, "purpose": "marketing"}), 404, "model_version_not_found")
+    # ...nor do the v2 metadata and readiness endpoints confirm it.
+    for suffix in ("", "/ready"):
+        response = client.get(f"/v2/models/iris/versions/2{suffix}", **other.headers)
+        assert response.status_code == 404, response.content
+        assert client.get(f"/v2/models/iris/versions/2{suffix}", **early.headers).status_code == 200
     pinned = predict(client, early, {"version": 1})
     assert pinned.json()["version"] == 1
     assert AuditEvent.objects.get(request_id=pinned["X-Request-ID"]).detail["rollout"] == {
