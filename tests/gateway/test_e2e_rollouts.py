@@ -79,7 +79,11 @@ def test_canary_promote_and_rollback_under_load_drop_no_request(env, make_caller
         for thread in threads:
             thread.start()
         try:
-            time.sleep(PHASE / 2)  # v1 alone: only the first phase needs no time to settle
+            # Warm: every key answered once (first lookups, quota counters, sessions), then v1 alone.
+            deadline = time.monotonic() + 60
+            while len({a.key for a in answers}) < len(callers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(PHASE / 2)
             rollout = rollout_start(name="iris", version=2, actor="test", canary_percent=50)
             started = time.monotonic()
             time.sleep(PHASE)
