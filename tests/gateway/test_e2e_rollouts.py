@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded, pyt
 
 #: The servers check for changes every 0.5 s (INVALIDATION_CHECK_SECONDS); allow that and a request in flight.
 CHECK_SECONDS = 0.5
-SETTLE = 1.2
-PHASE = 2.2
+SETTLE = 1.1
+PHASE = 2.0
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 
 
