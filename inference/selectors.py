@@ -298,6 +298,12 @@ def model_versions_list(*, name: str | None = None) -> QuerySet[ModelVersion]:
     return rows.filter(name=name) if name else rows
 
 
+def rollout_current_get(*, name: str) -> ModelRollout | None:
+    """``name``'s rollout in progress, else its most recent one (commands, admin); ``None`` if it never had one."""
+    rollouts = ModelRollout.objects.filter(name=name)
+    return rollouts.filter(state=ModelRollout.State.ACTIVE).first() or rollouts.order_by("-created_at", "-pk").first()
+
+
 def model_readiness() -> dict[str, Any]:
     """The ``model`` readiness check: the default model loads and answers; raises otherwise.
 

@@ -25,7 +25,14 @@ from inference.errors import InvalidRollout, ModelIntegrityFailed, ModelVersionN
 from inference.models import ModelRollout, ModelVersion
 from inference.routing import BUCKETS, ready_model, rollout_bucket, rollout_versions_warm
 from inference.services import model_version_activate, model_version_register, model_version_retire
-from inference.services.rollouts import rollout_promote, rollout_rollback, rollout_start, rollouts_evaluate
+from inference.services.rollouts import (
+    ROLLOUTS_EVALUATE_TASK,
+    rollout_promote,
+    rollout_rollback,
+    rollout_start,
+    rollouts_evaluate,
+)
+from inference.tasks import rollouts_evaluate_task
 from policy.services import policy_create
 from tenants.keyformat import key_compose, key_hash, key_prefix_generate, key_secret_generate
 from tenants.models import ApiKey
@@ -312,6 +319,9 @@ def test_rollback_on_threshold_is_automatic_and_audited(client, iris, make_calle
     # Everyone is back on stable within the invalidation interval (here: at once, one process).
     assert predict(client, caller).json()["version"] == 1
     assert rollouts_evaluate() == []
+    # The beat schedule names the task by its registered name.
+    assert settings.CELERY_BEAT_SCHEDULE["rollouts-evaluate"]["task"] == ROLLOUTS_EVALUATE_TASK
+    assert rollouts_evaluate_task.name == ROLLOUTS_EVALUATE_TASK and rollouts_evaluate_task() == []
 
 
 def test_a_healthy_canary_is_not_rolled_back(client, iris, make_caller):
@@ -382,6 +392,11 @@ def test_hostile_unknown_retired_active_and_conflicting_versions(iris):
         rollout_start(name="iris", version=9, actor="test", canary_percent=10)
     with pytest.raises(ModelVersionNotFound):
         rollout_start(name="nothing", version=1, actor="test", shadow=True)
+    for version in ("-1", "99999999999"):  # out of the column's range: not found, never a database error
+        with pytest.raises(CommandError, match="has no version"):
+            call_command("rollout_model", "iris", version, "--shadow")
+    with pytest.raises(CommandError):
+        call_command("rollout_model", "iris", "2", "--shadow", "--canary-percent", "5")  # argparse: one mode
     with pytest.raises(RolloutConflict, match="active"):
         rollout_start(name="iris", version=1, actor="test", canary_percent=10)
     model_version_retire(version=iris[3], actor="test")

@@ -6,8 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.models import ModelRollout
 from inference.rollout_metrics import rollout_figures
+from inference.selectors import rollout_current_get
 
 COLUMNS = ("version", "role", "requests", "error_rate", "latency_ms", "latency_p95_ms", "review_rate", "agreement")
 
@@ -23,8 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         name = options["name"]
-        rollouts = ModelRollout.objects.filter(name=name)
-        rollout = rollouts.filter(state=ModelRollout.State.ACTIVE).first() or rollouts.order_by("-created_at").first()
+        rollout = rollout_current_get(name=name)
         if rollout is None:
             raise CommandError(f"Model {name!r} has no rollout.")
         figures = [figure.as_dict() for figure in rollout_figures(rollout=rollout).values()]
