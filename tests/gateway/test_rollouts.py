@@ -18,8 +18,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from audit.canonical import canonical_json
 from audit.models import AuditEvent
-from audit.services import audit_seal, audit_verify
+from audit.selectors import ExportFilters, audit_public_key_info
+from audit.services import audit_export_write, audit_seal, audit_verify
+from audit.verify_export import verify_export
 from core.invalidation import clock
 from inference.errors import InvalidRollout, ModelIntegrityFailed, ModelVersionNotFound, RolloutConflict
 from inference.models import ModelRollout, ModelVersion
@@ -154,7 +157,7 @@ def test_canary_answers_names_its_version_and_stable_runs_unseen(client, iris, m
     assert client.get("/v1/models/iris", **off.headers).json()["assigned_version"] == 1
 
 
-def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_caller, settings):
+def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_caller, settings, tmp_path):
     start(3, shadow=True)
     caller = make_caller()
     response = predict(client, caller)
@@ -188,6 +191,16 @@ def test_shadow_never_answers_and_its_agreement_is_audited(client, iris, make_ca
     settings.AUDIT_SEAL_LAG_SECONDS = 0
     assert audit_seal().events > 0
     assert audit_verify().ok
+    for fmt in ("csv", "jsonl"):  # and the offline verifier reads them back from an export, byte for byte
+        path = tmp_path / f"export.{fmt}"
+        with path.open("wb") as stream:
+            manifest = audit_export_write(
+                filters=ExportFilters(), format=fmt, stream=stream, actor="test", file_name=path.name
+            )
+        manifest_path = tmp_path / f"export.{fmt}.manifest.json"
+        manifest_path.write_text(canonical_json(manifest))
+        report = verify_export(path, manifest_path, fingerprint=audit_public_key_info()["key_id"])
+        assert report.ok, report.problems
 
 
 def test_a_failing_shadow_never_fails_the_answer(client, iris, make_caller, monkeypatch):
