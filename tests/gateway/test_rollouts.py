@@ -472,8 +472,28 @@ def test_concurrent_rollout_commands_leave_one_rollout(iris):
     assert outcomes.count("conflict") >= 1
 
 
-def test_tenant_isolation_the_assignment_of_another_tenant_is_not_visible(client, iris, make_caller):
-    rollout = start(2, canary_percent=50)
+def test_tenant_isolation_a_tenants_canary_rule_and_assignment_stay_its_own(client, iris, make_caller):
+    rollout = start(2, canary_percent=100)
+    policy_create(
+        name="tenant-a-no-canaries",
+        document=[{"id": "none", "type": "canary_eligibility", "mode": "enforce", "params": {"tenants": []}}],
+        actor="test",
+        reason="tenant a opted out",
+        scope="tenant",
+        tenant_slug="tenant-a",
+    )
+    a, b = make_caller("tenant-a"), make_caller("tenant-b")
+    assert predict(client, a).json()["version"] == 1
+    assert predict(client, b).json()["version"] == 2
+    assert client.get("/v1/models/iris", **a.headers).json()["rollout"] == {
+        "id": rollout.pk,
+        "arm": "stable",
+        "canary_skipped": "policy",
+    }
+    assert client.get("/v1/models/iris", **b.headers).json()["assigned_version"] == 2
+    # Tenant b's records name neither tenant a's policy nor its key.
+    b_events = AuditEvent.objects.filter(tenant_slug="tenant-b", action="models.predict")
+    assert all("tenant-a" not in e.policy_versions and e.key_prefix == b.prefix for e in b_events)
     caller = make_caller(models=["other-model"])
     # A key not allowed the model sees no model, no assignment, no rollout id.
     assert_problem(client.get("/v1/models/iris", **caller.headers), 404, "model_not_found")
