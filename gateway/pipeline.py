@@ -10,7 +10,11 @@ Order (fixed, no endpoint may skip a step):
 6. policy decision         - ``policy.services.policy_decide`` (compiled, cached state)
 7. quota reservation       - ``tenants.services.quota_reserve`` (one atomic round trip)
 8. input validation        - ``inference.services.inputs_validate`` (against the file's signature)
-9. inference               - ``inference.services.model_predict``
+   (during a rollout: ``inference.routing`` picks stable or the caller's sticky canary
+   after the decision on stable, within policy's ``canary_eligibility``, and re-decides
+   on the canary's facts; a canary that is not ready in this process leaves stable)
+9. inference               - ``inference.services.model_predict``, then the shadows
+   (``inference.shadow``: same batch, never answered, summarised into the record)
 10. audit                  - one INSERT, before the response exists
 11. response               - with the IETF ``RateLimit-*`` headers
 
@@ -48,8 +52,10 @@ from core.tracing import span
 from gateway import metrics
 from inference.errors import BatchTooLarge, ModelNotFound, ModelVersionNotFound
 from inference.review import prediction_review
+from inference.routing import ARM_CANARY, ARM_PINNED, ARM_STABLE, ready_model, rollout_arm, rollout_plan_get
 from inference.selectors import model_detail_get, model_serving_get
 from inference.services import inputs_validate, model_predict
+from inference.shadow import shadow_compare
 from inference.signature import OutputKind
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
@@ -171,7 +177,10 @@ def body_json(request: HttpRequest, *, max_bytes: int, limit: str = "this plan's
 
 
 # The steps a ``Server-Timing`` header reports, in pipeline order (W3C Server Timing).
-TIMED_STEPS = ("auth", "model", "policy", "quota", "validate", "infer", "audit")
+TIMED_STEPS = ("auth", "model", "policy", "quota", "validate", "infer", "shadow", "audit")
+
+#: The actions whose model a rollout routes (listing and metadata show the stable version).
+ROUTED_ACTIONS = frozenset({"predict", "job"})
 
 
 class GovernedCall:
@@ -206,6 +215,10 @@ class GovernedCall:
         self.needs_review = False
         self.audit_seq: int | None = None
         self.extra_detail: dict[str, Any] = {}
+        #: True when the request named its version (a rollout then routes nothing).
+        self.pinned = False
+        #: The versions run after the answer and never returned, with their role ("shadow" or "stable").
+        self._shadows: list[tuple[Any, str]] = []
         self._review_items: list[tuple[Any, float]] = []
         self._audited = False
         self._auth_attempted = False
@@ -304,15 +317,33 @@ class GovernedCall:
         if not text_is_clean(name):
             # No model name holds a control character, and PostgreSQL refuses a NUL in the lookup.
             raise ModelNotFound(missing_model_detail(name))
+        self.pinned = version is not None
         try:
             with self._timed("model"):
                 self.model = model_serving_get(name=name, version=version)
+                if self.pinned and self.principal is not None:
+                    self._pinned_canary_check()
         except ModelVersionNotFound:
             # "no such version" would confirm that a hidden model exists.
             if self.principal is not None and model_name_hidden(principal=self.principal, name=name):
                 raise ModelNotFound(missing_model_detail(name)) from None
             raise
         return self.model
+
+    def _pinned_canary_check(self) -> None:
+        """A pinned rollout canary exists only for callers policy lets be served canaries.
+
+        Checked here without a purpose, so endpoints that never decide (v2
+        metadata and readiness) cannot confirm a canary either; ``decide``
+        checks again with the request's purpose.
+        """
+        assert self.principal is not None and self.model is not None
+        plan = rollout_plan_get(name=self.model.name)
+        if plan is None or plan.canary_version != self.model.version:
+            return
+        decision = policy_decide(principal=self.principal, model=self.model.facts(), purpose=None, action="list")
+        if not decision.canary_allowed:
+            raise ModelVersionNotFound(f"Model {self.model.name!r} has no version {self.model.version}.")
 
     def decide(self, *, purpose: str | None, action: str = "predict") -> Decision:
         """Step 6: policy, plus the key's model allow-list."""
@@ -338,7 +369,63 @@ class GovernedCall:
             raise PolicyDenied(
                 self.decision.reason, rule_id=self.decision.rule_id, reason_code=self.decision.reason_code
             )
+        if action in ROUTED_ACTIONS:
+            with self._timed("policy"):
+                self._route(purpose=purpose or None, action=action)
         return self.decision
+
+    def _route(self, *, purpose: str | None, action: str) -> None:
+        """During a rollout: the caller's version (sticky canary or stable) and the shadows to run.
+
+        Called after the decision on the stable (or pinned) version allowed the
+        request.  The canary answers only when the caller's bucket is in its
+        share, policy lets this tenant be served a canary, the decision on the
+        canary's own facts allows it, and this process has its session ready;
+        otherwise stable answers, never a refusal.
+        """
+        assert self.principal is not None and self.model is not None and self.decision is not None
+        plan = rollout_plan_get(name=self.model.name)
+        if plan is None:
+            return
+        record: dict[str, Any] = {"id": plan.id}
+        if self.pinned:
+            if self.model.version == plan.canary_version and not self.decision.canary_allowed:
+                # Pinning must not get round the canary rule: the version is not there for this caller.
+                raise ModelVersionNotFound(f"Model {self.model.name!r} has no version {self.model.version}.")
+            self.extra_detail["rollout"] = {**record, "arm": ARM_PINNED}
+            return
+        stable = self.model
+        arm = ARM_STABLE
+        if plan.canary_version not in (None, stable.version) and (
+            rollout_arm(plan=plan, key_prefix=self.principal.key_prefix) == ARM_CANARY
+        ):
+            canary = ready_model(name=stable.name, version=plan.canary_version)
+            if not self.decision.canary_allowed:
+                record["canary_skipped"] = "policy"
+            elif canary is None:
+                record["canary_skipped"] = "not_ready"
+            else:
+                decision = policy_decide(principal=self.principal, model=canary.facts(), purpose=purpose, action=action)
+                if decision.allowed and decision.canary_allowed:
+                    self.model, self.decision, arm = canary, decision, ARM_CANARY
+                    # The stable version runs on the canary's batch: agreement with stable, per request.
+                    self._shadows.append((stable, "stable"))
+                else:
+                    record["canary_skipped"] = "policy"
+        self.extra_detail["rollout"] = {**record, "arm": arm}
+        if action != "predict":
+            return  # a batch job runs on a worker later; its shadows are not run
+        for version in plan.shadow_versions:
+            if version in (self.model.version, stable.version):
+                continue
+            shadow = ready_model(name=stable.name, version=version)
+            if shadow is None:
+                continue
+            facts_decision = policy_decide(
+                principal=self.principal, model=shadow.facts(), purpose=purpose, action=action
+            )
+            if facts_decision.allowed:  # the caller's data goes only where policy lets it
+                self._shadows.append((shadow, "shadow"))
 
     def hidden_model_note(self, *, name: str) -> None:
         """Before a listing-style 404: when ``name`` exists but is hidden from this caller, audit the rule.
@@ -408,6 +495,14 @@ class GovernedCall:
         metrics.inference_latency(
             model=self.model.name, version=self.model.version, seconds=self.timings["infer"] / 1000.0
         )
+        if self._shadows:
+            # Inline, after the answer exists and before the audit INSERT: the record must carry
+            # the shadow's agreement, and a thread after the response could lose it on a kill.
+            with self._timed("shadow"):
+                self.extra_detail["shadows"] = [
+                    shadow_compare(primary=prediction, model=model, batch=batch, role=role)
+                    for model, role in self._shadows
+                ]
         summary = prediction_review(
             model=self.model, prediction=prediction, review_threshold=self.decision.review_threshold
         )
@@ -522,3 +617,31 @@ class GovernedCall:
             raise
         self.audit_seq = seq
         metrics.audit_written()
+
+
+def rollout_assignment(*, principal: Principal, name: str, stable_version: int) -> dict[str, Any]:
+    """Which version an unpinned prediction by this caller gets now, and why (``GET /v1/models/{name}``).
+
+    The same rules as :meth:`GovernedCall._route` with no purpose: the sticky
+    bucket, the canary rule of policy, the canary's own decision and its
+    readiness in this process.
+    """
+    plan = rollout_plan_get(name=name)
+    if plan is None:
+        return {"assigned_version": stable_version, "rollout": None}
+    arm, version, note = ARM_STABLE, stable_version, ""
+    if plan.canary_version not in (None, stable_version) and (
+        rollout_arm(plan=plan, key_prefix=principal.key_prefix) == ARM_CANARY
+    ):
+        canary = ready_model(name=name, version=plan.canary_version)
+        decision = policy_decide(principal=principal, model=canary.facts(), purpose=None) if canary else None
+        if canary is None:
+            note = "not_ready"
+        elif not (decision.allowed and decision.canary_allowed):
+            note = "policy"
+        else:
+            arm, version = ARM_CANARY, canary.version
+    rollout: dict[str, Any] = {"id": plan.id, "arm": arm}
+    if note:
+        rollout["canary_skipped"] = note
+    return {"assigned_version": version, "rollout": rollout}

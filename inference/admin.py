@@ -14,14 +14,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.utils.html import format_html
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from core.admin_confirm import confirm_with_reason
 from core.errors import DomainError
-from inference.models import ModelVersion, TrainingRun
+from inference.models import ModelRollout, ModelVersion, TrainingRun
+from inference.rollout_metrics import rollout_figures
 from inference.runtime import sessions
 from inference.services import (
     model_version_activate,
@@ -30,6 +35,7 @@ from inference.services import (
     model_version_update,
     training_run_create,
 )
+from inference.services.rollouts import rollout_promote, rollout_rollback, rollout_start
 
 
 def _actor(request: HttpRequest) -> str:
@@ -285,3 +291,181 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 risk_tier=run.risk_tier,
             )
             self.message_user(request, f"Training run #{new.pk} queued (settings of #{run.pk}).")
+
+
+# --- rollouts ------------------------------------------------------------------------
+
+#: The figures shown side by side per version: (label, key of ``VersionFigures.as_dict``).
+FIGURE_ROWS = (
+    ("role", "role"),
+    ("requests", "requests"),
+    ("error rate", "error_rate"),
+    ("mean latency (ms)", "latency_ms"),
+    ("p95 latency (ms)", "latency_p95_ms"),
+    ("review-flag rate", "review_rate"),
+    ("agreement with stable", "agreement"),
+)
+
+
+class RolloutStartForm(forms.Form):
+    """Start a rollout or change the one in progress (the service validates everything again)."""
+
+    name = forms.CharField(max_length=100)
+    version = forms.IntegerField(min_value=1)
+    mode = forms.ChoiceField(choices=[("canary", "Canary"), ("shadow", "Shadow")])
+    canary_percent = forms.CharField(
+        required=False, max_length=20, help_text="Canary only: share of eligible API keys, above 0 to 100."
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 80}), help_text="Kept in the audit trail.")
+    max_error_rate = forms.FloatField(required=False, help_text="Roll back above this 5xx share (0-1).")
+    max_latency_ms = forms.FloatField(required=False, help_text="Roll back above this mean canary latency.")
+    max_review_rate = forms.FloatField(required=False, help_text="Roll back above this review-flag share (0-1).")
+    min_agreement = forms.FloatField(required=False, help_text="Roll back below this agreement with stable (0-1).")
+    min_requests = forms.IntegerField(required=False, min_value=1, help_text="Requests before a version is judged.")
+
+
+@admin.register(ModelRollout)
+class ModelRolloutAdmin(admin.ModelAdmin):
+    """Rollouts with their per-version figures side by side; start, promote and roll back through the services."""
+
+    list_display = (
+        "id",
+        "name",
+        "state",
+        "stable_version",
+        "canary_display",
+        "shadow_display",
+        "created_by",
+        "created_at",
+        "ended_at",
+    )
+    list_filter = ("state", "name")
+    ordering = ("-created_at",)
+    actions = ("promote_selected", "rollback_selected")
+    readonly_fields = (
+        "name",
+        "state",
+        "stable_version",
+        "canary_display",
+        "shadow_display",
+        "figures_display",
+        "max_error_rate",
+        "max_latency_ms",
+        "max_review_rate",
+        "min_agreement",
+        "min_requests",
+        "reason",
+        "created_by",
+        "created_at",
+        "ended_by",
+        "ended_at",
+        "end_reason",
+    )
+    fields = readonly_fields
+    change_list_template = "admin/inference/modelrollout/change_list.html"
+
+    @admin.display(description="canary")
+    def canary_display(self, obj: ModelRollout) -> str:
+        return f"v{obj.canary_version} at {obj.canary_percent:g} %" if obj.canary_version is not None else "-"
+
+    @admin.display(description="shadows")
+    def shadow_display(self, obj: ModelRollout) -> str:
+        return ", ".join(f"v{v}" for v in obj.shadow_versions) or "-"
+
+    @admin.display(description="figures per version (from the audit trail)")
+    def figures_display(self, obj: ModelRollout) -> str:
+        figures = [f.as_dict() for f in rollout_figures(rollout=obj).values()]
+        head = format_html_join("", "<th>v{}</th>", ((f["version"],) for f in figures))
+        body = format_html_join(
+            "",
+            "<tr><th>{}</th>{}</tr>",
+            (
+                (label, format_html_join("", "<td>{}</td>", (("-" if f[key] is None else f[key],) for f in figures)))
+                for label, key in FIGURE_ROWS
+            ),
+        )
+        return format_html('<table class="rollout-figures"><thead><tr><th></th>{}</tr></thead>{}</table>', head, body)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # "Start a rollout" (start_view) goes through the audited service
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelRollout | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelRollout | None = None) -> bool:
+        return False
+
+    def get_urls(self):
+        custom = [
+            path("start/", self.admin_site.admin_view(self.start_view), name="inference_modelrollout_start"),
+        ]
+        return custom + super().get_urls()
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        """Start or change a rollout: a canary at a percentage, or a shadow."""
+        if not request.user.has_perm("inference.change_modelversion"):
+            raise PermissionDenied
+        form = RolloutStartForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            canary = data["mode"] == "canary"
+            try:
+                rollout = rollout_start(
+                    name=data["name"],
+                    version=data["version"],
+                    actor=_actor(request),
+                    canary_percent=(data["canary_percent"] or "") if canary else None,
+                    shadow=not canary,
+                    reason=data["reason"],
+                    max_error_rate=data["max_error_rate"],
+                    max_latency_ms=data["max_latency_ms"],
+                    max_review_rate=data["max_review_rate"],
+                    min_agreement=data["min_agreement"],
+                    min_requests=data["min_requests"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.detail)
+            else:
+                self.message_user(request, f"Rollout #{rollout.pk} of {rollout.name} updated.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:inference_modelrollout_change", args=[rollout.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start or change a rollout",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/inference/modelrollout/start.html", context)
+
+    @admin.action(description="Promote the canary of selected rollouts (asks for a reason)")
+    def promote_selected(self, request: HttpRequest, queryset: QuerySet[ModelRollout]) -> Any:
+        actor = _actor(request)
+        return confirm_with_reason(
+            self,
+            request,
+            list(queryset.order_by("name")),
+            title="Promote canaries",
+            explanation="Each canary becomes the active version for every caller; the rollout and its shadows end.",
+            apply=lambda row, reason: (
+                f"{rollout_promote(name=row.name, actor=actor, reason=reason).name}@{row.canary_version} is active"
+            ),
+        )
+
+    @admin.action(description="Roll back selected rollouts: everyone on stable (asks for a reason)")
+    def rollback_selected(self, request: HttpRequest, queryset: QuerySet[ModelRollout]) -> Any:
+        actor = _actor(request)
+        rows = [row for row in queryset.order_by("name") if row.state == ModelRollout.State.ACTIVE]
+        if not rows:
+            self.message_user(request, "None of the selected rollouts is in progress.", messages.WARNING)
+            return None
+        return confirm_with_reason(
+            self,
+            request,
+            rows,
+            title="Roll back rollouts",
+            explanation="Every caller is served the stable version again within about a second; shadows stop.",
+            apply=lambda row, reason: (
+                f"rollout #{row.pk} rolled back"
+                if rollout_rollback(name=row.name, actor=actor, reason=reason, rollout_id=row.pk)
+                else f"rollout #{row.pk} had already ended"
+            ),
+        )

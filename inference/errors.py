@@ -49,3 +49,21 @@ class ModelVersionNotFound(NotFound):
 
 class ModelUnavailable(BackendUnavailable):
     code, title = "model_unavailable", "Model unavailable"
+
+
+class InvalidRollout(InvalidInput):
+    """A rollout request that cannot be carried out as given (bad percentage, no mode, no reason)."""
+
+    code, title = "invalid_rollout", "Invalid rollout"
+
+
+class RolloutConflict(Conflict):
+    """A rollout change that contradicts the registry or the rollout in progress."""
+
+    code, title = "rollout_conflict", "Rollout conflict"
+
+
+class RolloutNotFound(NotFound):
+    """The model has no active rollout."""
+
+    code, title = "rollout_not_found", "Rollout not found"

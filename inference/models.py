@@ -163,3 +163,79 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"training run #{self.pk} {self.model_name} ({self.status})"
+
+
+class ModelRollout(models.Model):
+    """A traffic split of one model: the active (stable) version, at most one canary, any number of shadows.
+
+    The stable version is not stored as a pointer: it is always the name's
+    active version, so an activation during a rollout changes what "stable"
+    means everywhere at once.  ``stable_version`` records which version was
+    stable when the rollout started (for the record and the admin).  The
+    canary receives ``canary_percent`` of the eligible callers, chosen by a
+    hash of the API key prefix and this row's id (sticky per key, and a new
+    rollout reshuffles).  Shadows run on the same batch after the answer and
+    are never returned.  The database keeps one active rollout per name.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PROMOTED = "promoted", "Promoted"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+
+    name = models.CharField(max_length=100, validators=[model_name_validator])
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    stable_version = models.PositiveIntegerField(help_text="The active version when the rollout started.")
+    canary_version = models.PositiveIntegerField(null=True, blank=True)
+    canary_percent = models.FloatField(default=0.0, help_text="Share of eligible callers served the canary, 0-100.")
+    shadow_versions = models.JSONField(default=list, blank=True, help_text="Versions run after the answer, unseen.")
+    # Automatic rollback thresholds (None: not checked).  Judged only once the canary
+    # or a shadow has ``min_requests`` audited requests in this rollout.
+    max_error_rate = models.FloatField(null=True, blank=True, help_text="Fraction of 5xx answers, 0-1.")
+    max_latency_ms = models.FloatField(null=True, blank=True, help_text="Mean latency, milliseconds.")
+    max_review_rate = models.FloatField(null=True, blank=True, help_text="Fraction of answers flagged for review.")
+    min_agreement = models.FloatField(null=True, blank=True, help_text="Least agreement with stable, 0-1.")
+    min_requests = models.PositiveIntegerField(default=50)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    ended_by = models.CharField(max_length=200, blank=True, default="")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=Q(state="active"), name="rollout_one_active_per_name"),
+            models.CheckConstraint(
+                condition=Q(canary_percent__gte=0) & Q(canary_percent__lte=100), name="rollout_percent_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(canary_version__isnull=True) | Q(canary_percent__gt=0), name="rollout_canary_has_percent"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rollout #{self.pk} {self.name} ({self.state})"
+
+    @property
+    def versions(self) -> list[int]:
+        """Every version this rollout names: stable, canary, shadows."""
+        out = [self.stable_version]
+        if self.canary_version is not None:
+            out.append(self.canary_version)
+        out += [v for v in self.shadow_versions if v not in out]
+        return out
+
+    def as_record(self) -> dict[str, object]:
+        """The rollout as audit before/after values and ``rollout_status --json``."""
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "state": self.state,
+            "stable_version": self.stable_version,
+            "canary_version": self.canary_version,
+            "canary_percent": self.canary_percent,
+            "shadow_versions": list(self.shadow_versions),
+        }

@@ -25,7 +25,7 @@ from django.db.models import QuerySet
 
 from core.invalidation import MODELS, LocalCache
 from inference.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
-from inference.models import ModelVersion
+from inference.models import ModelRollout, ModelVersion
 from inference.runtime import ModelLoadError, ModelSpec, ServedModel, select_providers, sessions
 from inference.signature import tensors_from_signature
 from policy.evaluator import ModelFacts
@@ -111,7 +111,7 @@ def _load_active_spec(name: str) -> ModelSpec | _Missing:
     return _Missing(ModelNotFound, f"No model named {name!r}.")
 
 
-def _load_version_spec(name: str, version: int) -> ModelSpec | _Missing:
+def _load_version_spec(name: str, version: int, *, staged_ok: bool = False) -> ModelSpec | _Missing:
     row = ModelVersion.objects.filter(name=name, version=version).first()
     if row is None:
         if ModelVersion.objects.filter(name=name).exists():
@@ -120,9 +120,16 @@ def _load_version_spec(name: str, version: int) -> ModelSpec | _Missing:
     if row.status == ModelVersion.Status.RETIRED:
         sessions.evict(row.name, row.version)
         return _Missing(ModelVersionNotFound, f"Version {version} of model {name!r} is retired.")
-    if not row.servable:
+    # The canary of an active rollout may be pinned before it was ever activated (the
+    # pipeline still checks that the caller may be served a canary); a batch job keeps
+    # the version it was accepted with even after its rollout ended (``staged_ok``).
+    if not row.servable and not staged_ok and not _is_canary(name, version):
         return _Missing(ModelVersionNotFound, f"Version {version} of model {name!r} has never been activated.")
     return model_spec_from_row(row)
+
+
+def _is_canary(name: str, version: int) -> bool:
+    return ModelRollout.objects.filter(name=name, state=ModelRollout.State.ACTIVE, canary_version=version).exists()
 
 
 # (INFERENCE_PROVIDERS, INFERENCE_INTRA_OP_THREADS) -> session options.  Keyed by the
@@ -143,11 +150,13 @@ def _runtime_options() -> dict[str, Any]:
     return options
 
 
-def _resolve(name: str, version: int | None) -> ModelSpec:
+def _resolve(name: str, version: int | None, *, staged_ok: bool = False) -> ModelSpec:
     if version is None:
         spec = _specs.get_or_load(("active", name), lambda: _load_active_spec(name))
     else:
-        spec = _specs.get_or_load(("version", name, version), lambda: _load_version_spec(name, version))
+        spec = _specs.get_or_load(
+            ("version", name, version, staged_ok), lambda: _load_version_spec(name, version, staged_ok=staged_ok)
+        )
     if isinstance(spec, _Missing):
         raise spec.error(spec.detail)
     return spec
@@ -162,15 +171,19 @@ def _still_servable(model: ServedModel) -> bool:
     return True
 
 
-def model_serving_get(*, name: str, version: int | None = None) -> ServedModel:
+def model_serving_get(*, name: str, version: int | None = None, staged_ok: bool = False) -> ServedModel:
     """The loaded, verified session for ``name``'s active version (or a pinned, servable ``version``).
+
+    ``staged_ok`` also serves a pinned version that was never activated (not a
+    retired one): a batch job accepted on a rollout's canary runs on it even
+    if the rollout has ended since.
 
     Raises ``ModelNotFound`` (unknown name, no active version),
     ``ModelVersionNotFound`` (unknown, retired or never-activated version) or
     ``ModelUnavailable`` (the file fails verification and nothing good was
     loaded before).
     """
-    spec = _resolve(name, version)
+    spec = _resolve(name, version, staged_ok=staged_ok)
     # The warm path: the session for exactly this spec is loaded, so no runtime options are needed.
     model = sessions.cached(spec)
     if model is not None:
@@ -283,6 +296,12 @@ def model_versions_list(*, name: str | None = None) -> QuerySet[ModelVersion]:
     """Registry rows, newest version first within each name."""
     rows = ModelVersion.objects.order_by("name", "-version")
     return rows.filter(name=name) if name else rows
+
+
+def rollout_current_get(*, name: str) -> ModelRollout | None:
+    """``name``'s rollout in progress, else its most recent one (commands, admin); ``None`` if it never had one."""
+    rollouts = ModelRollout.objects.filter(name=name)
+    return rollouts.filter(state=ModelRollout.State.ACTIVE).first() or rollouts.order_by("-created_at", "-pk").first()
 
 
 def model_readiness() -> dict[str, Any]:

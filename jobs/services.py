@@ -221,7 +221,7 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
         _finish(job, worker, BatchJob.Status.CANCELLED)
         return ExecutionOutcome.FINISHED
     try:
-        model = model_serving_get(name=job.model_name, version=job.model_version)
+        model = model_serving_get(name=job.model_name, version=job.model_version, staged_ok=True)
         path = job_dir(job.id)
         inputs = {
             spec.name: np.load(path / _input_file(index), mmap_mode="r") for index, spec in enumerate(model.inputs)

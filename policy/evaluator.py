@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from policy.rules import PROHIBITED_RANK, RULE_TYPES, TIER_RANK, RuleError, build_check, validate_document
+from policy.rules import (
+    PROHIBITED_RANK,
+    RULE_TYPES,
+    TIER_RANK,
+    RuleError,
+    build_canary_check,
+    build_check,
+    validate_document,
+)
 from policy.types import Decision, ModelFacts
 
 if TYPE_CHECKING:
@@ -73,7 +81,7 @@ class CompiledRule:
     rule_type: str
     enforce: bool
     purpose_dependent: bool
-    check: Any  # policy.rules.Check or None for obligations
+    check: Any  # policy.rules.Check; policy.rules.CanaryCheck for canary eligibility; None otherwise
     # Obligations, precomputed so a decision reads attributes, not params.
     min_rank: int = 0
     threshold: float = 0.0
@@ -139,7 +147,11 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
             rule_type=rule["type"],
             enforce=rule["mode"] == "enforce",
             purpose_dependent=rule_type.purpose_dependent,
-            check=build_check(rule["type"], params) if is_restriction else None,
+            check=build_check(rule["type"], params)
+            if is_restriction
+            else build_canary_check(params)
+            if rule["type"] == "canary_eligibility"
+            else None,
             min_rank=TIER_RANK[params.get("min_risk_tier", "minimal")],
             threshold=params.get("threshold", 0.0),
             retain=params.get("retain_raw_input", False),
@@ -265,6 +277,8 @@ def decide(
     threshold: float | None = None
     # (scope rank, retain, days): the most specific scope wins, then the most restrictive.
     minimisation: tuple[int, bool, int] | None = None
+    # During a rollout, whether this caller may be served the canary: every enforce rule must agree.
+    canary_allowed = True
 
     for policy in policies:
         for rule in policy.listing_restrictions if listing else policy.restrictions:
@@ -286,6 +300,16 @@ def decide(
                     )
                 elif threshold is None or rule.threshold > threshold:
                     threshold = rule.threshold
+            elif rule.rule_type == "canary_eligibility":
+                objection = rule.check(principal, purpose)
+                if objection is None:
+                    continue
+                if rule.enforce:
+                    canary_allowed = False
+                else:
+                    monitor_effects.append(
+                        {"rule_id": rule.rule_id, "effect": "canary_ineligible", "reason_code": objection}
+                    )
             elif not rule.enforce:  # data_minimisation, monitor mode
                 monitor_effects.append(
                     {
@@ -319,4 +343,5 @@ def decide(
         retain_raw_input=retain_raw,
         raw_input_retention_days=minimisation[2] if retain_raw and minimisation else 0,
         monitor_effects=tuple(monitor_effects),
+        canary_allowed=canary_allowed,
     )

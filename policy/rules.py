@@ -199,6 +199,23 @@ def _validate_data_minimisation(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _validate_canary_eligibility(params: dict[str, Any]) -> dict[str, Any]:
+    _check_keys(params, allowed={"tenants", "exclude_tenants", "exclude_regions", "exclude_purposes"})
+    if not params:
+        raise RuleError("give at least one of tenants, exclude_tenants, exclude_regions, exclude_purposes")
+    out: dict[str, Any] = {}
+    if "tenants" in params:
+        # An empty opt-in list is meaningful: no tenant may be served a canary.
+        out["tenants"] = _names(params["tenants"], "tenants", allow_empty=True)
+    if "exclude_tenants" in params:
+        out["exclude_tenants"] = _names(params["exclude_tenants"], "exclude_tenants")
+    if "exclude_regions" in params:
+        out["exclude_regions"] = _regions(params["exclude_regions"], "exclude_regions")
+    if "exclude_purposes" in params:
+        out["exclude_purposes"] = _names(params["exclude_purposes"], "exclude_purposes")
+    return out
+
+
 RULE_TYPES: dict[str, RuleType] = {
     t.name: t
     for t in (
@@ -245,6 +262,14 @@ RULE_TYPES: dict[str, RuleType] = {
             False,
             _validate_data_minimisation,
             "retain_raw_input (default false) and retention_days",
+        ),
+        RuleType(
+            "canary_eligibility",
+            "obligation",
+            True,
+            _validate_canary_eligibility,
+            "tenants (opt-in: only these), exclude_tenants, exclude_regions (tenant regions), exclude_purposes: "
+            "who may be served a canary version during a rollout (others get the stable version)",
         ),
     )
 }
@@ -391,3 +416,28 @@ def build_check(rule_type: str, params: dict[str, Any]) -> Check:
         return identity_verification
 
     raise RuleError(f"{rule_type!r} is not a restriction")
+
+
+# A canary-eligibility check answers ``None`` (this caller may be served a canary) or the reason it may not.
+CanaryCheck = Callable[["Principal", "str | None"], "str | None"]
+
+
+def build_canary_check(params: dict[str, Any]) -> CanaryCheck:
+    """Compile a validated ``canary_eligibility`` rule into a closure over precomputed sets."""
+    opted_in = frozenset(params["tenants"]) if "tenants" in params else None
+    excluded = frozenset(params.get("exclude_tenants", ()))
+    regions = frozenset(params.get("exclude_regions", ()))
+    purposes = frozenset(params.get("exclude_purposes", ()))
+
+    def canary_eligibility(principal: Principal, purpose: str | None) -> str | None:
+        if opted_in is not None and principal.tenant_slug not in opted_in:
+            return "tenant_not_opted_in"
+        if principal.tenant_slug in excluded:
+            return "tenant_excluded"
+        if principal.region in regions or ANY_REGION in regions:
+            return "region_excluded"
+        if purpose and purpose in purposes:
+            return "purpose_excluded"
+        return None
+
+    return canary_eligibility

@@ -43,3 +43,5 @@ class Decision:
     retain_raw_input: bool = False
     raw_input_retention_days: int = 0
     monitor_effects: tuple[dict, ...] = field(default_factory=tuple)
+    #: During a rollout: False when an enforce ``canary_eligibility`` rule keeps this caller on stable.
+    canary_allowed: bool = True

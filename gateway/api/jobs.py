@@ -293,8 +293,10 @@ class JobsApi(GovernedApi):
         count = len(instances) if isinstance(instances, list) or getattr(instances, "ndim", 0) >= 1 else 0
         if count == 0:
             raise InvalidInput("'instances' must be a non-empty list of instances.")
-        model = call.resolve_model(name=fields["model"], version=fields.get("version"))
+        call.resolve_model(name=fields["model"], version=fields.get("version"))
         decision = call.decide(purpose=purpose, action="job")
+        # During a rollout the decision may route this caller to the canary: the job keeps that version.
+        model = call.model
         limit = principal.limits.max_job_instances
         call.reserve(units=count, max_batch=limit)
         batch = call.validate(instances, max_batch=limit)

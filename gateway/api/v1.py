@@ -36,6 +36,7 @@ from gateway.openapi import (
     SERVER_TIMING_HEADER,
     problem_responses,
 )
+from gateway.pipeline import rollout_assignment
 from inference.errors import ModelNotFound
 from inference.selectors import model_detail_get
 from policy.facts import decision_facts
@@ -115,6 +116,13 @@ class ModelDetailApi(GovernedApi):
             allow_null=True,
             help_text="Regression: [low, high]; a value outside it needs human review. Null otherwise.",
         )
+        assigned_version = serializers.IntegerField(
+            help_text="The version an unpinned prediction by this key is served now (a canary during a rollout)."
+        )
+        rollout = serializers.DictField(
+            allow_null=True,
+            help_text="During a rollout: its `id` and this key's `arm` (`stable` or `canary`); null otherwise.",
+        )
 
     @extend_schema(
         operation_id="models_retrieve",
@@ -133,6 +141,7 @@ class ModelDetailApi(GovernedApi):
             "metrics": info.metrics,
             "plausible_range": list(info.plausible_range) if info.plausible_range else None,
         }
+        body |= rollout_assignment(principal=self.principal, name=info.name, stable_version=info.active_version)
         return JsonResponse(body)
 
 

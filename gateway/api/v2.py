@@ -282,6 +282,8 @@ def model_infer(request: HttpRequest, name: str, version: str | None = None) -> 
         purpose = requested_purpose(header=request.META.get("HTTP_X_PURPOSE"), body=parameters.get("purpose"))
         # Decided before the tensor is checked against the model: an input error would confirm a hidden model.
         call.decide(purpose=purpose)
+        # During a rollout the decision may route this caller to the canary.
+        model = call.model
         feeds = _input_tensors(body, binary, model=model)
         requested = _requested_outputs(body, parameters, offered=[o["name"] for o in output_metadata(model)])
         call.reserve(units=max(array.shape[0] for array in feeds.values()))

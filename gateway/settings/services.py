@@ -136,6 +136,14 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "tenants.usage_rollups_advance",
         "schedule": env_float("USAGE_ROLLUP_INTERVAL_SECONDS", 10.0),
     },
+    # Canary/shadow rollouts past a threshold are rolled back (inference.services.rollouts).
+    "rollouts-evaluate": {
+        "task": "inference.rollouts_evaluate",
+        "schedule": env_float("ROLLOUT_EVALUATE_INTERVAL_SECONDS", 30.0),
+    },
 }
+# Defaults of a new rollout's automatic-rollback thresholds (each rollout may set its own).
+ROLLOUT_MAX_ERROR_RATE = env_float("ROLLOUT_MAX_ERROR_RATE", 0.05)
+ROLLOUT_MIN_REQUESTS = env_int("ROLLOUT_MIN_REQUESTS", 50)
 # Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
 CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))

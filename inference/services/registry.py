@@ -31,7 +31,7 @@ from inference.errors import (
     ModelLifecycleConflict,
     TrainingFailed,
 )
-from inference.models import ModelVersion, RiskTier, model_name_validator
+from inference.models import ModelRollout, ModelVersion, RiskTier, model_name_validator
 from inference.runtime import ModelLoadError, read_verified
 from inference.selectors import model_spec_from_row
 from inference.signature import OutputKind, SignatureError, labels_check
@@ -401,15 +401,15 @@ def model_version_activate(*, version: ModelVersion, actor: str, reason: str = "
     return _activate(version=version, actor=actor, action="model.activate", reason=reason)
 
 
-def model_version_rollback(*, name: str, actor: str) -> ModelVersion:
-    """Re-activate the version of ``name`` that was active before the current one."""
+def model_version_rollback(*, name: str, actor: str, reason: str = "") -> ModelVersion:
+    """Re-activate the version of ``name`` that was active before the current one (``reason`` audited)."""
     candidates = ModelVersion.objects.filter(name=name, activated_at__isnull=False).exclude(
         status__in=[ModelVersion.Status.ACTIVE, ModelVersion.Status.RETIRED]
     )
     previous = candidates.order_by("-activated_at", "-version").first()
     if previous is None:
         raise ModelLifecycleConflict(f"Model {name!r} has no earlier active version to roll back to.")
-    return _activate(version=previous, actor=actor, action="model.rollback")
+    return _activate(version=previous, actor=actor, action="model.rollback", reason=reason)
 
 
 def model_version_retire(*, version: ModelVersion, actor: str, reason: str = "") -> ModelVersion:
@@ -424,6 +424,12 @@ def model_version_retire(*, version: ModelVersion, actor: str, reason: str = "")
         if target.status == ModelVersion.Status.ACTIVE:
             raise ModelLifecycleConflict(
                 f"Model {target.ref} is active; activate another version or roll back before retiring it."
+            )
+        rollout = ModelRollout.objects.filter(name=target.name, state=ModelRollout.State.ACTIVE).first()
+        if rollout is not None and target.version in rollout.versions:
+            # A retired canary would silently send its share back to stable; make the operator say so.
+            raise ModelLifecycleConflict(
+                f"Model {target.ref} takes part in rollout #{rollout.pk}; promote or roll it back before retiring it."
             )
         before = target.status
         target.status = ModelVersion.Status.RETIRED

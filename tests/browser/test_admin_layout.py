@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit.services import audit_event_record
+from inference.models import ModelRollout
 from tenants.services import api_key_create
 from tests.browser.conftest import admin_login, shot
 from tests.fixtures.factories import PlanFactory, TenantFactory
@@ -19,6 +20,7 @@ LISTS = [
     "tenants/plan",
     "inference/modelversion",
     "inference/trainingrun",
+    "inference/modelrollout",
     "policy/policy",
     "policy/killswitch",
     "policy/reviewitem",
@@ -29,9 +31,18 @@ LISTS = [
 
 
 def test_list_pages_fit_1366_pixels(page, superuser):
+    long_actor = "staff:" + "an-operator-with-a-very-long-name-" * 4
     tenant = TenantFactory(slug="a-rather-long-tenant-slug-for-layout", plan=PlanFactory(daily_instances=1_500_000))
     api_key_create(tenant=tenant, actor="test", name="a key with a fairly long descriptive name")
     ModelVersionFactory(name="digits", metrics={"accuracy": 0.9731})
+    ModelRollout.objects.create(
+        name="digits",
+        stable_version=1,
+        canary_version=2,
+        canary_percent=12.5,
+        shadow_versions=[3],
+        created_by=long_actor,
+    )
     ReviewItemFactory(request_id="9f2c6a0e4b8d4f0a9c1e7b3d5a2f8e6c")
     audit_event_record(
         event_type="request",
@@ -44,7 +55,6 @@ def test_list_pages_fit_1366_pixels(page, superuser):
         model_version=1,
         units=12_345,
     )
-    long_actor = "staff:" + "an-operator-with-a-very-long-name-" * 4
     audit_event_record(event_type="config.change", action="plan.update", actor=long_actor)
     admin_login(page, "root", "pw-root-12345")
     too_wide = {}

@@ -447,3 +447,35 @@ def test_compiling_an_unevaluable_stored_policy_fails():
         compile_policy_set([PolicySpec("broken", "global", "", 1, [{"id": "x", "type": "nope", "mode": "enforce"}])])
     with pytest.raises(RuleError, match="kill switch target type"):
         compile_policy_set([], [("region", "eu")])
+
+
+# --- canary eligibility (rollouts) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "who", "purpose", "eligible", "reason_code"),
+    [
+        ({"tenants": ["demo"]}, {}, None, True, None),
+        ({"tenants": ["acme"]}, {}, None, False, "tenant_not_opted_in"),
+        ({"tenants": []}, {}, None, False, "tenant_not_opted_in"),
+        ({"exclude_tenants": ["demo"]}, {}, None, False, "tenant_excluded"),
+        ({"exclude_regions": ["cn"]}, {"region": "cn"}, None, False, "region_excluded"),
+        ({"exclude_regions": ["cn"]}, {}, None, True, None),
+        ({"exclude_purposes": ["medical"]}, {}, "medical", False, "purpose_excluded"),
+        ({"exclude_purposes": ["medical"]}, {}, "research", True, None),
+    ],
+)
+def test_canary_eligibility_decides_who_may_be_served_a_canary(params, who, purpose, eligible, reason_code):
+    principal, model = PrincipalFactory(**who), ModelFactsFactory()
+    enforce = decide(one_rule_set("canary_eligibility", params, "enforce"), principal, model, purpose, "predict", NOW)
+    # Never a denial: an ineligible caller is served the stable version.
+    assert enforce.allowed and enforce.canary_allowed is eligible
+    monitor = decide(one_rule_set("canary_eligibility", params, "monitor"), principal, model, purpose, "predict", NOW)
+    assert monitor.allowed and monitor.canary_allowed
+    expected = () if eligible else ({"rule_id": "p/r1", "effect": "canary_ineligible", "reason_code": reason_code},)
+    assert monitor.monitor_effects == expected
+
+
+def test_without_a_canary_rule_every_caller_is_eligible():
+    decision = decide(compile_policy_set([]), PrincipalFactory(), ModelFactsFactory(), None, "predict", NOW)
+    assert decision.canary_allowed

@@ -26,6 +26,8 @@ VALID = [
     rule("human_oversight", {"threshold": 1, "min_risk_tier": "high"}),
     rule("data_minimisation", {}),
     rule("data_minimisation", {"retain_raw_input": True, "retention_days": 30}),
+    rule("canary_eligibility", {"tenants": []}),
+    rule("canary_eligibility", {"exclude_regions": ["cn"], "exclude_purposes": ["medical"], "exclude_tenants": ["x"]}),
 ]
 
 
@@ -71,6 +73,10 @@ REFUSED = [
         "only applies when retain_raw_input is true",
     ),
     ("empty purposes", [rule("purpose_limitation", {"purposes": []})], "purposes must not be empty"),
+    ("empty canary_eligibility", [rule("canary_eligibility", {})], "give at least one of tenants"),
+    ("canary tenants text", [rule("canary_eligibility", {"tenants": "acme"})], "tenants must be a list"),
+    ("canary bad region", [rule("canary_eligibility", {"exclude_regions": ["CN!"]})], "invalid region code"),
+    ("canary unknown param", [rule("canary_eligibility", {"percent": 5})], "unknown parameter(s) percent"),
     # Non-text values and keys (JSON lists/objects, YAML numbers/null) must give a RuleError, not a TypeError.
     ("type a list", [{**rule("data_residency"), "type": ["x"]}], "unknown rule type ['x']"),
     ("type an object", [{**rule("data_residency"), "type": {}}], "unknown rule type {}"),
