@@ -72,15 +72,35 @@ def _weight(item) -> int:
     return next((len(LONG_MARKS) - i for i, name in enumerate(LONG_MARKS) if name in marks), 0)
 
 
+def _database_group(item) -> int:
+    """pytest-django's order (Django's): database tests in transactions, then transactional ones, then the rest.
+
+    A transactional test ends by flushing every table, the rows the migrations
+    installed included (the baseline policy): the tests that rely on those rows
+    must all run before the first flush.
+    """
+    from pytest_django.plugin import validate_django_db
+
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    transactional = "transactional_db" in fixtures or "live_server" in fixtures
+    uses_db = marker is not None or "db" in fixtures
+    if marker is not None:
+        transaction, reset_sequences, *_ = validate_django_db(marker)
+        transactional = transactional or transaction or reset_sequences
+    return 1 if transactional else 0 if uses_db else 2
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Under xdist, hand out the long tests first (after pytest-randomly's shuffle, keeping its order within a weight).
+    """Under xdist, hand out the long tests first within pytest-django's groups (after pytest-randomly's shuffle).
 
     xdist's ``load`` scheduling deals tests in collection order; a minutes-long
     test dealt last keeps one worker busy while the others sit idle, which is
     most of the difference between the sum of the tests' times over the
-    workers and the wall time.  Every worker sorts the same shuffled list the
-    same way, so they still agree on the order, and the seed still replays it.
+    workers and the wall time.  The sort is stable and every worker sorts the
+    same shuffled list the same way, so they still agree on the order and the
+    seed still replays it; it never moves a test across pytest-django's groups.
     """
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=_weight, reverse=True)
+        items.sort(key=lambda item: (_database_group(item), -_weight(item)))

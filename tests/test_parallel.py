@@ -49,11 +49,17 @@ def test_this_process_is_isolated_when_run_by_xdist():
 
 
 class _Item:
-    def __init__(self, name: str, *marks: str) -> None:
+    def __init__(self, name: str, *marks: str, db: str = "") -> None:
         self.name, self._marks = name, [getattr(pytest.mark, m).mark for m in marks]
+        self.fixturenames = {"": (), "db": ("db",), "transactional": ("transactional_db",)}[db]
+        if db:
+            self._marks.append(pytest.mark.django_db(transaction=db == "transactional").mark)
 
     def iter_markers(self):
         return iter(self._marks)
+
+    def get_closest_marker(self, name: str):
+        return next((m for m in self._marks if m.name == name), None)
 
 
 def test_long_tests_are_dealt_first_keeping_the_shuffled_order_within_a_weight(monkeypatch):
@@ -70,6 +76,15 @@ def test_long_tests_are_dealt_first_keeping_the_shuffled_order_within_a_weight(m
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     parallel.pytest_collection_modifyitems(None, None, items)
     assert [i.name for i in items] == ["d", "b", "f", "e", "a", "c"]
+    # Never across pytest-django's groups: a transactional test's flush would wipe the migrations' rows.
+    grouped = [
+        _Item("slow-nodb", "slow"),
+        _Item("flush", "e2e", db="transactional"),
+        _Item("plain-db", db="db"),
+        _Item("slow-db", "slow", db="db"),
+    ]
+    parallel.pytest_collection_modifyitems(None, None, grouped)
+    assert [i.name for i in grouped] == ["slow-db", "plain-db", "flush", "slow-nodb"]
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
     plain = [_Item("a"), _Item("b", "slow")]
     parallel.pytest_collection_modifyitems(None, None, plain)
