@@ -49,3 +49,15 @@ class ModelVersionNotFound(NotFound):
 
 class ModelUnavailable(BackendUnavailable):
     code, title = "model_unavailable", "Model unavailable"
+
+
+class ModelCardIncomplete(Conflict):
+    """A high-risk version whose model card lacks a required field (EU AI Act Art. 13, Annex IV)."""
+
+    code, title = "model_card_incomplete", "Model card incomplete"
+
+
+class InvalidReferenceData(InvalidInput):
+    """A reference data set that cannot give a reference profile (shape, values, size)."""
+
+    code, title = "invalid_reference_data", "Invalid reference data"

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "policy",
     "audit",
     "inference",
+    "monitoring",
     "jobs",
     "gateway",
     "django_otp",

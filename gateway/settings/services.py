@@ -136,6 +136,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "tenants.usage_rollups_advance",
         "schedule": env_float("USAGE_ROLLUP_INTERVAL_SECONDS", 10.0),
     },
+    # Post-market monitoring: judge each closed window of live statistics (monitoring.services.monitors).
+    "monitoring-windows-evaluate": {
+        "task": "monitoring.windows_evaluate_due",
+        "schedule": env_float("MONITORING_EVALUATE_INTERVAL_SECONDS", 60.0),
+    },
 }
 # Audit sealing (every AUDIT_SEAL_INTERVAL_SECONDS) and the daily retention purge.
 CELERY_BEAT_SCHEDULE.update(audit_beat_schedule(seal_interval_seconds=env_int("AUDIT_SEAL_INTERVAL_SECONDS", 60)))
