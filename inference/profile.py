@@ -74,6 +74,15 @@ def quantile_edges(values: np.ndarray, bins: int = REFERENCE_BINS) -> np.ndarray
     return np.ascontiguousarray(np.quantile(values, quantiles, axis=0).T)
 
 
+def confidence_slots(top: np.ndarray) -> np.ndarray:
+    """Tenth of each top-class confidence: ``floor(10 * p)`` in 0..9 (1.0 falls in the last tenth).
+
+    The same arithmetic for profile and live counts, so a value on a boundary lands alike on both sides.
+    """
+    slots = np.multiply(top, 10.0, dtype=np.float64).astype(np.intp)
+    return np.minimum(slots, len(CONFIDENCE_EDGES), out=slots)
+
+
 def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
@@ -122,10 +131,9 @@ def reference_profile_build(
             "labels": list(labels),
             "counts": np.bincount(indices, minlength=len(labels)).tolist(),
         }
-        conf_edges = np.asarray(CONFIDENCE_EDGES)
         profile["confidence"] = {
             "inner_edges": list(CONFIDENCE_EDGES),
-            "counts": np.bincount(np.searchsorted(conf_edges, top, side="right"), minlength=10).tolist(),
+            "counts": np.bincount(confidence_slots(top), minlength=len(CONFIDENCE_EDGES) + 1).tolist(),
             "mean": round(float(top.mean()), 6),
         }
     elif values is not None:

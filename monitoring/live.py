@@ -21,6 +21,7 @@ merges them into the database from outside the request.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -29,41 +30,62 @@ from typing import Any
 
 import numpy as np
 
-from inference.profile import CONFIDENCE_EDGES
+from inference.profile import CONFIDENCE_EDGES, confidence_slots
 
-_CONFIDENCE = np.asarray(CONFIDENCE_EDGES)
 #: Confidence slots: ten tenths and one for a non-finite probability.
 CONFIDENCE_SLOTS = len(CONFIDENCE_EDGES) + 2
+_NONFINITE_CONFIDENCE = CONFIDENCE_SLOTS - 1
 
 
 @dataclass(frozen=True)
 class LiveBins:
-    """The bins live counts use for one model version (from its reference profile, or none)."""
+    """The bins live counts use for one model version (from its reference profile, or none).
+
+    Every count of a batch lands in one flat vector, laid out as: the
+    features' slots (``feature_slots`` per feature: K + 1 bins and one for
+    non-finite values), then predicted label x confidence tenth (classifiers),
+    then the predicted value's slots (regression).  One ``np.bincount`` per
+    batch fills it.
+
+    Features are binned with one ``np.searchsorted`` over all of them at
+    once: each feature's values are clipped to just outside its edges (which
+    keeps their bin) and shifted by ``key_offsets[j]``, so feature ``j``'s
+    keys and edges live in their own disjoint interval of one sorted array.
+    """
 
     digest: str
     kind: str
     n_labels: int
-    #: [F, K] inner edges per feature, or None without a profile of the features.
-    feature_edges: np.ndarray | None = None
+    feature_count: int = 0
+    feature_slots: int = 0
+    flat_edges: np.ndarray | None = None
+    key_offsets: np.ndarray | None = None
+    slot_shift: np.ndarray | None = None
+    nonfinite_slots: np.ndarray | None = None
+    low: float = 0.0
+    high: float = 0.0
     #: Regression: [1, K] inner edges of the predicted values.
     value_edges: np.ndarray | None = None
 
     @property
-    def feature_slots(self) -> int:
-        """Slots per feature: K + 1 bins and one for non-finite values."""
-        return 0 if self.feature_edges is None else self.feature_edges.shape[1] + 2
+    def joint_offset(self) -> int:
+        """Where label x confidence counts start in the flat vector."""
+        return self.feature_count * self.feature_slots
 
     @property
-    def feature_count(self) -> int:
-        """How many features are counted (0 without a reference profile)."""
-        return 0 if self.feature_edges is None else int(self.feature_edges.shape[0])
+    def value_offset(self) -> int:
+        """Where predicted-value counts start in the flat vector."""
+        return self.joint_offset + self.n_labels * CONFIDENCE_SLOTS
 
     @property
-    def prediction_slots(self) -> int:
-        """Labels of a classifier, value bins (+ non-finite) of a regression, else none."""
-        if self.value_edges is not None:
-            return self.value_edges.shape[1] + 2
-        return self.n_labels
+    def value_slots(self) -> int:
+        """Slots of the predicted value (K + 1 bins and non-finite), 0 unless a regression profile."""
+        return 0 if self.value_edges is None else self.value_edges.shape[1] + 2
+
+    @property
+    def total_slots(self) -> int:
+        """Length of the flat count vector."""
+        return self.value_offset + self.value_slots
 
     @classmethod
     def from_profile(cls, profile: Mapping[str, Any] | None, *, kind: str, n_labels: int) -> LiveBins:
@@ -72,46 +94,46 @@ class LiveBins:
             return cls(digest="", kind=kind, n_labels=n_labels)
         features = profile.get("features")
         predictions = profile.get("predictions") or {}
-        feature_edges = None
-        if features:
-            feature_edges = np.ascontiguousarray(np.asarray(features["inner_edges"], dtype=np.float64))
         value_edges = None
         if predictions.get("kind") == "values":
             value_edges = np.asarray([predictions["inner_edges"]], dtype=np.float64)
+        extra: dict[str, Any] = {}
+        if features:
+            edges = np.asarray(features["inner_edges"], dtype=np.float64)
+            count, inner = edges.shape
+            low, high = float(edges.min()) - 1.0, float(edges.max()) + 1.0
+            offsets = np.arange(count, dtype=np.float64) * (high - low + 1.0)
+            slots = inner + 2
+            extra = {
+                "feature_count": count,
+                "feature_slots": slots,
+                "flat_edges": np.ascontiguousarray((edges + offsets[:, None]).ravel()),
+                "key_offsets": offsets,
+                # searchsorted answers j * K + bin; the flat vector wants j * (K + 2) + bin.
+                "slot_shift": np.arange(count, dtype=np.intp) * 2,
+                "nonfinite_slots": np.arange(count, dtype=np.intp) * slots + inner + 1,
+                "low": low,
+                "high": high,
+            }
         return cls(
             digest=str(profile.get("digest", "")),
             kind=kind,
-            n_labels=n_labels,
-            feature_edges=feature_edges,
+            n_labels=n_labels if predictions.get("kind") != "values" else 0,
             value_edges=value_edges,
+            **extra,
         )
 
 
-def _slot_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Flat counts [F * (K + 2)] of ``values`` [n, F] in per-feature ``edges`` [F, K] (see module docstring)."""
-    features, inner = edges.shape
-    slots = inner + 2
-    # One broadcast comparison of the batch against every edge: no Python loop per feature.
-    index = (values[:, :, None] >= edges).sum(axis=2)
-    finite = np.isfinite(values)
-    if not finite.all():
-        index[~finite] = inner + 1
-    index += np.arange(0, features * slots, slots)
-    return np.bincount(index.ravel(), minlength=features * slots)
-
-
 class WindowCounts:
-    """The counts of one model version in one window (numpy arrays and integers)."""
+    """The counts of one model version in one window: scalars and the flat vector of :class:`LiveBins`."""
 
     __slots__ = (
         "bins",
         "client_errors",
-        "confidence",
+        "counts",
         "denials",
-        "features",
         "instances",
         "nonfinite",
-        "predictions",
         "requests",
         "review_flags",
         "server_errors",
@@ -121,20 +143,24 @@ class WindowCounts:
         self.bins = bins
         self.requests = self.instances = self.client_errors = self.denials = self.server_errors = 0
         self.review_flags = self.nonfinite = 0
-        self.features = np.zeros(bins.feature_count * bins.feature_slots, dtype=np.int64)
-        self.predictions = np.zeros(bins.prediction_slots, dtype=np.int64)
-        self.confidence = np.zeros(CONFIDENCE_SLOTS, dtype=np.int64)
+        self.counts = np.zeros(bins.total_slots, dtype=np.int64)
 
     def merge(self, other: WindowCounts) -> None:
         """Add ``other`` (same bins) into these counts (a failed flush is put back this way)."""
         for name in ("requests", "instances", "client_errors", "denials", "server_errors", "review_flags", "nonfinite"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.features += other.features
-        self.predictions += other.predictions
-        self.confidence += other.confidence
+        self.counts += other.counts
 
     def as_record(self) -> dict[str, Any]:
-        """Plain integers and lists, as the database row stores them."""
+        """Plain integers and lists, as the database row stores them (label and confidence as marginals)."""
+        bins = self.bins
+        joint = self.counts[bins.joint_offset : bins.value_offset].reshape(bins.n_labels, CONFIDENCE_SLOTS)
+        if bins.value_slots:
+            predictions = self.counts[bins.value_offset :]
+            confidence = np.zeros(0, dtype=np.int64)
+        else:
+            predictions = joint.sum(axis=1)
+            confidence = joint.sum(axis=0) if bins.n_labels else np.zeros(0, dtype=np.int64)
         return {
             "requests": int(self.requests),
             "instances": int(self.instances),
@@ -143,11 +169,11 @@ class WindowCounts:
             "server_errors": int(self.server_errors),
             "review_flags": int(self.review_flags),
             "nonfinite": int(self.nonfinite),
-            "feature_counts": self.features.tolist(),
-            "prediction_counts": self.predictions.tolist(),
-            "confidence_counts": self.confidence.tolist(),
-            "feature_slots": self.bins.feature_slots,
-            "profile_digest": self.bins.digest,
+            "feature_counts": self.counts[: bins.joint_offset].tolist(),
+            "prediction_counts": predictions.tolist(),
+            "confidence_counts": confidence.tolist(),
+            "feature_slots": bins.feature_slots,
+            "profile_digest": bins.digest,
         }
 
 
@@ -156,11 +182,23 @@ class BatchCounts:
     """One batch reduced to counts, ready to add under the lock."""
 
     instances: int
-    features: np.ndarray | None
-    predictions: np.ndarray | None
-    confidence: np.ndarray | None
+    counts: np.ndarray | None
     review_flags: int
     nonfinite: int
+
+
+def _feature_index(features: np.ndarray, bins: LiveBins) -> tuple[np.ndarray, int]:
+    """Flat slot of every value of ``features`` [n, F], and how many were non-finite."""
+    # One sum tells whether anything is NaN or infinite (huge values may overflow it: then the slow path).
+    clean = math.isfinite(float(features.sum()))
+    keys = np.clip(features, bins.low, bins.high) + bins.key_offsets
+    index = np.searchsorted(bins.flat_edges, keys, side="right")
+    index += bins.slot_shift
+    if clean:
+        return index.ravel(), 0
+    finite = np.isfinite(features)
+    index = np.where(finite, index, bins.nonfinite_slots)
+    return index.ravel(), int(finite.size - np.count_nonzero(finite))
 
 
 def batch_counts(
@@ -173,28 +211,33 @@ def batch_counts(
 ) -> BatchCounts:
     """Reduce one batch (features [n, F], the model's outputs) to counts in ``bins``; keeps nothing else."""
     count = 0
-    feature_counts = None
+    parts: list[np.ndarray] = []
     nonfinite = 0
     if features is not None:
         count = int(features.shape[0])
-        if bins.feature_edges is not None and features.shape[1] == bins.feature_count:
-            feature_counts = _slot_counts(features, bins.feature_edges)
-            nonfinite = int(feature_counts[bins.feature_slots - 1 :: bins.feature_slots].sum())
-        elif features.dtype.kind == "f":
+        if bins.flat_edges is not None and features.ndim == 2 and features.shape[1] == bins.feature_count:
+            index, nonfinite = _feature_index(features, bins)
+            parts.append(index)
+        elif features.dtype.kind == "f" and not math.isfinite(float(features.sum())):
             nonfinite = int(np.count_nonzero(~np.isfinite(features)))
-    predictions = confidence = None
     if probabilities is not None and bins.n_labels and probabilities.shape[1:] == (bins.n_labels,):
         count = count or int(probabilities.shape[0])
-        predictions = np.bincount(probabilities.argmax(axis=1), minlength=bins.n_labels)
+        labels = probabilities.argmax(axis=1)
         top = probabilities.max(axis=1)
-        slot = np.searchsorted(_CONFIDENCE, top, side="right")
-        slot[~np.isfinite(top)] = CONFIDENCE_SLOTS - 1
-        confidence = np.bincount(slot, minlength=CONFIDENCE_SLOTS)
+        slot = confidence_slots(top)
+        if not math.isfinite(float(top.sum())):
+            slot[~np.isfinite(top)] = _NONFINITE_CONFIDENCE
+        parts.append(labels * CONFIDENCE_SLOTS + slot + bins.joint_offset)
     elif values is not None and bins.value_edges is not None:
         column = np.asarray(values, dtype=np.float64).reshape(len(values), -1)[:, :1]
         count = count or int(column.shape[0])
-        predictions = _slot_counts(column, bins.value_edges)
-    return BatchCounts(count, feature_counts, predictions, confidence, int(review_flags), nonfinite)
+        slot = (column >= bins.value_edges).sum(axis=1)
+        slot[~np.isfinite(column[:, 0])] = bins.value_slots - 1
+        parts.append(slot + bins.value_offset)
+    if not parts:
+        return BatchCounts(count, None, int(review_flags), nonfinite)
+    index = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return BatchCounts(count, np.bincount(index, minlength=bins.total_slots), int(review_flags), nonfinite)
 
 
 WindowKey = tuple[str, int, int, str]  # model name, version, window start (epoch seconds), bins digest
@@ -230,12 +273,8 @@ class LiveStats:
             counts.instances += batch.instances
             counts.review_flags += batch.review_flags
             counts.nonfinite += batch.nonfinite
-            if batch.features is not None and len(batch.features) == len(counts.features):
-                counts.features += batch.features
-            if batch.predictions is not None and len(batch.predictions) == len(counts.predictions):
-                counts.predictions += batch.predictions
-            if batch.confidence is not None:
-                counts.confidence += batch.confidence
+            if batch.counts is not None:
+                counts.counts += batch.counts
 
     def add_outcome(
         self, *, name: str, version: int, bins: LiveBins, status: int, denied: bool, now: float | None = None

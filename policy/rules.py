@@ -236,8 +236,11 @@ def _validate_monitoring(params: dict[str, Any]) -> dict[str, Any]:
         value = thresholds[measure]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise RuleError(f"thresholds.{measure} must be a finite number, got {value!r}")
-        if value < 0 or (measure != "feature_psi" and not measure.endswith("_psi") and value > 1):
-            raise RuleError(f"thresholds.{measure} must be in [0, 1]" + (" (a rate or p-value)" if value > 1 else ""))
+        if measure.endswith("_psi"):
+            if value < 0:
+                raise RuleError(f"thresholds.{measure} must not be negative (a population stability index)")
+        elif not 0 <= value <= 1:
+            raise RuleError(f"thresholds.{measure} must be in [0, 1] (a rate or p-value), got {value!r}")
         out_thresholds[measure] = float(value)
     out: dict[str, Any] = {"thresholds": out_thresholds}
     min_instances = params.get("min_instances", 100)

@@ -397,6 +397,7 @@ def model_version_train(
     region: str = "eu",
     activate: bool = False,
     progress: Callable[[Any], None] | None = None,
+    risk_rationale: str = "",
 ) -> ModelVersion:
     """Train with TensorFlow, export to ONNX through the parity gate, register, optionally activate.
 
@@ -441,7 +442,7 @@ def model_version_train(
         risk_tier=risk_tier,
         region=region,
         model_card=training.model_card_text(name=name, result=result, risk_tier=risk_tier, region=region),
-        card=training.model_card_fields(result=result),
+        card=training.model_card_fields(result=result) | ({"risk_rationale": risk_rationale} if risk_rationale else {}),
         reference=result.dataset.x_test,
         reference_labels=result.dataset.y_test,
         reference_source=f"held-out set: {result.lineage['split']}",

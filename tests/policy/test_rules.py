@@ -26,6 +26,12 @@ VALID = [
     rule("human_oversight", {"threshold": 1, "min_risk_tier": "high"}),
     rule("data_minimisation", {}),
     rule("data_minimisation", {"retain_raw_input": True, "retention_days": 30}),
+    rule("monitoring", {"thresholds": {"feature_psi": 0.25}}),
+    rule(
+        "monitoring",
+        {"thresholds": {"denial_rate": 0.5, "prediction_p_value": 0.001}, "min_instances": 50, "action": "kill_switch"},
+        mode="monitor",
+    ),
 ]
 
 
@@ -71,6 +77,25 @@ REFUSED = [
         "only applies when retain_raw_input is true",
     ),
     ("empty purposes", [rule("purpose_limitation", {"purposes": []})], "purposes must not be empty"),
+    ("monitoring without thresholds", [rule("monitoring", {})], "missing parameter(s) thresholds"),
+    ("monitoring empty thresholds", [rule("monitoring", {"thresholds": {}})], "thresholds must be a non-empty"),
+    ("monitoring thresholds a list", [rule("monitoring", {"thresholds": [0.2]})], "thresholds must be a non-empty"),
+    ("monitoring unknown measure", [rule("monitoring", {"thresholds": {"accuracy": 0.9}})], "unknown measure(s)"),
+    ("monitoring threshold text", [rule("monitoring", {"thresholds": {"feature_psi": "x"}})], "finite number"),
+    ("monitoring threshold nan", [rule("monitoring", {"thresholds": {"feature_psi": float("nan")}})], "finite"),
+    ("monitoring threshold bool", [rule("monitoring", {"thresholds": {"denial_rate": True}})], "finite number"),
+    ("monitoring rate above one", [rule("monitoring", {"thresholds": {"denial_rate": 2}})], "must be in [0, 1]"),
+    ("monitoring negative psi", [rule("monitoring", {"thresholds": {"feature_psi": -1}})], "must not be negative"),
+    (
+        "monitoring bad action",
+        [rule("monitoring", {"thresholds": {"feature_psi": 0.2}, "action": "page"})],
+        "action must be one of",
+    ),
+    (
+        "monitoring min_instances zero",
+        [rule("monitoring", {"thresholds": {"feature_psi": 0.2}, "min_instances": 0})],
+        "min_instances must be",
+    ),
     # Non-text values and keys (JSON lists/objects, YAML numbers/null) must give a RuleError, not a TypeError.
     ("type a list", [{**rule("data_residency"), "type": ["x"]}], "unknown rule type ['x']"),
     ("type an object", [{**rule("data_residency"), "type": {}}], "unknown rule type {}"),
