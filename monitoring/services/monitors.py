@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_change_record
+from core.queue import leave_for_recovery, task_enqueue
 from inference.models import ModelVersion
 from monitoring.live import CONFIDENCE_SLOTS
 from monitoring.measures import bonferroni_min, chi_square_p, psi
@@ -50,6 +51,8 @@ from policy.types import ModelFacts
 logger = logging.getLogger("monitoring.monitors")
 
 ACTOR = "monitoring"
+#: The task that judges one window by id (``monitoring.tasks``).
+WINDOW_EVALUATE_TASK = "monitoring.window_evaluate"
 #: Measures that need instances (the others need requests, or review decisions).
 INSTANCE_MEASURES = frozenset(
     {
@@ -261,8 +264,14 @@ def window_evaluate(*, window_id: int) -> MonitorResult:
     return result
 
 
-def windows_evaluate_due(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Judge every window that closed more than ``MONITORING_GRACE_SECONDS`` ago; returns how many."""
+def windows_evaluate_due(*, now: datetime | None = None, limit: int = 500, enqueue: bool = False) -> int:
+    """Judge every window that closed more than ``MONITORING_GRACE_SECONDS`` ago; returns how many.
+
+    With ``enqueue`` (the beat task) each window becomes its own
+    ``monitoring.window_evaluate`` task, so one slow or failing window does not
+    hold up the others; a broker outage leaves the windows unjudged, and the
+    next beat run finds them again (a window without a result is still due).
+    """
     now = now or timezone.now()
     window_seconds = settings.MONITORING_WINDOW_SECONDS
     # A window is judged once every process has had time to flush it (their flushers wake
@@ -271,6 +280,10 @@ def windows_evaluate_due(*, now: datetime | None = None, limit: int = 500) -> in
     done = 0
     due = windows_unevaluated(started_before=started_before).values_list("pk", flat=True)[:limit]
     for window_id in list(due):
-        window_evaluate(window_id=window_id)
+        if enqueue:
+            if not task_enqueue(task=WINDOW_EVALUATE_TASK, args=(window_id,), on_broker_failure=leave_for_recovery):
+                break
+        else:
+            window_evaluate(window_id=window_id)
         done += 1
     return done

@@ -176,7 +176,9 @@ def test_a_model_without_reference_profile_is_judged_on_rates_only(client, digit
     assert [b["measure"] for b in result.breaches] == ["denial_rate"]
 
 
-def test_beat_task_judges_only_closed_windows_once(settings, profiled, make_caller, client, digit_rows):
+def test_beat_task_judges_only_closed_windows_once(settings, profiled, make_caller, client, digit_rows, monkeypatch):
+    from monitoring.services import monitors
+
     drift_policy(feature_psi=0.5)
     assert post(client, make_caller(), digit_rows[:5].tolist()).status_code == 200
     window = flushed_window(profiled)
@@ -184,8 +186,13 @@ def test_beat_task_judges_only_closed_windows_once(settings, profiled, make_call
     later = window.window_start.timestamp() + settings.MONITORING_WINDOW_SECONDS + settings.MONITORING_GRACE_SECONDS + 1
     from datetime import UTC, datetime
 
-    assert windows_evaluate_due(now=datetime.fromtimestamp(later, tz=UTC)) == 1
-    assert windows_evaluate_due(now=datetime.fromtimestamp(later, tz=UTC)) == 0
+    sent = []
+    monkeypatch.setattr(monitors, "task_enqueue", lambda **kwargs: sent.append(kwargs) or True)
+    due = datetime.fromtimestamp(later, tz=UTC)
+    assert windows_evaluate_due(now=due, enqueue=True) == 1  # the beat task's way: one task per window, by id
+    assert [(m["task"], m["args"]) for m in sent] == [("monitoring.window_evaluate", (window.pk,))]
+    assert windows_evaluate_due(now=due) == 1
+    assert windows_evaluate_due(now=due) == 0
     assert MonitorResult.objects.get().status == "insufficient"  # 5 instances, the rule wants 20
 
 
