@@ -224,9 +224,12 @@ def batch_counts(
         count = count or int(probabilities.shape[0])
         labels = probabilities.argmax(axis=1)
         top = probabilities.max(axis=1)
-        slot = confidence_slots(top)
-        if not math.isfinite(float(top.sum())):
-            slot[~np.isfinite(top)] = _NONFINITE_CONFIDENCE
+        if math.isfinite(float(top.sum())):
+            slot = confidence_slots(top)
+        else:  # a NaN probability has no tenth: its own slot (and no NaN-to-integer cast)
+            finite = np.isfinite(top)
+            slot = confidence_slots(np.where(finite, top, 0.0))
+            slot[~finite] = _NONFINITE_CONFIDENCE
         parts.append(labels * CONFIDENCE_SLOTS + slot + bins.joint_offset)
     elif values is not None and bins.value_edges is not None:
         column = np.asarray(values, dtype=np.float64).reshape(len(values), -1)[:, :1]
