@@ -14,7 +14,9 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from monitoring.models import LiveWindow, MonitorResult
+from core.admin_confirm import confirm_with_reason
+from monitoring.models import Alert, LiveWindow, MonitorResult
+from monitoring.services import alert_close
 
 
 def _pretty(value: Any) -> str:
@@ -90,3 +92,36 @@ class MonitorResultAdmin(_ReadOnly):
     @admin.display(description="actions taken")
     def actions_display(self, obj: MonitorResult) -> str:
         return _pretty(obj.actions)
+
+
+@admin.register(Alert)
+class AlertAdmin(_ReadOnly):
+    """Alerts opened by enforce monitoring rules; *Close…* asks for a note (audited)."""
+
+    list_display = ("id", "model_version", "rule_id", "status", "windows", "opened_at", "last_seen_at", "closed_by")
+    list_filter = ("status", "model_version__name")
+    list_select_related = ("model_version",)
+    actions = ("close_selected",)
+    readonly_fields = ("measures_display",)
+    exclude = ("measures",)
+
+    @admin.display(description="measures that breached")
+    def measures_display(self, obj: Alert) -> str:
+        return _pretty(obj.measures)
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        """Closing is a change of the alert (the model is read-only otherwise)."""
+        return request.user.has_perm("monitoring.change_alert")
+
+    @admin.action(description="Close…", permissions=["close"])
+    def close_selected(self, request: HttpRequest, queryset: Any) -> Any:
+        rows = list(queryset.select_related("model_version"))
+        actor = f"staff:{request.user.get_username()}"
+        return confirm_with_reason(
+            self,
+            request,
+            rows,
+            title="Close alerts",
+            explanation="Closing records your note in the audit trail; a later breach of the rule opens a new alert.",
+            apply=lambda row, reason: f"Closed {alert_close(alert=row, actor=actor, note=reason)}.",
+        )

@@ -78,3 +78,46 @@ class MonitorResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version.ref} @ {self.window_start:%Y-%m-%d %H:%M}: {self.status}"
+
+
+class Alert(models.Model):
+    """A breach of an enforce ``monitoring`` rule on a model version, open until an operator closes it.
+
+    One open alert per version and rule: later windows that breach the same
+    rule attach to it (``windows``, ``last_result``) instead of opening more,
+    so a lasting drift is one alert with a history, not one per window.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="alerts")
+    rule_id = models.CharField(max_length=200, help_text="<policy>/<rule id> of the monitoring rule breached.")
+    policy_version = models.CharField(max_length=200, help_text="name@version of the policy in force at the breach.")
+    measures = models.JSONField(default=list, help_text="The measures that breached, with value and threshold.")
+    first_result = models.ForeignKey(MonitorResult, on_delete=models.PROTECT, related_name="alerts_opened")
+    last_result = models.ForeignKey(MonitorResult, on_delete=models.PROTECT, related_name="+")
+    windows = models.PositiveIntegerField(default=1, help_text="Windows that breached this rule while open.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=200, blank=True, default="")
+    close_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # A concurrent evaluation of two windows cannot open the same alert twice.
+            models.UniqueConstraint(
+                fields=["model_version", "rule_id"], condition=models.Q(status="open"), name="alert_one_open_per_rule"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="open") | (~models.Q(close_note="") & models.Q(closed_at__isnull=False)),
+                name="alert_closed_has_note",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"alert #{self.pk} {self.model_version.ref} {self.rule_id} ({self.status})"

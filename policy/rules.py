@@ -217,7 +217,9 @@ MONITORING_THRESHOLDS: dict[str, str] = {
     "denial_rate": "max",  # policy denials / requests
     "server_error_rate": "max",  # 5xx / requests
 }
-MONITORING_ACTIONS: tuple[str, ...] = ("record", "kill_switch")
+#: ``alert`` (the default) opens an alert on a breach; ``kill_switch`` also engages the model's kill switch;
+#: ``record`` keeps the breach in the window's result only.
+MONITORING_ACTIONS: tuple[str, ...] = ("alert", "kill_switch", "record")
 MAX_MIN_INSTANCES = 10_000_000
 
 
@@ -251,7 +253,7 @@ def _validate_monitoring(params: dict[str, Any]) -> dict[str, Any]:
     ):
         raise RuleError(f"min_instances must be an integer from 1 to {MAX_MIN_INSTANCES}, got {min_instances!r}")
     out["min_instances"] = min_instances
-    action = params.get("action", "record")
+    action = params.get("action", "alert")
     if not isinstance(action, str) or action not in MONITORING_ACTIONS:
         raise RuleError(f"action must be one of {', '.join(MONITORING_ACTIONS)}, got {action!r}")
     out["action"] = action
@@ -328,7 +330,8 @@ RULE_TYPES: dict[str, RuleType] = {
             False,
             _validate_monitoring,
             "thresholds {measure: number} for each window of live statistics (drift PSI and p-values, review, "
-            "override, error, denial and 5xx rates), min_instances (default 100), action record or kill_switch; "
+            "override, error, denial and 5xx rates), min_instances (default 100), action alert (default), kill_switch "
+            "(alert and the model's kill switch) or record; "
             "monitor mode records breaches without acting",
         ),
     )

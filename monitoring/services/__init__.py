@@ -4,6 +4,8 @@
 * :mod:`~monitoring.services.monitors`: judging closed windows against the ``monitoring`` rules.
 """
 
+from monitoring.errors import AlertConflict
+from monitoring.services.alerts import alert_close, alert_raise
 from monitoring.services.live_stats import (
     live_batch_record,
     live_outcome_record,
@@ -15,6 +17,9 @@ from monitoring.services.live_stats import (
 from monitoring.services.monitors import window_evaluate, windows_evaluate_due
 
 __all__ = [
+    "AlertConflict",
+    "alert_close",
+    "alert_raise",
     "live_batch_record",
     "live_outcome_record",
     "live_stats",

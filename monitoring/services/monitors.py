@@ -40,6 +40,7 @@ from monitoring.live import CONFIDENCE_SLOTS
 from monitoring.measures import bonferroni_min, chi_square_p, psi
 from monitoring.models import LiveWindow, MonitorResult
 from monitoring.selectors import windows_unevaluated
+from monitoring.services.alerts import alert_raise
 from policy.errors import KillSwitchConflict
 from policy.evaluator import monitoring_rules
 from policy.models import KillSwitch, ReviewItem
@@ -179,9 +180,25 @@ def _judge(
     return breaches, judged
 
 
-def _act(*, version: ModelVersion, window: LiveWindow, breaches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Carry out the enforce-mode breaches' actions (``record`` needs none beyond the result)."""
+def _act(
+    *, version: ModelVersion, window: LiveWindow, result: MonitorResult, breaches: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Carry out the enforce-mode breaches' actions: alerts, the kill switch (``record`` needs none)."""
     actions: list[dict[str, Any]] = []
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for breach in breaches:
+        if breach["mode"] == "enforce" and breach["action"] in ("alert", "kill_switch"):
+            by_rule.setdefault(breach["rule_id"], []).append(breach)
+    for rule_id, rule_breaches in by_rule.items():
+        measures = [{k: b[k] for k in ("measure", "value", "threshold")} for b in rule_breaches]
+        alert, opened = alert_raise(
+            version=version,
+            result=result,
+            rule_id=rule_id,
+            policy_version=rule_breaches[0]["policy"],
+            measures=measures,
+        )
+        actions.append({"action": "alert", "alert_id": alert.pk, "opened": opened, "rule_id": rule_id})
     killing = [b for b in breaches if b["mode"] == "enforce" and b["action"] == "kill_switch"]
     if killing:
         first = killing[0]
@@ -222,7 +239,6 @@ def window_evaluate(*, window_id: int) -> MonitorResult:
             status = MonitorResult.Status.OK
         else:
             status = MonitorResult.Status.INSUFFICIENT
-        actions = _act(version=version, window=window, breaches=breaches)
         policy_versions = ",".join(sorted({label for label, _ in rules}))
         result = MonitorResult.objects.create(
             window=window,
@@ -233,9 +249,13 @@ def window_evaluate(*, window_id: int) -> MonitorResult:
             instances=window.instances,
             measures=measures,
             breaches=breaches,
-            actions=actions,
+            actions=[],
             policy_versions=policy_versions[:500],
         )
+        actions = _act(version=version, window=window, result=result, breaches=breaches)
+        if actions:
+            result.actions = actions
+            result.save(update_fields=["actions"])
         audit_change_record(
             actor=ACTOR,
             action="monitoring.window",

@@ -13,7 +13,7 @@ from django.db import connection
 from audit.models import AuditEvent
 from inference.models import ModelVersion
 from monitoring.live import LiveStats, batch_counts
-from monitoring.models import LiveWindow, MonitorResult
+from monitoring.models import Alert, LiveWindow, MonitorResult
 from monitoring.selectors import live_bins_get
 from monitoring.services import live_stats, live_stats_flush, live_window_merge, window_evaluate, windows_evaluate_due
 from monitoring.tasks import window_evaluate_task, windows_evaluate_due_task
@@ -140,12 +140,16 @@ def test_a_shifted_stream_breaches_drift_and_the_enforce_rule_kills_the_model(cl
     (breach,) = [b for b in result.breaches if b["measure"] == "feature_psi"]
     assert breach["mode"] == "enforce" and breach["policy"] == "drift-enforce@1"
     assert KillSwitch.objects.filter(target_type="model", target="digits", lifted_at__isnull=True).exists()
-    assert result.actions[0]["action"] == "kill_switch"
-    event = AuditEvent.objects.get(event_type=AuditEvent.Type.MONITORING)
+    assert [a["action"] for a in result.actions] == ["alert", "kill_switch"]
+    alert = Alert.objects.get()
+    assert (alert.status, alert.rule_id, alert.policy_version) == ("open", "drift-enforce/drift", "drift-enforce@1")
+    assert {m["measure"] for m in alert.measures} == {"feature_psi"}
+    event = AuditEvent.objects.get(event_type=AuditEvent.Type.MONITORING, action="monitoring.window")
     assert event.detail["after"]["status"] == "breach" and event.detail["policy_versions"] == "drift-enforce@1"
     # Idempotent: a second evaluation (a redelivered task) changes nothing.
     assert window_evaluate_task(window.pk) == "breach"
-    assert MonitorResult.objects.count() == 1 and AuditEvent.objects.filter(event_type="monitoring").count() == 1
+    assert MonitorResult.objects.count() == 1 and Alert.objects.count() == 1
+    assert AuditEvent.objects.filter(event_type="monitoring", action="monitoring.window").count() == 1
 
 
 def test_monitor_mode_records_the_breach_and_acts_on_nothing(client, profiled, make_caller):
@@ -153,7 +157,7 @@ def test_monitor_mode_records_the_breach_and_acts_on_nothing(client, profiled, m
     assert post(client, make_caller(), np.full((25, 64), 16.0).tolist()).status_code == 200
     result = window_evaluate(window_id=flushed_window(profiled).pk)
     assert result.status == "breach" and result.breaches[0]["mode"] == "monitor" and result.actions == []
-    assert not KillSwitch.objects.exists()
+    assert not KillSwitch.objects.exists() and not Alert.objects.exists()
 
 
 def test_the_reference_distribution_itself_stays_within_thresholds(client, profiled, make_caller, digit_rows):
@@ -218,3 +222,36 @@ def test_statistics_never_fail_a_request(client, profiled, make_caller, digit_ro
     monkeypatch.setattr(live.LiveStats, "add_batch", broken)
     assert post(client, make_caller(), digit_rows[:2].tolist()).status_code == 200
     assert time.time() > 0  # and the request was answered
+
+
+def test_a_lasting_breach_is_one_alert_until_an_operator_closes_it(profiled):
+    from monitoring.services import AlertConflict, alert_close, alert_raise
+
+    drift_policy(action="alert", feature_psi=0.5)
+    bins = live_bins_get(name="digits", version=1)
+    rows, probabilities = np.full((30, 64), 16.0), np.full((30, 10), 0.1)
+    results = []
+    for start in (3_000_000, 3_000_300):  # two consecutive windows of the same shifted stream
+        stats = LiveStats()
+        batch = batch_counts(bins=bins, features=rows, probabilities=probabilities)
+        stats.add_batch(name="digits", version=1, bins=bins, batch=batch, now=start)
+        ((key, counts),) = stats.drain()
+        window = live_window_merge(model_name="digits", version=1, window_start=key[2], counts=counts.as_record())
+        results.append(window_evaluate(window_id=window.pk))
+    assert [r.actions[0]["opened"] for r in results] == [True, False]
+    alert = Alert.objects.get()
+    assert (alert.windows, alert.first_result, alert.last_result) == (2, results[0], results[1])
+    with pytest.raises(Exception, match="note") as excinfo:
+        alert_close(alert=alert, actor="staff:ops", note="  ")
+    assert excinfo.value.status == 400
+    closed = alert_close(alert=alert, actor="staff:ops", note="retrained on saturated scans")
+    assert closed.status == "closed" and closed.closed_by == "staff:ops"
+    with pytest.raises(AlertConflict):
+        alert_close(alert=alert, actor="staff:ops", note="again")
+    # A new breach after closing opens a new alert.
+    alert_raise(version=profiled, result=results[1], rule_id=alert.rule_id, policy_version="p@1", measures=[])
+    assert Alert.objects.filter(status="open").count() == 1 and Alert.objects.count() == 2
+    actions = list(AuditEvent.objects.filter(action__startswith="monitoring.alert").values_list("action", flat=True))
+    assert sorted(actions) == sorted(
+        ["monitoring.alert_open", "monitoring.alert_update", "monitoring.alert_close", "monitoring.alert_open"]
+    )
