@@ -164,7 +164,9 @@ def live_stats_flush(*, closed_only: bool = False) -> int:
     A window the database refuses is put back into the process and carried by
     the next flush, so an outage delays counts without losing them.
     """
-    stats = live_stats()
+    if _stats is None or _owner_pid != os.getpid():
+        return 0  # nothing counted in this process (a worker that never served, a fresh fork)
+    stats = _stats
     drained: list[tuple[WindowKey, WindowCounts]] = stats.drain(
         closed_before=stats.window_start() if closed_only else None
     )
