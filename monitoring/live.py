@@ -179,19 +179,26 @@ class WindowCounts:
 
 @dataclass(frozen=True)
 class BatchCounts:
-    """One batch reduced to counts, ready to add under the lock."""
+    """One batch reduced to counts, ready to add under the lock.
+
+    A batch of one (the common synchronous request) skips the ``bincount``:
+    ``index`` then holds distinct slots (one per feature) and ``extra`` the
+    label x confidence slot, each to be incremented by one.
+    """
 
     instances: int
     counts: np.ndarray | None
     review_flags: int
     nonfinite: int
+    index: np.ndarray | None = None
+    extra: tuple[int, ...] = ()
 
 
 def _feature_index(features: np.ndarray, bins: LiveBins) -> tuple[np.ndarray, int]:
     """Flat slot of every value of ``features`` [n, F], and how many were non-finite."""
     # One sum tells whether anything is NaN or infinite (huge values may overflow it: then the slow path).
     clean = math.isfinite(float(features.sum()))
-    keys = np.clip(features, bins.low, bins.high) + bins.key_offsets
+    keys = features.clip(bins.low, bins.high) + bins.key_offsets
     index = np.searchsorted(bins.flat_edges, keys, side="right")
     index += bins.slot_shift
     if clean:
@@ -220,6 +227,20 @@ def batch_counts(
             parts.append(index)
         elif features.dtype.kind == "f" and not math.isfinite(float(features.sum())):
             nonfinite = int(np.count_nonzero(~np.isfinite(features)))
+    if (
+        len(parts) < 2
+        and probabilities is not None
+        and bins.n_labels
+        and probabilities.shape == (1, bins.n_labels)
+        and count <= 1
+    ):
+        # One instance: the label and its confidence tenth as Python numbers (same arithmetic as
+        # ``confidence_slots``), and the feature slots incremented in place, without a bincount.
+        label = int(probabilities[0].argmax())
+        top = float(probabilities[0, label])
+        tenth = min(max(int(top * 10.0), 0), len(CONFIDENCE_EDGES)) if math.isfinite(top) else _NONFINITE_CONFIDENCE
+        joint = bins.joint_offset + label * CONFIDENCE_SLOTS + tenth
+        return BatchCounts(1, None, int(review_flags), nonfinite, parts[0] if parts else None, (joint,))
     if probabilities is not None and bins.n_labels and probabilities.shape[1:] == (bins.n_labels,):
         count = count or int(probabilities.shape[0])
         labels = probabilities.argmax(axis=1)
@@ -278,6 +299,10 @@ class LiveStats:
             counts.nonfinite += batch.nonfinite
             if batch.counts is not None:
                 counts.counts += batch.counts
+            if batch.index is not None:
+                counts.counts[batch.index] += 1  # distinct slots: one per feature
+            for slot in batch.extra:
+                counts.counts[slot] += 1
 
     def add_outcome(
         self, *, name: str, version: int, bins: LiveBins, status: int, denied: bool, now: float | None = None

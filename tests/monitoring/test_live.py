@@ -144,3 +144,20 @@ def test_psi_and_chi_square_tell_a_shift_from_noise():
     assert np.isnan(psi(reference, np.zeros((2, 4))))[0]
     assert chi_square_p(np.asarray([[5, 0]]), np.asarray([[7, 0]]))[0] == 1.0  # one used bin: nothing to test
     assert bonferroni_min(np.asarray([0.01, 0.5])) == 0.02 and bonferroni_min(np.asarray([])) == 1.0
+
+
+def test_one_instance_at_a_time_counts_exactly_like_a_batch(reference):
+    x, p, _, bins = reference
+    x, p = x[:50].astype(np.float64), p[:50].copy()
+    x[3, 5], p[7, 2], p[8] = np.nan, np.inf, 1.0  # hostile rows take the same slots on both paths
+    single, batched = LiveStats(), LiveStats()
+    for i in range(50):
+        one = batch_counts(bins=bins, features=x[i : i + 1], probabilities=p[i : i + 1])
+        assert one.counts is None and one.instances == 1  # the bincount-free path
+        single.add_batch(name="m", version=1, bins=bins, batch=one, now=0.0)
+    batched.add_batch(
+        name="m", version=1, bins=bins, batch=batch_counts(bins=bins, features=x, probabilities=p), now=0.0
+    )
+    ((_, a),) = single.drain()
+    ((_, b),) = batched.drain()
+    assert a.as_record() == b.as_record() and a.nonfinite == 1
