@@ -6,12 +6,15 @@ edges, count predicted labels and top-class confidence, add the counts to the
 process's window under its lock.  No Django, no database: the flush happens
 outside the request.  Target: under 20 µs per instance at batch 1.
 
-    python bench/monitoring_live.py [--width 64] [--classes 10] [--repeat 20000]
+    python bench/monitoring_live.py [--width 64] [--classes 10] [--repeat 20000] [--json]
+
+``make bench`` (``bench/run.py``) runs it with ``--json`` and reports it against the target.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -64,9 +67,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=20000)
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     args = parser.parse_args()
-    for batch in (1, 64):
-        result = measure(width=args.width, classes=args.classes, batch=batch, repeat=args.repeat)
+    results = [measure(width=args.width, classes=args.classes, batch=b, repeat=args.repeat) for b in (1, 64)]
+    if args.json:
+        print(json.dumps({"width": args.width, "classes": args.classes, "batches": results}))
+        return
+    for result in results:
+        batch = result["batch"]
         print(
             f"width {args.width}, batch {batch}: {result['per_call_us']} µs per batch, "
             f"{result['per_instance_us']} µs per instance"
