@@ -97,6 +97,7 @@ class AuditEvent(AppendOnlyModel):
         CHAIN_START = "audit.chain_start", "Audit chain start"
         ALARM = "audit.alarm", "Audit alarm"
         VERIFY = "audit.verify", "Audit verification"
+        MONITORING = "monitoring", "Post-market monitoring"
 
     seq = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

@@ -422,6 +422,7 @@ def component_benches(args) -> dict:
         ),
         ("policy", "bench/policy.py", ["--runs", "1", "--decisions", "2000"] if smoke else [], {}),
         ("audit", "bench/audit.py", audit_extra, {}),
+        ("monitoring_live", "bench/monitoring_live.py", ["--repeat", "2000"] if smoke else [], {}),
     ]
     if with_services:
         jobs.append(("audit_postgres", "bench/audit.py", audit_extra, {"DATABASE_URL": database_url}))
@@ -468,6 +469,12 @@ def targets(table: list[dict], baselines: dict, components: dict) -> list[str]:
                 f"| audit write: 1 INSERT, 1 round trip | {row.get('backend', name)} | p50 {row['record_us']:.0f} µs, "
                 f"CPU {row.get('record_cpu_us', float('nan')):.0f} µs | 1 round trip |"
             )
+    live = components.get("monitoring_live") or {}
+    for row in live.get("batches", []):
+        lines.append(
+            f"| live statistics (monitoring), {live['width']} features, batch {row['batch']} | in-process | "
+            f"{row['per_instance_us']:.1f} µs per instance | {'< 20 µs' if row['batch'] == 1 else 'measured'} |"
+        )
     ort, tf = _batch1(baselines)
     if ort and tf:
         lines.append(f"| ORT vs TF direct call, batch 1 | in-process | {tf / ort:.0f}x faster | ≥ 10x |")

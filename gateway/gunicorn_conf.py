@@ -36,3 +36,13 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    """Flush the worker's live statistics (monitoring) before it goes: its last window is not lost."""
+    try:
+        from monitoring.services import live_stats_flush
+
+        live_stats_flush()
+    except Exception as exc:  # a worker that never served (no Django set up) has nothing to flush
+        server.log.warning("live statistics not flushed at worker exit: %s", exc)

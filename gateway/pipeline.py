@@ -57,6 +57,7 @@ from inference.selectors import model_detail_get, model_serving_get
 from inference.services import inputs_validate, model_predict
 from inference.shadow import shadow_compare
 from inference.signature import OutputKind
+from monitoring.services import live_batch_record, live_outcome_record
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
 from policy.facts import decision_headers
@@ -220,6 +221,8 @@ class GovernedCall:
         #: The versions run after the answer and never returned, with their role ("shadow" or "stable").
         self._shadows: list[tuple[Any, str]] = []
         self._review_items: list[tuple[Any, float]] = []
+        # What live statistics count of the served batch once it is recorded (counts, never kept inputs).
+        self._live_batch: dict[str, Any] | None = None
         self._audited = False
         self._auth_attempted = False
         #: Milliseconds spent in each step of ``TIMED_STEPS`` (``Server-Timing``).
@@ -512,6 +515,12 @@ class GovernedCall:
         # Each flagged instance's index and (for classifiers) probability vector, so a reviewer
         # can tell the items of one request apart and see the alternatives.
         probabilities = prediction.probabilities if summary.kind in OutputKind.CLASSIFIERS else None
+        self._live_batch = {
+            "feeds": batch,
+            "probabilities": probabilities,
+            "values": prediction.values if summary.kind == OutputKind.REGRESSION else None,
+            "review_flags": sum(summary.flags),
+        }
         self._review_instances = [
             (index, probabilities[index] if probabilities is not None else [])
             for index, flag in enumerate(summary.flags)
@@ -617,6 +626,13 @@ class GovernedCall:
             raise
         self.audit_seq = seq
         metrics.audit_written()
+        if model is not None:
+            # Post-market monitoring counts what was recorded: every outcome on a known model, and the
+            # served batch's bins (monitoring.live); in memory, flushed per window outside the request.
+            live_outcome_record(model=model, status=status, denied=decision is not None and not decision.allowed)
+            if self._live_batch is not None and status < 400:
+                live_batch_record(model=model, **self._live_batch)
+            self._live_batch = None
 
 
 def rollout_assignment(*, principal: Principal, name: str, stable_version: int) -> dict[str, Any]:

@@ -19,13 +19,16 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.admin_confirm import confirm_with_reason
 from core.errors import DomainError
+from inference.model_card import STATED_FIELDS, card_html, card_json, card_missing
 from inference.models import ModelRollout, ModelVersion, TrainingRun
+from inference.profile import reference_profile_summary
 from inference.rollout_metrics import rollout_figures
 from inference.runtime import sessions
 from inference.services import (
@@ -46,9 +49,56 @@ def _pretty_json(value: Any) -> str:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+#: The stated model card fields edited as text in the admin (per-class metrics as JSON, below).
+CARD_TEXT_FIELDS = tuple(key for key in STATED_FIELDS if key != "metrics_per_class")
+
+
+def _card_field(key: str) -> forms.CharField:
+    return forms.CharField(
+        label=STATED_FIELDS[key],
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Required before activation at risk tier 'high'.",
+    )
+
+
+class _ModelVersionFormBase(forms.ModelForm):
+    """The registry row's editable governance fields plus the model card's stated text fields."""
+
+    class Meta:
+        model = ModelVersion
+        fields = ("risk_tier", "region", "model_card")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        card = (self.instance.card or {}) if self.instance.pk else {}
+        for key in CARD_TEXT_FIELDS:
+            self.fields[f"card_{key}"].initial = card.get(key, "")
+        self.fields["card_metrics_per_class"].initial = card.get("metrics_per_class")
+        self.fields["model_card"].label = "Model card notes (free text)"
+
+
+# The card's text fields are declared on the class (the admin checks declared fields), one per stated field.
+ModelVersionForm = type(
+    "ModelVersionForm",
+    (_ModelVersionFormBase,),
+    {
+        **{f"card_{key}": _card_field(key) for key in CARD_TEXT_FIELDS},
+        "card_metrics_per_class": forms.JSONField(
+            label="Metrics per class (JSON)",
+            required=False,
+            widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+            help_text='{"label": {"recall": 0.97, ...}, ...}; empty: the per-class recall recorded at training.',
+        ),
+    },
+)
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     """Registry rows with lifecycle actions; checksum, signature and lineage are read-only."""
+
+    form = ModelVersionForm
 
     # Fits 1366 px with the filters; checksum, provider and author are on each version's page.
     list_display = (
@@ -73,7 +123,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "provider_display",
         "risk_tier",
         "region",
+        "card_display",
+        *(f"card_{key}" for key in CARD_TEXT_FIELDS),
+        "card_metrics_per_class",
         "model_card",
+        "reference_profile_display",
         "file_path",
         "sha256",
         "file_size",
@@ -92,7 +146,63 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
         "retired_at",
     )
-    readonly_fields = tuple(f for f in fields if f not in {"risk_tier", "region", "model_card"})
+    readonly_fields = tuple(
+        f
+        for f in fields
+        if (f not in {"risk_tier", "region", "model_card"} and not f.startswith("card_")) or f == "card_display"
+    )
+
+    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> Any:
+        """Viewers without change rights see the card summary and downloads, not the edit fields."""
+        fields = super().get_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return fields
+        return [f for f in fields if not f.startswith("card_") or f == "card_display"]
+
+    def get_urls(self) -> list[Any]:
+        """Model card downloads: ``<pk>/card.json`` and ``<pk>/card.html``."""
+        own = [
+            path(
+                "<int:pk>/card.<str:fmt>",
+                self.admin_site.admin_view(self.card_download),
+                name="inference_modelversion_card",
+            )
+        ]
+        return own + super().get_urls()
+
+    def card_download(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+        """The version's model card as a JSON or HTML attachment (anyone who may view the version)."""
+        version = get_object_or_404(ModelVersion, pk=pk)
+        if not self.has_view_permission(request, version):
+            return HttpResponse(status=403)
+        if fmt == "json":
+            response = HttpResponse(card_json(version), content_type="application/json; charset=utf-8")
+        elif fmt == "html":
+            response = HttpResponse(card_html(version), content_type="text/html; charset=utf-8")
+        else:
+            return HttpResponse(status=404)
+        response["Content-Disposition"] = f'attachment; filename="model-card-{version.name}-v{version.version}.{fmt}"'
+        return response
+
+    @admin.display(description="model card")
+    def card_display(self, obj: ModelVersion) -> str:
+        missing = card_missing(obj)
+        state = (
+            format_html('<strong style="color:#ba2121">incomplete for risk tier high: {}</strong>', ", ".join(missing))
+            if missing
+            else "complete for its risk tier"
+        )
+        return format_html(
+            '{} &middot; download <a href="{}">JSON</a> / <a href="{}">HTML</a>',
+            state,
+            reverse("admin:inference_modelversion_card", args=[obj.pk, "json"]),
+            reverse("admin:inference_modelversion_card", args=[obj.pk, "html"]),
+        )
+
+    @admin.display(description="reference profile")
+    def reference_profile_display(self, obj: ModelVersion) -> str:
+        summary = reference_profile_summary(obj.reference_profile)
+        return _pretty_json(summary) if summary else "no reference profile"
 
     @admin.display(description="accuracy")
     def accuracy_display(self, obj: ModelVersion) -> str:
@@ -134,6 +244,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 risk_tier=form.cleaned_data.get("risk_tier"),
                 region=form.cleaned_data.get("region"),
                 model_card=form.cleaned_data.get("model_card"),
+                card={key: form.cleaned_data.get(f"card_{key}") or "" for key in CARD_TEXT_FIELDS}
+                | {"metrics_per_class": form.cleaned_data.get("card_metrics_per_class") or {}},
             )
         except DomainError as exc:
             self.message_user(request, exc.detail, messages.ERROR)

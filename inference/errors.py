@@ -67,3 +67,15 @@ class RolloutNotFound(NotFound):
     """The model has no active rollout."""
 
     code, title = "rollout_not_found", "Rollout not found"
+
+
+class ModelCardIncomplete(Conflict):
+    """A high-risk version whose model card lacks a required field (EU AI Act Art. 13, Annex IV)."""
+
+    code, title = "model_card_incomplete", "Model card incomplete"
+
+
+class InvalidReferenceData(InvalidInput):
+    """A reference data set that cannot give a reference profile (shape, values, size)."""
+
+    code, title = "invalid_reference_data", "Invalid reference data"

@@ -79,7 +79,19 @@ class ModelVersion(models.Model):
     lineage = models.JSONField(default=dict, blank=True)
     risk_tier = models.CharField(max_length=16, choices=RiskTier.choices, default=RiskTier.LIMITED)
     region = models.CharField(max_length=16, default="eu", help_text="Deployment region (data residency).")
-    model_card = models.TextField(blank=True, default="")
+    model_card = models.TextField(
+        blank=True, default="", help_text="Free-text notes of the model card (the structured fields are in card)."
+    )
+    card = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Structured model card fields stated by the operator (inference.model_card.STATED_FIELDS).",
+    )
+    reference_profile = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Counts of the held-out/reference data per feature bin, label and confidence (inference.profile).",
+    )
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STAGED)

@@ -25,6 +25,7 @@ from django.db.models import QuerySet
 
 from core.invalidation import MODELS, LocalCache
 from inference.errors import ModelNotFound, ModelUnavailable, ModelVersionNotFound
+from inference.model_card import card_build
 from inference.models import ModelRollout, ModelVersion
 from inference.runtime import ModelLoadError, ModelSpec, ServedModel, select_providers, sessions
 from inference.signature import tensors_from_signature
@@ -64,6 +65,8 @@ class ModelInfo:
     activated_at: str | None
     output_kind: str = "probabilities"
     plausible_range: tuple[float, float] | None = None
+    #: The structured model card of every version clients may pin, oldest first (``inference.model_card``).
+    version_cards: tuple[dict[str, Any], ...] = ()
 
     def facts(self) -> ModelFacts:
         """What policy needs to know about the active version."""
@@ -220,7 +223,7 @@ def _provider_for(name: str, version: int) -> str:
     return _runtime_options()["providers"][0]
 
 
-def _info_from_row(row: ModelVersion, versions: list[int]) -> ModelInfo:
+def _info_from_row(row: ModelVersion, versions: list[int], cards: tuple[dict[str, Any], ...] = ()) -> ModelInfo:
     return ModelInfo(
         name=row.name,
         active_version=row.version,
@@ -241,20 +244,22 @@ def _info_from_row(row: ModelVersion, versions: list[int]) -> ModelInfo:
         activated_at=row.activated_at.isoformat() if row.activated_at else None,
         output_kind=row.output_kind,
         plausible_range=(row.plausible_min, row.plausible_max) if row.plausible_min is not None else None,
+        version_cards=cards or (card_build(row),),
     )
 
 
 def _load_catalog() -> dict[str, ModelInfo]:
     servable: dict[str, list[int]] = {}
-    for name, number in (
+    cards: dict[str, list[dict[str, Any]]] = {}
+    for row in (
         ModelVersion.objects.filter(activated_at__isnull=False)
         .exclude(status=ModelVersion.Status.RETIRED)
         .order_by("name", "version")
-        .values_list("name", "version")
     ):
-        servable.setdefault(name, []).append(number)
+        servable.setdefault(row.name, []).append(row.version)
+        cards.setdefault(row.name, []).append(card_build(row))
     return {
-        row.name: _info_from_row(row, servable.get(row.name, [row.version]))
+        row.name: _info_from_row(row, servable.get(row.name, [row.version]), tuple(cards.get(row.name, ())))
         for row in ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by("name")
     }
 

@@ -36,6 +36,7 @@ from jobs.errors import IdempotencyKeyReused, TooManyJobs
 from jobs.governance import batch_job_recheck, refusal_detail
 from jobs.models import BatchJob
 from jobs.selectors import batch_job_active_count
+from monitoring.services import live_batch_record, live_stats_flush
 from tenants.models import Tenant
 from tenants.principal import Principal
 from tenants.services import quota_refund_state
@@ -277,8 +278,18 @@ def batch_job_execute(*, job_id: str, worker: str) -> str:
                     transaction.set_rollback(True)
             if not updated:
                 return ExecutionOutcome.LOST_LEASE
+            # Post-market monitoring counts the chunk once it is recorded (counts only, like a request).
+            live_batch_record(
+                model=model,
+                feeds=chunk,
+                probabilities=prediction.probabilities if kind in OutputKind.CLASSIFIERS else None,
+                values=prediction.values if kind == OutputKind.REGRESSION else None,
+                review_flags=flagged,
+            )
             done = end
         _finish(job, worker, BatchJob.Status.SUCCEEDED)
+        # A worker process has no request boundary: its counts are written when the job ends.
+        live_stats_flush()
         return ExecutionOutcome.FINISHED
     except Exception as exc:
         if _is_transient(exc):

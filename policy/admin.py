@@ -32,7 +32,7 @@ from policy.documents import check_scope_target, check_window, versioned_spec
 from policy.kill_switch_targets import kill_switch_blocks_now, kill_switch_target_describe
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.review_render import digit_image_svg, probability_chart_svg
-from policy.rules import RULE_TYPES, RuleError, validate_document
+from policy.rules import RULE_TYPES, RuleError, scope_rules_check, validate_document
 from policy.selectors import request_decisions_get, review_override_rates
 
 _FAILED = "_policy_admin_failed"
@@ -156,6 +156,9 @@ class PolicyForm(forms.ModelForm):
         if "document" in cleaned:
             try:
                 cleaned["rules"] = validate_document(cleaned["document"])
+                scope_rules_check(
+                    self.instance.scope if self.instance.pk else cleaned.get("scope", ""), cleaned["rules"]
+                )
             except RuleError as exc:
                 self.add_error("document", str(exc))
         if not self.instance.pk:

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from policy.evaluator import SCOPES
-from policy.rules import RuleError, key_list, validate_document
+from policy.rules import RuleError, key_list, scope_rules_check, validate_document
 
 FORMAT = "maas-policies/1"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,63}$")
@@ -161,6 +161,7 @@ def parse_entry(raw: Any, index: int) -> PolicyEntry:
         raise RuleError(f"{where}: rules are missing")
     try:
         rules = validate_document(raw["rules"])
+        scope_rules_check(scope, rules)
     except RuleError as exc:
         raise RuleError(f"{where}: {exc}") from None
     return PolicyEntry(name, scope, tenant_slug, model_name, enabled, effective_from, effective_until, rules)

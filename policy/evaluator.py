@@ -45,6 +45,7 @@ from policy.rules import (
     RuleError,
     build_canary_check,
     build_check,
+    scope_rules_check,
     validate_document,
 )
 from policy.types import Decision, ModelFacts
@@ -87,6 +88,8 @@ class CompiledRule:
     threshold: float = 0.0
     retain: bool = False
     days: int = 0
+    #: Supervision rules (``monitoring``): the validated params, read by the monitors.
+    params: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class CompiledPolicy:
     restrictions: tuple[CompiledRule, ...]
     listing_restrictions: tuple[CompiledRule, ...]  # the purpose-independent ones
     obligations: tuple[CompiledRule, ...]
+    supervision: tuple[CompiledRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,14 +138,29 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
         raise RuleError(f"policy {spec.name!r}: unknown scope {spec.scope!r}")
     restrictions: list[CompiledRule] = []
     obligations: list[CompiledRule] = []
+    supervision: list[CompiledRule] = []
     try:
         rules = validate_document(spec.rules)
+        scope_rules_check(spec.scope, rules)
     except RuleError as exc:
         raise RuleError(f"policy {spec.name!r}: {exc}") from None
     for rule in rules:
         rule_type = RULE_TYPES[rule["type"]]
         is_restriction = rule_type.kind == "restriction"
         params = rule["params"]
+        if rule_type.kind == "supervision":
+            supervision.append(
+                CompiledRule(
+                    rule_id=f"{spec.name}/{rule['id']}",
+                    rule_type=rule["type"],
+                    enforce=rule["mode"] == "enforce",
+                    purpose_dependent=False,
+                    check=None,
+                    min_rank=TIER_RANK[params.get("min_risk_tier", "minimal")],
+                    params=params,
+                )
+            )
+            continue
         compiled = CompiledRule(
             rule_id=f"{spec.name}/{rule['id']}",
             rule_type=rule["type"],
@@ -167,6 +186,7 @@ def compile_policy(spec: PolicySpec) -> CompiledPolicy:
         restrictions=tuple(restrictions),
         listing_restrictions=tuple(r for r in restrictions if not r.purpose_dependent),
         obligations=tuple(obligations),
+        supervision=tuple(supervision),
     )
 
 
@@ -345,3 +365,28 @@ def decide(
         monitor_effects=tuple(monitor_effects),
         canary_allowed=canary_allowed,
     )
+
+
+def monitoring_rules(
+    policy_set: PolicySet, *, model: ModelFacts, now: datetime | float | None = None
+) -> list[tuple[str, CompiledRule]]:
+    """The ``monitoring`` rules that watch ``model`` at ``now``: ``(policy label, rule)`` pairs.
+
+    Global and model policies in force whose rule's ``min_risk_tier`` the
+    model reaches, in the usual order (global, then the model's, by name).
+    """
+    if now is None:
+        t = time.time()
+    elif isinstance(now, datetime):
+        t = now.timestamp()
+    else:
+        t = float(now)
+    rank = TIER_RANK.get(model.risk_tier, PROHIBITED_RANK)
+    candidates = policy_set.global_policies + policy_set.model_policies.get(model.name, ())
+    return [
+        (policy.label, rule)
+        for policy in candidates
+        if _in_force(policy, t)
+        for rule in policy.supervision
+        if rank >= rule.min_rank
+    ]

@@ -10,9 +10,11 @@ A document is a list of rules::
       "params": {"max_risk_tier": "limited"}, "description": "optional text"}]
 
 Each rule type is either a *restriction* (it may deny a request: model access,
-data residency, purpose limitation, identity verification) or an *obligation*
+data residency, purpose limitation, identity verification), an *obligation*
 (it shapes how an allowed request is handled: human oversight, data
-minimisation).  ``mode`` is ``enforce`` or ``monitor``: a monitor rule is
+minimisation) or *supervision* (``monitoring``: thresholds that the
+post-market monitors of the ``monitoring`` app apply to each window of live
+statistics; never part of a request's decision).  ``mode`` is ``enforce`` or ``monitor``: a monitor rule is
 evaluated and recorded but never changes the outcome, so a new rule can be
 watched on real traffic before it blocks anyone.
 """
@@ -216,6 +218,82 @@ def _validate_canary_eligibility(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --- monitoring (post-market supervision, EU AI Act Art. 72) ---------------------
+
+#: Monitored measures and whether a breach is a value above (``max``) or below (``min``) the threshold.
+MONITORING_THRESHOLDS: dict[str, str] = {
+    "feature_psi": "max",  # the largest population stability index over the input features
+    "feature_p_value": "min",  # the smallest two-sample p-value over the features (Bonferroni-adjusted)
+    "prediction_psi": "max",
+    "prediction_p_value": "min",
+    "confidence_psi": "max",
+    "confidence_p_value": "min",
+    "review_rate": "max",  # flagged for human review / instances
+    "override_rate": "max",  # reviewer overrides / decisions made in the window
+    "client_error_rate": "max",  # 4xx other than denials / requests
+    "denial_rate": "max",  # policy denials / requests
+    "server_error_rate": "max",  # 5xx / requests
+}
+#: ``alert`` (the default) opens an alert on a breach; ``kill_switch`` also engages the model's kill switch;
+#: ``record`` keeps the breach in the window's result only.
+MONITORING_ACTIONS: tuple[str, ...] = ("alert", "kill_switch", "record")
+MAX_MIN_INSTANCES = 10_000_000
+
+
+def _validate_monitoring(params: dict[str, Any]) -> dict[str, Any]:
+    _check_keys(params, allowed={"thresholds", "min_instances", "action", "min_risk_tier"}, required={"thresholds"})
+    thresholds = params["thresholds"]
+    if not isinstance(thresholds, dict) or not thresholds:
+        raise RuleError(
+            f"thresholds must be a non-empty object of measure -> number ({', '.join(MONITORING_THRESHOLDS)})"
+        )
+    unknown = set(thresholds) - set(MONITORING_THRESHOLDS)
+    if unknown:
+        raise RuleError(f"unknown measure(s) {key_list(unknown)}; known: {', '.join(MONITORING_THRESHOLDS)}")
+    out_thresholds: dict[str, float] = {}
+    for measure in sorted(thresholds):
+        value = thresholds[measure]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RuleError(f"thresholds.{measure} must be a finite number, got {value!r}")
+        if measure.endswith("_psi"):
+            if value < 0:
+                raise RuleError(f"thresholds.{measure} must not be negative (a population stability index)")
+        elif not 0 <= value <= 1:
+            raise RuleError(f"thresholds.{measure} must be in [0, 1] (a rate or p-value), got {value!r}")
+        out_thresholds[measure] = float(value)
+    out: dict[str, Any] = {"thresholds": out_thresholds}
+    min_instances = params.get("min_instances", 100)
+    if (
+        isinstance(min_instances, bool)
+        or not isinstance(min_instances, int)
+        or not 1 <= min_instances <= MAX_MIN_INSTANCES
+    ):
+        raise RuleError(f"min_instances must be an integer from 1 to {MAX_MIN_INSTANCES}, got {min_instances!r}")
+    out["min_instances"] = min_instances
+    action = params.get("action", "alert")
+    if not isinstance(action, str) or action not in MONITORING_ACTIONS:
+        raise RuleError(f"action must be one of {', '.join(MONITORING_ACTIONS)}, got {action!r}")
+    out["action"] = action
+    if "min_risk_tier" in params:
+        out["min_risk_tier"] = _tier(params["min_risk_tier"], "min_risk_tier")
+    return out
+
+
+def scope_rules_check(scope: str, rules: list[dict[str, Any]]) -> None:
+    """Monitoring rules watch a model version's traffic as a whole: only global and model policies hold them.
+
+    Live statistics are counted per model version, never per tenant, so a
+    tenant policy's monitoring rule could not be evaluated; it is refused
+    instead of being silently ignored.
+    """
+    if scope == "tenant":
+        for rule in rules:
+            if rule.get("type") == "monitoring":
+                raise RuleError(
+                    f"rule {rule.get('id')!r}: monitoring rules belong in global or model policies, not tenant ones"
+                )
+
+
 RULE_TYPES: dict[str, RuleType] = {
     t.name: t
     for t in (
@@ -270,6 +348,16 @@ RULE_TYPES: dict[str, RuleType] = {
             _validate_canary_eligibility,
             "tenants (opt-in: only these), exclude_tenants, exclude_regions (tenant regions), exclude_purposes: "
             "who may be served a canary version during a rollout (others get the stable version)",
+        ),
+        RuleType(
+            "monitoring",
+            "supervision",
+            False,
+            _validate_monitoring,
+            "thresholds {measure: number} for each window of live statistics (drift PSI and p-values, review, "
+            "override, error, denial and 5xx rates), min_instances (default 100), action alert (default), kill_switch "
+            "(alert and the model's kill switch) or record; "
+            "monitor mode records breaches without acting",
         ),
     )
 }

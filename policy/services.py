@@ -39,7 +39,7 @@ from policy.documents import (
 from policy.errors import KillSwitchConflict, PolicyInvalid, PolicyUnchanged, ReviewItemConflict
 from policy.evaluator import Decision, ModelFacts, decide
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
-from policy.rules import RuleError, validate_document
+from policy.rules import RuleError, scope_rules_check, validate_document
 from policy.selectors import policy_set_get
 from tenants.principal import Principal
 
@@ -83,11 +83,13 @@ def _require_reason(reason: str) -> str:
     return reason
 
 
-def _validated_rules(document: Any) -> list[dict[str, Any]]:
+def _validated_rules(document: Any, *, scope: str) -> list[dict[str, Any]]:
     try:
-        return validate_document(document)
+        rules = validate_document(document)
+        scope_rules_check(scope, rules)
     except RuleError as exc:
         raise PolicyInvalid(str(exc)) from None
+    return rules
 
 
 def _after_policy_write() -> None:
@@ -127,7 +129,7 @@ def policy_create(
         check_window(effective_from, effective_until, where=f"policy {name!r}")
     except RuleError as exc:
         raise PolicyInvalid(str(exc)) from None
-    rules = _validated_rules(document)
+    rules = _validated_rules(document, scope=scope)
     spec = versioned_spec(rules=rules, enabled=enabled, effective_from=effective_from, effective_until=effective_until)
     with transaction.atomic():
         if Policy.objects.filter(name=name).exists():
@@ -196,7 +198,7 @@ def policy_update(
     change: a differently scoped policy is a new policy.
     """
     reason = _require_reason(reason)
-    rules = _validated_rules(document)
+    rules = _validated_rules(document, scope=policy.scope)
     with transaction.atomic():
         # The row lock serialises concurrent edits so version numbers never collide.
         locked = Policy.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=policy.pk)

@@ -40,6 +40,22 @@ def _fresh_invalidation_clock():
 
 
 @pytest.fixture(autouse=True)
+def _live_statistics_in_memory(settings):
+    """Live statistics stay in the test process: no flusher thread writing outside the test's transaction.
+
+    Tests of the flush call ``monitoring.services.live_stats_flush`` themselves.
+    """
+    from monitoring.selectors import live_bins_cache_clear
+    from monitoring.services import live_stats_reset
+
+    settings.MONITORING_FLUSH_THREAD = False
+    live_stats_reset()
+    live_bins_cache_clear()
+    yield
+    live_stats_reset()
+
+
+@pytest.fixture(autouse=True)
 def _auth_failure_throttle_out_of_the_way(settings):
     """Tests send bad keys by the dozen from 127.0.0.1: no throttle or aggregation unless a test sets its own.
 

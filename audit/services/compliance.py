@@ -31,6 +31,7 @@ COMPLIANCE_PERMISSION_PATTERNS: tuple[str, ...] = (
     "policy.view_*",  # policies, their versions, kill switches and review items (read-only)
     "tenants.view_*usage*",
     "tenants.view_quotacounter",  # usage counters per tenant and window
+    "monitoring.view_*",  # post-market monitoring: live windows, monitor results, alerts (read-only)
 )
 
 

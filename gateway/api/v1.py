@@ -40,6 +40,8 @@ from gateway.pipeline import rollout_assignment
 from inference.errors import ModelNotFound
 from inference.selectors import model_detail_get
 from policy.facts import decision_facts
+from policy.services import policy_models_visible
+from policy.types import ModelFacts
 from tenants.principal import SCOPE_PREDICT
 
 # The decision facts of every governed answer (policy.facts), next to X-Request-ID.
@@ -109,7 +111,13 @@ class ModelDetailApi(GovernedApi):
     endpoint = "models.detail"
 
     class OutputSerializer(ModelSummarySerializer):
-        model_card = serializers.CharField()
+        model_card = serializers.CharField(help_text="Free-text notes of the active version's model card.")
+        model_cards = serializers.ListField(
+            child=serializers.DictField(),
+            help_text="The structured model card (intended purpose, out-of-scope uses, training data, metrics per "
+            "class, limitations, risk tier and rationale, reference profile summary) of every version this key "
+            "may use, oldest first.",
+        )
         metrics = serializers.DictField()
         plausible_range = serializers.ListField(
             child=serializers.FloatField(),
@@ -136,8 +144,21 @@ class ModelDetailApi(GovernedApi):
         if info is None:
             self.call.hidden_model_note(name=name)
             raise ModelNotFound(f"No model named {name!r} is available to this key.")
+        usable = {
+            facts.version
+            for facts in policy_models_visible(
+                principal=self.principal,
+                models=[
+                    ModelFacts(
+                        name=info.name, version=card["version"], risk_tier=card["risk_tier"], region=card["region"]
+                    )
+                    for card in info.version_cards
+                ],
+            )
+        }
         body = _model_summary(info) | {
             "model_card": info.model_card,
+            "model_cards": [card for card in info.version_cards if card["version"] in usable],
             "metrics": info.metrics,
             "plausible_range": list(info.plausible_range) if info.plausible_range else None,
         }

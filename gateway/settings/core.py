@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "policy",
     "audit",
     "inference",
+    "monitoring",
     "jobs",
     "gateway",
     "django_otp",

@@ -42,6 +42,12 @@ USAGE_ROLLUP_MAX_BATCHES = env_int("USAGE_ROLLUP_MAX_BATCHES", 200)
 USAGE_ROLLUP_GAP_TTL_SECONDS = env_float("USAGE_ROLLUP_GAP_TTL_SECONDS", 3600.0)
 # PostgreSQL: monthly partitions of the event table kept created this many months ahead (audit.partitions_ensure).
 AUDIT_PARTITION_MONTHS_AHEAD = env_int("AUDIT_PARTITION_MONTHS_AHEAD", 3)
+# Post-market monitoring (monitoring app): live statistics are counted per process in the request path
+# and flushed per window by a thread outside it; beat judges each window after the grace period.
+MONITORING_LIVE_STATS = env_bool("MONITORING_LIVE_STATS", True)
+MONITORING_WINDOW_SECONDS = max(10, env_int("MONITORING_WINDOW_SECONDS", 300))
+MONITORING_GRACE_SECONDS = env_int("MONITORING_GRACE_SECONDS", 60)
+MONITORING_FLUSH_THREAD = env_bool("MONITORING_FLUSH_THREAD", True)
 AUDIT_EXPORT_PAGE_SIZE = env_int("AUDIT_EXPORT_PAGE_SIZE", 2000)
 # On PostgreSQL, read the next page on a second connection while this one is encoded (audit/services/export.py).
 AUDIT_EXPORT_READ_AHEAD = env_bool("AUDIT_EXPORT_READ_AHEAD", True)

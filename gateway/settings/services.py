@@ -141,6 +141,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "inference.rollouts_evaluate",
         "schedule": env_float("ROLLOUT_EVALUATE_INTERVAL_SECONDS", 30.0),
     },
+    # Post-market monitoring: judge each closed window of live statistics (monitoring.services.monitors).
+    "monitoring-windows-evaluate": {
+        "task": "monitoring.windows_evaluate_due",
+        "schedule": env_float("MONITORING_EVALUATE_INTERVAL_SECONDS", 60.0),
+    },
 }
 # Defaults of a new rollout's automatic-rollback thresholds (each rollout may set its own).
 ROLLOUT_MAX_ERROR_RATE = env_float("ROLLOUT_MAX_ERROR_RATE", 0.05)

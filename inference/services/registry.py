@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -27,14 +28,18 @@ from core.errors import InvalidInput
 from core.invalidation import MODELS, generation_bump
 from inference.errors import (
     InvalidModelFile,
+    InvalidReferenceData,
+    ModelCardIncomplete,
     ModelIntegrityFailed,
     ModelLifecycleConflict,
     TrainingFailed,
 )
+from inference.model_card import STATED_FIELDS, CardError, card_fields_check, card_missing
 from inference.models import ModelRollout, ModelVersion, RiskTier, model_name_validator
+from inference.profile import ProfileError, features_matrix, reference_profile_build
 from inference.runtime import ModelLoadError, read_verified
 from inference.selectors import model_spec_from_row
-from inference.signature import OutputKind, SignatureError, labels_check
+from inference.signature import OutputKind, SignatureError, TensorSpec, labels_check, softmax, tensors_from_signature
 from inference.store import (
     META_LABELS,
     META_OUTPUT_KIND,
@@ -149,6 +154,90 @@ def _kind_check(
     return []
 
 
+ReferenceData = np.ndarray | Mapping[str, np.ndarray]
+
+
+def _reference_feeds(reference: ReferenceData, inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    """The reference set as one array per input, shaped and typed like the signature; InvalidReferenceData."""
+    if isinstance(reference, np.ndarray):
+        if len(inputs) != 1:
+            raise InvalidReferenceData(
+                f"This model takes {len(inputs)} inputs; give the reference set as one array per input name."
+            )
+        reference = {inputs[0].name: reference}
+    missing = [spec.name for spec in inputs if spec.name not in reference]
+    if missing:
+        raise InvalidReferenceData(f"The reference set lacks input(s) {', '.join(map(repr, missing))}.")
+    feeds: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        array = np.asarray(reference[spec.name])
+        if array.dtype.kind not in "biuf" or array.ndim < 1 or array.shape[0] == 0:
+            raise InvalidReferenceData(
+                f"The reference values of input {spec.name!r} must be a non-empty numeric array."
+            )
+        shape = tuple(spec.instance_shape)
+        if tuple(array.shape[1:]) != shape:
+            size = int(np.prod(shape)) if shape else 1
+            if int(np.prod(array.shape[1:])) != size:
+                raise InvalidReferenceData(
+                    f"The reference rows of input {spec.name!r} have shape {list(array.shape[1:])}; "
+                    f"expected {list(shape)} ({size} values)."
+                )
+            array = array.reshape((array.shape[0], *shape))
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise InvalidReferenceData(f"The reference values of input {spec.name!r} hold NaN or infinity.")
+        feeds[spec.name] = np.ascontiguousarray(array.astype(spec.dtype))
+    if len({a.shape[0] for a in feeds.values()}) != 1:
+        raise InvalidReferenceData("The reference inputs disagree on the number of instances.")
+    return feeds
+
+
+def _reference_profile(
+    *,
+    data: bytes,
+    signature: dict[str, Any],
+    output_name: str,
+    kind: str,
+    labels: list[Any],
+    reference: ReferenceData,
+    reference_labels: np.ndarray | None,
+    source: str,
+) -> dict[str, Any]:
+    """Run the file on the reference set and count it into a profile (``inference.profile``)."""
+    import onnxruntime as ort
+
+    feeds = _reference_feeds(reference, tensors_from_signature(signature, "inputs"))
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    try:
+        primary = session.run([output_name], feeds)[0]
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise InvalidReferenceData(f"The model cannot run on the reference set: {str(exc)[:200]}") from None
+    probabilities = values = None
+    if kind in OutputKind.CLASSIFIERS:
+        probabilities = softmax(primary) if kind == OutputKind.LOGITS else primary
+    elif kind == OutputKind.REGRESSION:
+        values = primary
+    try:
+        return reference_profile_build(
+            features=features_matrix(feeds),
+            kind=kind,
+            labels=labels,
+            probabilities=probabilities,
+            values=values,
+            true_labels=reference_labels,
+            source=source,
+        )
+    except ProfileError as exc:
+        raise InvalidReferenceData(f"No reference profile: {exc}.") from None
+
+
+def _card_fields(card: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return card_fields_check(card or {})
+    except CardError as exc:
+        raise InvalidInput(f"Model card: {exc}.") from None
+
+
 def model_version_register(
     *,
     name: str,
@@ -166,8 +255,17 @@ def model_version_register(
     output_kind: str | None = None,
     plausible_min: float | None = None,
     plausible_max: float | None = None,
+    card: Mapping[str, Any] | None = None,
+    reference: ReferenceData | None = None,
+    reference_labels: np.ndarray | None = None,
+    reference_source: str = "",
 ) -> ModelVersion:
     """Check an ONNX file, store it as the next version of ``name`` (staged) and record it.
+
+    ``card`` holds the structured model card fields (``inference.model_card``);
+    ``reference`` (one array, or one per input name) is the held-out or
+    reference data whose profile live statistics are compared with: the file
+    is run on it once here.  Without it the version has no reference profile.
 
     The signature is read from the graph; the file must run in ONNX Runtime on
     a batch of two.  Labels and the value range default to the ``maas.*``
@@ -218,6 +316,19 @@ def model_version_register(
         labels=labels,
         plausible=(plausible_min, plausible_max),
     )
+    card_fields = _card_fields(card)
+    profile = None
+    if reference is not None:
+        profile = _reference_profile(
+            data=data,
+            signature=sig.signature,
+            output_name=sig.output_name,
+            kind=output_kind,
+            labels=labels,
+            reference=reference,
+            reference_labels=reference_labels,
+            source=reference_source or "reference data supplied at registration",
+        )
     sha256 = sha256_bytes(data)
     lineage = lineage or {"training": NO_TRAINING_LINEAGE, "source": "registered ONNX file"}
     store_dir = settings.MODEL_STORE_DIR
@@ -246,6 +357,8 @@ def model_version_register(
                         risk_tier=risk_tier,
                         region=region,
                         model_card=model_card,
+                        card=card_fields,
+                        reference_profile=profile,
                         created_by=actor,
                     )
                     _audit(
@@ -257,6 +370,7 @@ def model_version_register(
                         after={"status": version.status, "sha256": sha256, "accuracy": version.accuracy},
                         risk_tier=risk_tier,
                         region=region,
+                        reference_profile=profile["digest"] if profile else None,
                     )
                     # Last step inside the transaction: the row already owns this
                     # version number, so no other registration can write this path.
@@ -283,6 +397,7 @@ def model_version_train(
     region: str = "eu",
     activate: bool = False,
     progress: Callable[[Any], None] | None = None,
+    risk_rationale: str = "",
 ) -> ModelVersion:
     """Train with TensorFlow, export to ONNX through the parity gate, register, optionally activate.
 
@@ -327,6 +442,10 @@ def model_version_train(
         risk_tier=risk_tier,
         region=region,
         model_card=training.model_card_text(name=name, result=result, risk_tier=risk_tier, region=region),
+        card=training.model_card_fields(result=result) | ({"risk_rationale": risk_rationale} if risk_rationale else {}),
+        reference=result.dataset.x_test,
+        reference_labels=result.dataset.y_test,
+        reference_source=f"held-out set: {result.lineage['split']}",
         action="model.train",
     )
     if activate:
@@ -360,6 +479,7 @@ def _activate(*, version: ModelVersion, actor: str, action: str, reason: str = "
                 )
             if target.status == ModelVersion.Status.ACTIVE:
                 return target
+            _card_complete_check(target)
             previous = next((row for row in rows.values() if row.status == ModelVersion.Status.ACTIVE), None)
             if previous is not None:
                 previous.status = ModelVersion.Status.STAGED
@@ -383,6 +503,17 @@ def _activate(*, version: ModelVersion, actor: str, action: str, reason: str = "
         ) from exc
     logger.info("model activated", extra={"model": target.ref, "actor": actor, "action": action})
     return target
+
+
+def _card_complete_check(version: ModelVersion) -> None:
+    """A high-risk version serves only with a complete model card (EU AI Act Art. 13, Annex IV)."""
+    missing = card_missing(version)
+    if missing:
+        raise ModelCardIncomplete(
+            f"Model {version.ref} is at risk tier 'high' and its model card lacks "
+            f"{', '.join(STATED_FIELDS[key].lower() for key in missing)}; complete it before activation.",
+            missing_fields=missing,
+        )
 
 
 def _reason(reason: str) -> dict[str, str]:
@@ -456,8 +587,13 @@ def model_version_update(
     region: str | None = None,
     model_card: str | None = None,
     plausible_range: tuple[float, float] | None = None,
+    card: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """Change a version's governance facts (risk tier, region, model card, plausible range), audited.
+
+    ``card`` sets structured model card fields (merged into the stated ones;
+    an empty text clears a field).  An active version may not end up at risk
+    tier ``high`` with an incomplete card (``ModelCardIncomplete``).
 
     Risk tier and region feed policy decisions, and a regression model's
     plausible range decides which values need human review, so a change bumps
@@ -471,6 +607,9 @@ def model_version_update(
             region=target.region if region is None else region,
         )
         updates: list[tuple[str, Any]] = [("risk_tier", risk_tier), ("region", region), ("model_card", model_card)]
+        if card is not None:
+            merged = {**(target.card or {}), **_card_fields(card)}
+            updates.append(("card", {key: value for key, value in merged.items() if value not in ("", {})}))
         if plausible_range is not None:
             low, high = (float(v) for v in plausible_range)
             _kind_check(
@@ -488,6 +627,8 @@ def model_version_update(
         before = {field: getattr(target, field) for field in changes}
         for field, value in changes.items():
             setattr(target, field, value)
+        if target.status == ModelVersion.Status.ACTIVE:
+            _card_complete_check(target)
         target.save(update_fields=list(changes))
         generation_bump(kind=MODELS)
         _audit(
@@ -498,5 +639,50 @@ def model_version_update(
             # Model cards can be long: record that it changed, with the new text's size.
             before={k: (v if k != "model_card" else f"{len(v)} characters") for k, v in before.items()},
             after={k: (v if k != "model_card" else f"{len(v)} characters") for k, v in changes.items()},
+        )
+    return target
+
+
+def model_version_reference_set(
+    *,
+    version: ModelVersion,
+    actor: str,
+    reference: ReferenceData,
+    reference_labels: np.ndarray | None = None,
+    source: str = "",
+) -> ModelVersion:
+    """Give a version (for example one registered without data) a reference profile computed from ``reference``.
+
+    The verified file is run on the reference set; the profile replaces any
+    earlier one, audited, and every process picks up the new bins within
+    about a second (``models`` generation).
+    """
+    try:
+        data = read_verified(model_spec_from_row(version))
+    except ModelLoadError as exc:
+        raise ModelIntegrityFailed(f"Model {version.ref} failed verification: {exc.reason}.") from None
+    profile = _reference_profile(
+        data=data,
+        signature=version.signature,
+        output_name=model_spec_from_row(version).output_name,
+        kind=version.output_kind,
+        labels=list(version.labels),
+        reference=reference,
+        reference_labels=reference_labels,
+        source=source or "reference data supplied after registration",
+    )
+    with transaction.atomic():
+        target = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        before = (target.reference_profile or {}).get("digest")
+        target.reference_profile = profile
+        target.save(update_fields=["reference_profile"])
+        generation_bump(kind=MODELS)
+        _audit(
+            actor=actor,
+            action="model.reference_profile",
+            version=target,
+            target=target.ref,
+            before={"reference_profile": before},
+            after={"reference_profile": profile["digest"], "instances": profile["instances"]},
         )
     return target

@@ -65,6 +65,7 @@ __all__ = [
     "framework_versions",
     "import_tensorflow",
     "load_dataset",
+    "model_card_fields",
     "model_card_text",
     "parity_check",
     "train_model",
@@ -275,3 +276,28 @@ def model_card_text(*, name: str, result: TrainingResult, risk_tier: str, region
         "Trained on small, centred, clean digit images; expect lower accuracy on other scanners, handwriting "
         "styles or non-digit input. The top probability is not a calibrated confidence.\n"
     )
+
+
+def model_card_fields(*, result: TrainingResult) -> dict[str, Any]:
+    """The structured model card fields training can state (``inference.model_card``).
+
+    The risk rationale is the operator's to give (``manage.py model_card``):
+    training cannot know where the model will be used.
+    """
+    m, lin = result.metrics, result.lineage
+    return {
+        "intended_purpose": (
+            f"Classifies a handwritten digit image, sent as {result.input_width} raw pixel values in "
+            f"[{result.value_min:g}, {result.value_max:g}], into one of the classes {result.labels}. "
+            "Demonstration and benchmarking model."
+        ),
+        "out_of_scope_uses": "Decisions about people; images that are not single centred handwritten digits.",
+        "training_data": (
+            f"{lin['dataset']}; {lin['split']}; {m['n_train']} training and {m['n_test']} held-out instances. "
+            f"Data fingerprint (SHA-256): {lin['data_fingerprint']}."
+        ),
+        "limitations": (
+            "Trained on small, centred, clean digit images; expect lower accuracy on other scanners, handwriting "
+            "styles or non-digit input. The top probability is not a calibrated confidence."
+        ),
+    }

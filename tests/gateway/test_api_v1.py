@@ -321,3 +321,25 @@ def test_answers_carry_the_policy_versions_and_obligations_that_decided_them(cli
     assert_problem(denied, 403, "policy_denied")
     decided_by = AuditEvent.objects.get(request_id=denied["X-Request-ID"]).policy_versions
     assert denied["X-Policy-Versions"] == (decided_by or "none") and denied["X-Obligations"]
+
+
+def test_model_detail_lists_the_card_of_each_version_the_key_may_use(client, digits, make_caller, onnx_bytes):
+    from inference.services import model_version_activate, model_version_register, model_version_update
+    from policy.services import policy_create
+    from tests.inference.factories import COMPLETE_CARD
+
+    second = model_version_register(name="digits", data=onnx_bytes, actor="test", card={"limitations": "v2 only"})
+    model_version_activate(version=second, actor="test")
+    model_version_register(name="digits", data=onnx_bytes, actor="test")  # staged: never served, never listed
+    model_version_update(version=digits, actor="test", risk_tier="high", card=COMPLETE_CARD)
+    caller, limited = make_caller("everything"), make_caller("limited")
+    body = client.get("/v1/models/digits", **caller.headers).json()
+    assert [card["version"] for card in body["model_cards"]] == [1, 2]
+    first, current = body["model_cards"]
+    assert first["risk_tier"] == "high" and first["risk_rationale"] == COMPLETE_CARD["risk_rationale"]
+    assert current["limitations"] == "v2 only" and current["reference_profile"] is None
+    assert set(current) >= {"intended_purpose", "out_of_scope_uses", "training_data", "metrics_per_class"}
+    rule = {"id": "tier", "type": "model_access", "mode": "enforce", "params": {"max_risk_tier": "limited"}}
+    policy_create(name="limited", document=[rule], actor="test", reason="t", scope="tenant", tenant_slug="limited")
+    body = client.get("/v1/models/digits", **limited.headers).json()
+    assert [card["version"] for card in body["model_cards"]] == [2]  # the high-risk version is not for this tenant

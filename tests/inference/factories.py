@@ -34,3 +34,14 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     value_max = 16.0
     labels = factory.LazyFunction(lambda: list(range(10)))
     created_by = "test"
+
+
+#: Every stated model card field: a version may then serve at risk tier "high".
+COMPLETE_CARD = {
+    "intended_purpose": "Classify 8x8 handwritten digits for research.",
+    "out_of_scope_uses": "Decisions about people.",
+    "training_data": "scikit-learn digits, stratified split.",
+    "metrics_per_class": {"0": {"recall": 0.99}, "1": {"recall": 0.97}},
+    "limitations": "Clean, centred digits only.",
+    "risk_rationale": "Stated high for the test: the deployer uses it in a regulated workflow.",
+}

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from inference.admin import CARD_TEXT_FIELDS
 from inference.models import ModelVersion, TrainingRun
 from inference.tasks import train_model_task
 
@@ -69,16 +70,25 @@ def test_retire_action_reports_refusals(staff, register):
 
 def test_governance_edit_goes_through_the_service(staff, register):
     version = register(activate=True)
-    response = staff.post(
-        reverse("admin:inference_modelversion_change", args=[version.pk]),
-        {"risk_tier": "high", "region": "cn", "model_card": "Updated card."},
-        follow=True,
-    )
+    change = reverse("admin:inference_modelversion_change", args=[version.pk])
+    edit = {"risk_tier": "high", "region": "cn", "model_card": "Updated card."}
+    # An active version cannot become high-risk with an incomplete model card (EU AI Act Art. 13).
+    refused = staff.post(change, edit, follow=True)
+    assert refused.status_code == 200 and "model card lacks" in refused.content.decode()
+    version.refresh_from_db()
+    assert version.risk_tier == "limited"
+    card = {f"card_{key}": f"stated {key}" for key in CARD_TEXT_FIELDS}
+    card["card_metrics_per_class"] = '{"0": {"recall": 0.99}}'
+    response = staff.post(change, edit | card, follow=True)
     assert response.status_code == 200
     version.refresh_from_db()
     assert (version.risk_tier, version.region, version.model_card) == ("high", "cn", "Updated card.")
+    assert version.card["risk_rationale"] == "stated risk_rationale"
     event = AuditEvent.objects.get(action="model.update")
     assert event.actor == "staff:admin" and event.detail["after"]["risk_tier"] == "high"
+    download = staff.get(reverse("admin:inference_modelversion_card", args=[version.pk, "html"]))
+    assert download.status_code == 200 and "stated intended_purpose" in download.content.decode()
+    assert "attachment" in download["Content-Disposition"]
 
 
 def test_starting_training_from_admin_only_enqueues(staff, monkeypatch, django_capture_on_commit_callbacks):

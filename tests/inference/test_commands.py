@@ -23,7 +23,9 @@ def run(*args: str) -> str:
 
 
 def test_train_model_command_shows_progress_and_registers(fake_training):
-    output = run("train_model", "--epochs", "2", "--activate", "--region", "us", "--risk-tier", "high")
+    output = run(
+        "train_model", "--epochs", "2", "--activate", "--region", "us", "--risk-tier", "high", "--risk-rationale", "why"
+    )
     assert "epoch   1/2" in output and "epoch   2/2" in output
     assert "registered digits@1; held-out accuracy" in output and "activated digits@1" in output
     version = ModelVersion.objects.get()

@@ -21,6 +21,7 @@ from inference.selectors import (
 )
 from inference.services import model_version_activate, model_version_retire
 from policy.evaluator import ModelFacts
+from tests.inference.factories import COMPLETE_CARD
 from tests.support import ROOT, server_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -246,7 +247,7 @@ def test_governance_update_reaches_served_facts_without_reloading(register):
 
     version = register(activate=True)
     before = model_serving_get(name="digits")
-    model_version_update(version=version, actor="test", risk_tier="high", region="cn")
+    model_version_update(version=version, actor="test", risk_tier="high", region="cn", card=COMPLETE_CARD)
     clock.reset()
     after = model_serving_get(name="digits")
     assert after.facts() == ModelFacts(name="digits", version=1, risk_tier="high", region="cn")

@@ -23,6 +23,7 @@ from inference.services import (
     model_version_train,
     model_version_update,
 )
+from tests.inference.factories import COMPLETE_CARD
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -217,11 +218,13 @@ def test_activation_rolls_back_when_the_audit_trail_is_down(register, monkeypatc
 def test_governance_update_is_audited_and_invalidates_caches(register):
     version = register(activate=True)
     before = _models_generation()
-    updated = model_version_update(version=version, actor="staff:bob", risk_tier="high", region="cn")
+    updated = model_version_update(
+        version=version, actor="staff:bob", risk_tier="high", region="cn", card=COMPLETE_CARD
+    )
     assert (updated.risk_tier, updated.region) == ("high", "cn")
     assert _models_generation() == before + 1
     (event,) = _lifecycle("model.update")
-    assert event.detail["before"] == {"risk_tier": "limited", "region": "eu"}
+    assert event.detail["before"] == {"risk_tier": "limited", "region": "eu", "card": {}}
     with pytest.raises(InvalidInput):
         model_version_update(version=version, actor="staff:bob", risk_tier="extreme")
 

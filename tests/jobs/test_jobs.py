@@ -242,6 +242,11 @@ def test_execution_is_idempotent_and_completes_exactly_once(client, digits, make
     assert batch_job_execute(job_id=job_id, worker="w2") == ExecutionOutcome.ALREADY_FINISHED
     job = BatchJob.objects.get(id=job_id)
     assert job.status == "succeeded" and job.completions == 1 and job.done == 700
+    # Post-market monitoring counted every instance once (three chunks), flushed when the job ended.
+    from monitoring.models import LiveWindow
+
+    window = LiveWindow.objects.get(model_version=digits)
+    assert (window.instances, window.requests, sum(window.prediction_counts)) == (700, 1, 700)
 
 
 def test_a_live_lease_keeps_a_second_worker_out_and_an_expired_one_is_resumed(client, digits, make_caller, digit_rows):

@@ -28,6 +28,12 @@ VALID = [
     rule("data_minimisation", {"retain_raw_input": True, "retention_days": 30}),
     rule("canary_eligibility", {"tenants": []}),
     rule("canary_eligibility", {"exclude_regions": ["cn"], "exclude_purposes": ["medical"], "exclude_tenants": ["x"]}),
+    rule("monitoring", {"thresholds": {"feature_psi": 0.25}}),
+    rule(
+        "monitoring",
+        {"thresholds": {"denial_rate": 0.5, "prediction_p_value": 0.001}, "min_instances": 50, "action": "kill_switch"},
+        mode="monitor",
+    ),
 ]
 
 
@@ -77,6 +83,25 @@ REFUSED = [
     ("canary tenants text", [rule("canary_eligibility", {"tenants": "acme"})], "tenants must be a list"),
     ("canary bad region", [rule("canary_eligibility", {"exclude_regions": ["CN!"]})], "invalid region code"),
     ("canary unknown param", [rule("canary_eligibility", {"percent": 5})], "unknown parameter(s) percent"),
+    ("monitoring without thresholds", [rule("monitoring", {})], "missing parameter(s) thresholds"),
+    ("monitoring empty thresholds", [rule("monitoring", {"thresholds": {}})], "thresholds must be a non-empty"),
+    ("monitoring thresholds a list", [rule("monitoring", {"thresholds": [0.2]})], "thresholds must be a non-empty"),
+    ("monitoring unknown measure", [rule("monitoring", {"thresholds": {"accuracy": 0.9}})], "unknown measure(s)"),
+    ("monitoring threshold text", [rule("monitoring", {"thresholds": {"feature_psi": "x"}})], "finite number"),
+    ("monitoring threshold nan", [rule("monitoring", {"thresholds": {"feature_psi": float("nan")}})], "finite"),
+    ("monitoring threshold bool", [rule("monitoring", {"thresholds": {"denial_rate": True}})], "finite number"),
+    ("monitoring rate above one", [rule("monitoring", {"thresholds": {"denial_rate": 2}})], "must be in [0, 1]"),
+    ("monitoring negative psi", [rule("monitoring", {"thresholds": {"feature_psi": -1}})], "must not be negative"),
+    (
+        "monitoring bad action",
+        [rule("monitoring", {"thresholds": {"feature_psi": 0.2}, "action": "page"})],
+        "action must be one of",
+    ),
+    (
+        "monitoring min_instances zero",
+        [rule("monitoring", {"thresholds": {"feature_psi": 0.2}, "min_instances": 0})],
+        "min_instances must be",
+    ),
     # Non-text values and keys (JSON lists/objects, YAML numbers/null) must give a RuleError, not a TypeError.
     ("type a list", [{**rule("data_residency"), "type": ["x"]}], "unknown rule type ['x']"),
     ("type an object", [{**rule("data_residency"), "type": {}}], "unknown rule type {}"),

@@ -8,8 +8,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import DomainError
+from inference.management.commands.model_card import card_fields_read
 from inference.management.commands.train_model import describe_version
 from inference.models import RiskTier
+from inference.reference_data import reference_data_load
 from inference.services import model_version_activate, model_version_register
 from inference.signature import OutputKind
 
@@ -55,6 +57,18 @@ class Command(BaseCommand):
         parser.add_argument("--region", default="eu")
         parser.add_argument("--risk-tier", default=RiskTier.LIMITED, choices=RiskTier.values)
         parser.add_argument("--model-card", default="", help="Model card text, or @FILE to read it from a file.")
+        parser.add_argument(
+            "--reference",
+            default=None,
+            help="Reference data (.npy, .npz or .csv, one instance per row) for the version's reference profile; "
+            "without it the version has no reference profile and drift is not measured.",
+        )
+        parser.add_argument(
+            "--card",
+            default=None,
+            help="Structured model card fields as a JSON object, or @FILE.json (intended_purpose, "
+            "out_of_scope_uses, training_data, metrics_per_class, limitations, risk_rationale).",
+        )
         parser.add_argument("--activate", action="store_true")
 
     def handle(self, *args, **options) -> None:
@@ -72,6 +86,10 @@ class Command(BaseCommand):
             raise CommandError(f"--labels is not valid JSON: {exc}") from exc
         actor = "command:register_model"
         try:
+            fields = card_fields_read(options["card"])
+            reference = labels_ref = None
+            if options["reference"]:
+                reference, labels_ref = reference_data_load(options["reference"])
             version = model_version_register(
                 name=options["name"],
                 data=data,
@@ -85,6 +103,10 @@ class Command(BaseCommand):
                 risk_tier=options["risk_tier"],
                 region=options["region"],
                 model_card=card or f"# {options['name']}\n\nRegistered from {path.name}; no training lineage.\n",
+                card=fields,
+                reference=reference,
+                reference_labels=labels_ref,
+                reference_source=f"reference file {Path(options['reference']).name}" if reference is not None else "",
             )
             self.stdout.write(self.style.SUCCESS(f"registered {describe_version(version)}"))
             if options["activate"]:

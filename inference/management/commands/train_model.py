@@ -40,6 +40,11 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="Activate the new version.")
         parser.add_argument("--region", default="eu", help="Deployment region recorded for policy (default: eu).")
         parser.add_argument("--risk-tier", default=RiskTier.LIMITED, choices=RiskTier.values)
+        parser.add_argument(
+            "--risk-rationale",
+            default="",
+            help="Why this risk tier (model card); required to activate at risk tier 'high'.",
+        )
 
     def handle(self, *args, **options) -> None:
         data = options["data"] or "scikit-learn digits"
@@ -57,6 +62,7 @@ class Command(BaseCommand):
                 data_path=options["data"],
                 region=options["region"],
                 risk_tier=options["risk_tier"],
+                risk_rationale=options["risk_rationale"],
                 activate=options["activate"],
                 progress=epoch_progress_printer(self.stdout),
             )

@@ -1,0 +1,123 @@
+"""Windows of live statistics and the monitors' verdicts, per model version.
+
+``LiveWindow``: one row per model version and window start, the sum of every
+process's counts for that window (merged by ``services.live_stats`` under a
+row lock, so concurrent flushes never lose a count).  Counts only: feature
+bins, predicted labels or value bins, confidence tenths, review flags and
+request outcomes, never an input, a tenant or a key.
+
+``MonitorResult``: what the monitors measured on one window and which
+``monitoring`` rules it breached, with the policy versions in force; written
+once per window (the unique window makes the evaluation idempotent).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from inference.models import ModelVersion
+
+
+class LiveWindow(models.Model):
+    """The counts of one model version during one window (all processes together)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="live_windows")
+    window_start = models.DateTimeField()
+    window_seconds = models.PositiveIntegerField()
+    requests = models.BigIntegerField(default=0, help_text="Governed requests that reached this model version.")
+    instances = models.BigIntegerField(default=0, help_text="Instances predicted.")
+    client_errors = models.BigIntegerField(default=0, help_text="4xx answers other than policy denials.")
+    denials = models.BigIntegerField(default=0, help_text="Requests denied by policy.")
+    server_errors = models.BigIntegerField(default=0, help_text="5xx answers.")
+    review_flags = models.BigIntegerField(default=0, help_text="Instances flagged for human review.")
+    nonfinite = models.BigIntegerField(default=0, help_text="Non-finite feature values seen (never binned).")
+    profile_digest = models.CharField(max_length=32, blank=True, default="", help_text="Bins the counts use.")
+    feature_slots = models.PositiveIntegerField(default=0, help_text="Slots per feature in feature_counts.")
+    feature_counts = models.JSONField(default=list, blank=True)
+    prediction_counts = models.JSONField(default=list, blank=True)
+    confidence_counts = models.JSONField(default=list, blank=True)
+    flushes = models.PositiveIntegerField(default=0, help_text="Process flushes merged into this row.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_start"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "window_start"], name="live_window_unique"),
+        ]
+        indexes = [models.Index(fields=["window_start"], name="live_window_start")]
+
+    def __str__(self) -> str:
+        return f"{self.model_version.ref} @ {self.window_start:%Y-%m-%d %H:%M}"
+
+
+class MonitorResult(models.Model):
+    """The monitors' verdict on one window of one model version."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "Within thresholds"
+        BREACH = "breach", "Threshold breached"
+        INSUFFICIENT = "insufficient", "Too few instances to judge"
+        UNWATCHED = "unwatched", "No monitoring rule applies"
+
+    window = models.OneToOneField(LiveWindow, on_delete=models.PROTECT, related_name="result")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="monitor_results")
+    window_start = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices)
+    has_reference = models.BooleanField(help_text="False: no reference profile, drift not measured.")
+    instances = models.BigIntegerField(default=0)
+    measures = models.JSONField(default=dict, help_text="Every measure computed (None when not measurable).")
+    breaches = models.JSONField(default=list, help_text="Rule, measure, value, threshold, mode, action per breach.")
+    actions = models.JSONField(default=list, help_text="Actions taken (enforce mode only).")
+    policy_versions = models.CharField(max_length=500, blank=True, default="")
+    evaluated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_start"]
+        indexes = [models.Index(fields=["model_version", "window_start"], name="monitor_result_version_time")]
+
+    def __str__(self) -> str:
+        return f"{self.model_version.ref} @ {self.window_start:%Y-%m-%d %H:%M}: {self.status}"
+
+
+class Alert(models.Model):
+    """A breach of an enforce ``monitoring`` rule on a model version, open until an operator closes it.
+
+    One open alert per version and rule: later windows that breach the same
+    rule attach to it (``windows``, ``last_result``) instead of opening more,
+    so a lasting drift is one alert with a history, not one per window.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="alerts")
+    rule_id = models.CharField(max_length=200, help_text="<policy>/<rule id> of the monitoring rule breached.")
+    policy_version = models.CharField(max_length=200, help_text="name@version of the policy in force at the breach.")
+    measures = models.JSONField(default=list, help_text="The measures that breached, with value and threshold.")
+    first_result = models.ForeignKey(MonitorResult, on_delete=models.PROTECT, related_name="alerts_opened")
+    last_result = models.ForeignKey(MonitorResult, on_delete=models.PROTECT, related_name="+")
+    windows = models.PositiveIntegerField(default=1, help_text="Windows that breached this rule while open.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=200, blank=True, default="")
+    close_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # A concurrent evaluation of two windows cannot open the same alert twice.
+            models.UniqueConstraint(
+                fields=["model_version", "rule_id"], condition=models.Q(status="open"), name="alert_one_open_per_rule"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="open") | (~models.Q(close_note="") & models.Q(closed_at__isnull=False)),
+                name="alert_closed_has_note",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"alert #{self.pk} {self.model_version.ref} {self.rule_id} ({self.status})"

@@ -1,0 +1,55 @@
+"""Reads of the supervision app: the live bins of a served version, windows and results.
+
+:func:`live_bins_get` is on the request path: one query per model version and
+process, then a dictionary lookup; the cache dies with the ``models``
+generation, so a reference profile set after registration is picked up within
+about a second everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from core.invalidation import MODELS, LocalCache
+from inference.models import ModelVersion
+from inference.signature import OutputKind
+from monitoring.live import LiveBins
+from monitoring.models import LiveWindow, MonitorResult
+
+_bins: LocalCache[LiveBins] = LocalCache(MODELS, max_entries=1000)
+
+
+def _bins_load(name: str, version: int) -> LiveBins:
+    row = (
+        ModelVersion.objects.filter(name=name, version=version)
+        .values("output_kind", "labels", "reference_profile")
+        .first()
+    )
+    if row is None:
+        return LiveBins(digest="", kind=OutputKind.TENSOR, n_labels=0)
+    kind = row["output_kind"]
+    n_labels = len(row["labels"] or []) if kind in OutputKind.CLASSIFIERS else 0
+    return LiveBins.from_profile(row["reference_profile"], kind=kind, n_labels=n_labels)
+
+
+def live_bins_get(*, name: str, version: int) -> LiveBins:
+    """The bins live counts of ``name@version`` use (cached per process)."""
+    return _bins.get_or_load((name, version), lambda: _bins_load(name, version))
+
+
+def live_bins_cache_clear() -> None:
+    """Forget cached bins (tests; the ``models`` generation does it in production)."""
+    _bins.clear()
+
+
+def windows_unevaluated(*, started_before: datetime) -> QuerySet[LiveWindow]:
+    """Windows without a monitor result that started before ``started_before``, oldest first."""
+    return LiveWindow.objects.filter(result__isnull=True, window_start__lt=started_before).order_by("window_start")
+
+
+def monitor_results_list(*, model_version: ModelVersion | None = None) -> QuerySet[MonitorResult]:
+    """Monitor results, newest window first (optionally of one version)."""
+    rows = MonitorResult.objects.select_related("model_version").order_by("-window_start")
+    return rows.filter(model_version=model_version) if model_version is not None else rows
