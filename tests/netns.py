@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 #: The first two octets of every test subnet; the third is chosen per test process.
 SUBNET_PREFIX = "10.231"
@@ -63,6 +64,14 @@ def namespaces_unavailable() -> str | None:
     if link.returncode != 0:
         return f"creating a bridge is not permitted here: {link.stderr.strip() or link.returncode}"
     return None
+
+
+def relocated_url(url: str, host: str, port: int) -> str:
+    """``url`` (postgres:// or redis://) pointing at ``host:port``, keeping credentials, database and options."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _remove_leftovers() -> None:
