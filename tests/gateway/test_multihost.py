@@ -385,8 +385,10 @@ def test_canary_share_holds_and_sticky_arms_agree_across_hosts(cluster, make_cal
     for request_id, (prefix, _) in request_ids.items():
         assert arms[request_id] == expected[prefix], (request_id, arms[request_id])
     assert share[0] == share[1]
-    # 200 keys: the binomial spread of the share is 2.8 points, so 20 +- 9 is a 3-sigma band.
-    assert abs(share[0] - 0.20) <= 0.09, share
+    # The exact check is above (each host serves precisely the keys the buckets name); this one guards the
+    # bucket arithmetic itself. 200 keys: the binomial spread of the share is 2.8 points, so 20 +- 11 is a
+    # 4-sigma band (a false alarm about once in 16,000 runs); the 1,000-request rollout test holds +- 5.
+    assert abs(share[0] - 0.20) <= 0.11, share
     FIGURES["canary_share"] = share
     print("multihost canary share per host:", share)
 
