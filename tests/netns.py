@@ -234,7 +234,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _forward(listen: str, targets: list[str]) -> None:
+async def _forward(listen: str, targets: list[str], parent: int) -> None:
     servers = []
     for target in targets:
         host, port = target.rsplit(":", 1)
@@ -251,14 +251,17 @@ async def _forward(listen: str, targets: list[str]) -> None:
 
         servers.append(await asyncio.start_server(relay, listen, 0, backlog=1024))
     print(json.dumps([server.sockets[0].getsockname()[1] for server in servers]), flush=True)
-    await asyncio.Event().wait()
+    # Outlive no test: a test process killed outright never closes its topology, so follow it.
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
 
 
 def main(argv: list[str]) -> None:
     """Command line of the forwarder subprocess: ``forward LISTEN_ADDRESS HOST:PORT [HOST:PORT ...]``."""
     if len(argv) < 3 or argv[0] != "forward":
         raise SystemExit("usage: python -m tests.netns forward LISTEN_ADDRESS HOST:PORT [HOST:PORT ...]")
-    asyncio.run(_forward(argv[1], argv[2:]))
+    # Read before the ports are announced: the parent is certainly alive until it has read them.
+    asyncio.run(_forward(argv[1], argv[2:], parent=os.getppid()))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class Cluster:
 
     @property
     def bases(self) -> list[str]:
+        """The gateway hosts' base URLs, in start order."""
         return [f"http://{host.address}:{GATEWAY_PORT}" for host in self.gateways]
 
     def start_gateways(self, count: int = 2, workers: int = 2, wait: bool = True) -> None:
@@ -453,6 +454,7 @@ def _check_killing_a_host_mid_load_loses_no_answered_audit_row(gateways: Cluster
     assert survivor_audited <= answered
     # The killed host: an audited request may have died unanswered (audit precedes the answer), never the reverse.
     lost = [s for s in sent if s.status is None]
+    assert lost and {s.host for s in lost} == {0}, "the kill did not land mid-load, or the survivor failed"
     FIGURES["kill"] = {
         "answered": len(answered),
         "unanswered_on_killed_host": len(lost),
