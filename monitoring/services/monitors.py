@@ -36,6 +36,8 @@ from audit.models import AuditEvent
 from audit.services import audit_change_record
 from core.queue import leave_for_recovery, task_enqueue
 from inference.models import ModelVersion
+from inference.selectors import rollout_current_get
+from inference.services.rollouts import rollout_rollback
 from monitoring.live import CONFIDENCE_SLOTS
 from monitoring.measures import bonferroni_min, chi_square_p, psi
 from monitoring.models import LiveWindow, MonitorResult
@@ -180,6 +182,31 @@ def _judge(
     return breaches, judged
 
 
+def _rollout_rollback_on_alert(
+    *, version: ModelVersion, window: LiveWindow, breaches: list[dict[str, Any]]
+) -> int | None:
+    """A version on trial (a rollout's canary or shadow) that raises an alert is taken off trial: the rollout ends.
+
+    Everyone goes back to the stable version, audited with the breach as the
+    reason (issue 18: rollback on a drift alert).  An alert on the stable
+    version itself leaves a rollout alone: the kill switch is that case's action.
+    Returns the rolled back rollout's id, or ``None``.
+    """
+    rollout = rollout_current_get(name=version.name)
+    on_trial = rollout is not None and (
+        version.version == rollout.canary_version or version.version in rollout.shadow_versions
+    )
+    if rollout is None or not on_trial:
+        return None
+    first = next(b for b in breaches if b["mode"] == "enforce")
+    reason = (
+        f"monitoring alert on {version.ref} ({first['rule_id']}): {first['measure']} {first['value']:.4g} "
+        f"breached {first['threshold']}, window {window.window_start:%Y-%m-%dT%H:%MZ}"
+    )
+    ended = rollout_rollback(name=version.name, actor=ACTOR, reason=reason, rollout_id=rollout.pk)
+    return rollout.pk if ended is not None else None
+
+
 def _act(
     *, version: ModelVersion, window: LiveWindow, result: MonitorResult, breaches: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -199,6 +226,10 @@ def _act(
             measures=measures,
         )
         actions.append({"action": "alert", "alert_id": alert.pk, "opened": opened, "rule_id": rule_id})
+    if by_rule:
+        rolled_back = _rollout_rollback_on_alert(version=version, window=window, breaches=breaches)
+        if rolled_back is not None:
+            actions.append({"action": "rollout_rollback", "rollout_id": rolled_back})
     killing = [b for b in breaches if b["mode"] == "enforce" and b["action"] == "kill_switch"]
     if killing:
         first = killing[0]

@@ -20,6 +20,7 @@ from monitoring.tasks import window_evaluate_task, windows_evaluate_due_task
 from policy.errors import PolicyInvalid
 from policy.models import KillSwitch
 from policy.services import policy_create
+from tests.fixtures.tenants import caches_expire
 from tests.support import assert_problem
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -255,3 +256,50 @@ def test_a_lasting_breach_is_one_alert_until_an_operator_closes_it(profiled):
     assert sorted(actions) == sorted(
         ["monitoring.alert_open", "monitoring.alert_update", "monitoring.alert_close", "monitoring.alert_open"]
     )
+
+
+def _canary_on_trial(*, onnx_bytes, digit_rows):
+    """``digits`` v2 (profiled like v1) as a 100 % canary, its session loaded in this process."""
+    from inference.routing import rollout_versions_warm
+    from inference.services import model_version_register
+    from inference.services.rollouts import rollout_start
+
+    canary = model_version_register(
+        name="digits", data=onnx_bytes, actor="test", reference=digit_rows[:400], reference_source="test rows"
+    )
+    rollout = rollout_start(name="digits", version=canary.version, actor="staff:test", canary_percent=100, reason="v2")
+    assert rollout_versions_warm(name="digits") == {canary.version: True}
+    return canary, rollout
+
+
+def test_an_alert_on_a_rollouts_canary_rolls_the_rollout_back(client, profiled, make_caller, onnx_bytes, digit_rows):
+    from inference.models import ModelRollout
+
+    canary, rollout = _canary_on_trial(onnx_bytes=onnx_bytes, digit_rows=digit_rows)
+    drift_policy(action="alert", feature_psi=0.5, confidence_psi=5.0)
+    response = post(client, make_caller(), np.full((40, 64), 16.0).tolist())  # every pixel saturated
+    assert response.status_code == 200 and response.json()["version"] == canary.version
+    result = window_evaluate(window_id=flushed_window(canary).pk)
+    assert [a["action"] for a in result.actions] == ["alert", "rollout_rollback"]
+    rollout.refresh_from_db()
+    assert rollout.state == ModelRollout.State.ROLLED_BACK
+    event = AuditEvent.objects.get(action="model.rollout.rollback")
+    assert event.actor == "monitoring" and event.detail["reason"].startswith(f"monitoring alert on {canary.ref}")
+    # Everyone is back on the stable version (once this process re-reads the generations, as each second).
+    caches_expire()
+    assert post(client, make_caller(), [[0.0] * 64]).json()["version"] == profiled.version
+
+
+def test_an_alert_on_the_stable_version_leaves_the_rollout_alone(client, profiled, make_caller, onnx_bytes, digit_rows):
+    """The stable version's own breach is the kill switch's business: ending the trial would not take it away."""
+    from inference.models import ModelRollout
+
+    _, rollout = _canary_on_trial(onnx_bytes=onnx_bytes, digit_rows=digit_rows)
+    drift_policy(action="alert", feature_psi=0.5, confidence_psi=5.0)
+    body = json.dumps({"instances": np.full((40, 64), 16.0).tolist(), "purpose": "research", "version": 1})
+    response = client.post(PREDICT, data=body, content_type="application/json", **make_caller().headers)
+    assert response.status_code == 200 and response.json()["version"] == profiled.version  # pinned: stable
+    result = window_evaluate(window_id=flushed_window(profiled).pk)
+    assert [a["action"] for a in result.actions] == ["alert"]
+    rollout.refresh_from_db()
+    assert rollout.state == ModelRollout.State.ACTIVE
