@@ -146,6 +146,7 @@ def test_a_two_day_incident_becomes_overdue_after_48_hours(profiled, admin_clien
     assert not incidents_overdue().exists()
 
 
+@pytest.mark.embedded
 def test_concurrent_escalations_of_one_alert_make_one_incident(transactional_db, profiled):
     alert = raise_alert()
     results, errors = [], []
