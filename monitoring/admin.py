@@ -23,7 +23,16 @@ from audit.models import AuditEvent
 from audit.services import audit_event_record
 from core.admin_confirm import confirm_with_form, confirm_with_reason
 from core.errors import DomainError
-from monitoring.models import Alert, Incident, IncidentNote, LiveWindow, MonitorResult, RegulatorBundle
+from monitoring.models import (
+    Alert,
+    Incident,
+    IncidentNote,
+    LiveWindow,
+    MonitorResult,
+    RegulatorBundle,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from monitoring.selectors import incidents_overdue
 from monitoring.services import (
     alert_close,
@@ -38,6 +47,7 @@ from monitoring.services import (
     regulator_bundle_file,
 )
 from monitoring.services.incidents import deadline_table
+from monitoring.services.webhooks import webhook_delivery_requeue
 
 
 def _pretty(value: Any) -> str:
@@ -464,3 +474,80 @@ class RegulatorBundleAdmin(_ReadOnly):
             detail={"bundle_id": bundle_id},
         )
         return FileResponse(path_.open("rb"), as_attachment=True, filename=path_.name)
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """The secret is write-only: typed in, never shown again."""
+
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        strip=True,
+        help_text="HMAC-SHA256 key; leave empty to keep the current one.",
+    )
+    kinds = forms.MultipleChoiceField(choices=WebhookEndpoint.Kind.choices, widget=forms.CheckboxSelectMultiple)
+    url = forms.URLField(max_length=500, assume_scheme="https")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("name", "url", "secret", "tenant_slug", "kinds", "enabled")
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data.get("secret", "")
+        if not secret and self.instance.pk:
+            return self.instance.secret
+        if len(secret) < 16:
+            raise forms.ValidationError("Use a secret of at least 16 characters.")
+        return secret
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Operators' webhook receivers (signed with each endpoint's secret); changes are audited."""
+
+    form = WebhookEndpointForm
+    list_display = ("name", "url", "tenant_slug", "kinds", "enabled", "created_at")
+    list_filter = ("enabled",)
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        audit_event_record(
+            event_type=AuditEvent.Type.CONFIG_CHANGE,
+            action="monitoring.webhook_endpoint_save",
+            actor=f"staff:{request.user.get_username()}",
+            detail={
+                "endpoint_id": obj.pk,
+                "url": obj.url,
+                "tenant": obj.tenant_slug,
+                "kinds": obj.kinds,
+                "enabled": obj.enabled,
+                "changed": list(form.changed_data),
+            },
+        )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(_ReadOnly):
+    """The delivery log; filter *Dead letter* for deliveries that exhausted their retries, and requeue them."""
+
+    list_display = (
+        "id",
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "last_attempt_at",
+    )
+    list_filter = ("status", "event__kind")
+    list_select_related = ("event", "endpoint")
+    actions = ("requeue",)
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("monitoring.change_webhookendpoint")
+
+    @admin.action(description="Requeue (fresh retry budget)", permissions=["requeue"])
+    def requeue(self, request: HttpRequest, queryset: Any) -> None:
+        sent = sum(1 for delivery in queryset if webhook_delivery_requeue(delivery=delivery))
+        self.message_user(request, f"{sent} deliveries requeued.")

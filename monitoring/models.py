@@ -242,3 +242,69 @@ class RegulatorBundle(models.Model):
 
     def __str__(self) -> str:
         return f"bundle #{self.pk} of incident #{self.incident_id} ({self.status})"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of signed notifications, configured by an operator in the admin.
+
+    ``tenant_slug`` empty: the operator's own endpoint, sent every event of
+    the kinds it subscribes to; set: sent only that tenant's events.
+    """
+
+    class Kind(models.TextChoices):
+        QUOTA_THRESHOLD = "quota.threshold", "Quota threshold (80 % / 100 %)"
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, help_text="HMAC-SHA256 key the receiver checks signatures with.")
+    tenant_slug = models.CharField(max_length=64, blank=True, default="", help_text="Empty: every tenant's events.")
+    kinds = models.JSONField(default=list, help_text='Event kinds, e.g. ["quota.threshold"].')
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+
+class WebhookEvent(models.Model):
+    """One notification to send; ``dedupe_key`` makes each occurrence exactly one event."""
+
+    kind = models.CharField(max_length=64)
+    tenant_slug = models.CharField(max_length=64, blank=True, default="")
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.dedupe_key}"
+
+
+class WebhookDelivery(models.Model):
+    """The delivery log of one event to one endpoint: attempts, last answer, and dead-lettering."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead letter"
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="webhook_delivery_unique")]
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} of {self.event.kind} to {self.endpoint.name} ({self.status})"

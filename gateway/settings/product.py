@@ -62,6 +62,12 @@ INCIDENT_DEADLINE_DAYS = {
 }
 # Without an escalated alert, an incident's requests are those of this many hours before it opened.
 INCIDENT_LOOKBACK_HOURS = env_float("INCIDENT_LOOKBACK_HOURS", 24.0)
+# Signed webhooks (monitoring.services.webhooks): quota thresholds in percent of a tenant's daily/monthly quota,
+# attempts before a delivery is dead-lettered, the first retry's delay (doubling each time), the request timeout.
+QUOTA_WEBHOOK_THRESHOLDS = [int(p) for p in env_list("QUOTA_WEBHOOK_THRESHOLDS", ["80", "100"])]
+WEBHOOK_MAX_ATTEMPTS = max(1, env_int("WEBHOOK_MAX_ATTEMPTS", 6))
+WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 30.0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
 INCIDENT_BUNDLE_DIR = env_str("INCIDENT_BUNDLE_DIR", str(VAR_DIR / "incident-bundles"))
 AUDIT_EXPORT_PAGE_SIZE = env_int("AUDIT_EXPORT_PAGE_SIZE", 2000)
 # On PostgreSQL, read the next page on a second connection while this one is encoded (audit/services/export.py).
