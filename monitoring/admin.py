@@ -509,6 +509,24 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = ("name", "url", "tenant_slug", "kinds", "enabled", "created_at")
     list_filter = ("enabled",)
 
+    def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
+        self._audit_delete(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        self._audit_delete(request, list(queryset))
+        super().delete_queryset(request, queryset)
+
+    @staticmethod
+    def _audit_delete(request: HttpRequest, rows: list[WebhookEndpoint]) -> None:
+        for row in rows:
+            audit_event_record(
+                event_type=AuditEvent.Type.CONFIG_CHANGE,
+                action="monitoring.webhook_endpoint_delete",
+                actor=f"staff:{request.user.get_username()}",
+                detail={"endpoint_id": row.pk, "url": row.url, "tenant": row.tenant_slug},
+            )
+
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         audit_event_record(
