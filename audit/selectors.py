@@ -46,6 +46,16 @@ def _parse_when(name: str, value: Any) -> datetime | None:
     return parsed
 
 
+def _parse_version(value: Any) -> int | None:
+    """A model version filter: empty means any; otherwise a positive integer (``InvalidExportFilter``)."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidExportFilter("model_version must be a positive integer", field="model_version")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class ExportFilters:
     """Which events an export covers; empty strings and ``None`` mean "any"."""
@@ -56,6 +66,9 @@ class ExportFilters:
     model: str = ""
     event_type: str = ""
     decision: str = ""
+    # One version of ``model`` (incident bundles); absent from ``as_dict`` when unset, so
+    # manifests of ordinary exports keep their shape.
+    model_version: int | None = None
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> ExportFilters:
@@ -76,6 +89,7 @@ class ExportFilters:
             model=str(data.get("model") or ""),
             event_type=event_type,
             decision=str(data.get("decision") or ""),
+            model_version=_parse_version(data.get("model_version")),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,6 +101,7 @@ class ExportFilters:
             "model": self.model,
             "event_type": self.event_type,
             "decision": self.decision,
+            **({"model_version": self.model_version} if self.model_version is not None else {}),
         }
 
 
@@ -105,6 +120,8 @@ def audit_events_filtered(*, filters: ExportFilters) -> QuerySet[AuditEvent]:
         qs = qs.filter(event_type=filters.event_type)
     if filters.decision:
         qs = qs.filter(decision=filters.decision)
+    if filters.model_version is not None:
+        qs = qs.filter(model_version=filters.model_version)
     return qs
 
 

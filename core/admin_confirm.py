@@ -43,11 +43,34 @@ def confirm_with_reason(
 
     ``apply`` returns the success message of one row; a ``DomainError`` is shown as that row's error.
     """
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    return confirm_with_form(
+        modeladmin,
+        request,
+        rows,
+        title=title,
+        explanation=explanation,
+        apply=lambda row, data: apply(row, data["reason"]),
+        warnings=warnings,
+    )
+
+
+def confirm_with_form(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    rows: Sequence[Any],
+    *,
+    title: str,
+    explanation: str,
+    apply: Callable[[Any, dict[str, Any]], str],
+    form_class: type[forms.Form] = ReasonForm,
+    warnings: Sequence[str] = (),
+) -> HttpResponse | None:
+    """Like :func:`confirm_with_reason` with any form: ``apply(row, cleaned_data)`` on the confirming POST."""
+    form = form_class(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
         for row in rows:
             try:
-                modeladmin.message_user(request, apply(row, form.cleaned_data["reason"]), messages.SUCCESS)
+                modeladmin.message_user(request, apply(row, form.cleaned_data), messages.SUCCESS)
             except DomainError as exc:
                 modeladmin.message_user(request, f"{row}: {exc.detail}", messages.ERROR)
         return None

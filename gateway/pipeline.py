@@ -58,6 +58,7 @@ from inference.services import inputs_validate, model_predict
 from inference.shadow import shadow_compare
 from inference.signature import OutputKind
 from monitoring.services import live_batch_record, live_outcome_record
+from monitoring.services.webhooks import quota_thresholds_notify
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
 from policy.facts import decision_headers
@@ -463,6 +464,14 @@ class GovernedCall:
         with self._timed("quota"):
             self.reservation = quota_reserve(principal=self.principal, units=units)
         self.units = units
+        if self.reservation.charges:
+            try:
+                # Arithmetic on the reservation; the database only when a threshold is crossed.
+                quota_thresholds_notify(
+                    tenant_slug=self.principal.tenant_slug, units=units, reservation=self.reservation
+                )
+            except Exception:  # a notification never fails the request it is about
+                logger.exception("quota threshold notification failed")
 
     def validate(self, instances: Any, *, max_batch: int | None = None) -> dict[str, np.ndarray]:
         """Step 8: every input's presence, shape, type, finiteness and range; one array per input."""

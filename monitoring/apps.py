@@ -10,3 +10,10 @@ class MonitoringConfig(AppConfig):
     label = "monitoring"
     verbose_name = "Post-market monitoring"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the evidence freeze as a lifecycle guard of the registry (no upward import there)."""
+        from inference.lifecycle_guards import lifecycle_guard_register
+        from monitoring.services.incidents import evidence_frozen_check
+
+        lifecycle_guard_register(evidence_frozen_check)

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from core.errors import Conflict
+from core.errors import Conflict, NotFound
 
 
 class AlertConflict(Conflict):
     """Closing an alert that is already closed."""
 
     code, title = "alert_conflict", "Alert conflict"
+
+
+class EvidenceFrozen(Conflict):
+    """An open incident on the model forbids changing which version serves (EU AI Act Art. 73(6))."""
+
+    code, title = "evidence_frozen", "Evidence frozen by an open incident"
+
+
+class IncidentConflict(Conflict):
+    """An incident action that its current status does not allow."""
+
+    code, title = "incident_conflict", "Incident conflict"
+
+
+class IncidentNotFound(NotFound):
+    code, title = "incident_not_found", "Incident not found"
+
+
+class RegulatorBundleNotFound(NotFound):
+    code, title = "regulator_bundle_not_found", "Regulator bundle not found"
+
+
+class RegulatorBundleNotReady(Conflict):
+    code, title = "regulator_bundle_not_ready", "Regulator bundle not ready"

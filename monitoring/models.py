@@ -13,6 +13,8 @@ once per window (the unique window makes the evaluation idempotent).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
@@ -121,3 +123,188 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"alert #{self.pk} {self.model_version.ref} {self.rule_id} ({self.status})"
+
+
+class Incident(models.Model):
+    """A serious incident on a model version, with its statutory reporting clock (EU AI Act Art. 73).
+
+    ``category`` picks the deadline from ``settings.INCIDENT_DEADLINE_DAYS``
+    (copied to ``deadline_days`` at opening, so a later change of the table
+    does not move a running clock).  While ``open`` or ``reported`` the
+    model's evidence is frozen: no version of the model may be activated,
+    rolled back or retired (``monitoring.services.incidents``).
+    """
+
+    class Severity(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+        CRITICAL = "critical", "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        REPORTED = "reported", "Reported to the authority"
+        RELEASED = "released", "Evidence released"
+        CLOSED = "closed", "Closed"
+
+    FREEZING = (Status.OPEN, Status.REPORTED)
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="incidents")
+    model_name = models.CharField(max_length=100, db_index=True, help_text="The frozen model (every version).")
+    alert = models.OneToOneField(
+        Alert, null=True, blank=True, on_delete=models.PROTECT, related_name="incident", help_text="Escalated alert."
+    )
+    title = models.CharField(max_length=200)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    category = models.CharField(max_length=64, help_text="Statutory category (key of INCIDENT_DEADLINE_DAYS).")
+    deadline_days = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    opened_by = models.CharField(max_length=200)
+    deadline = models.DateTimeField()
+    window_start = models.DateTimeField(help_text="Start of the period whose requests the incident concerns.")
+    snapshot = models.JSONField(default=dict, help_text="Signed state at opening (model, policies, audit head).")
+    snapshot_signature = models.CharField(max_length=200)
+    reported_at = models.DateTimeField(null=True, blank=True)
+    authority_reference = models.CharField(max_length=200, blank=True, default="")
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.TextField(blank=True, default="")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    root_cause = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["status", "deadline"], name="incident_status_deadline")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(status="released") | ~models.Q(release_reason=""), name="incident_release_reason"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="closed") | ~models.Q(root_cause=""), name="incident_closed_root_cause"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reported_at__isnull=True) | ~models.Q(authority_reference=""),
+                name="incident_reported_reference",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"incident #{self.pk} {self.model_version.ref} ({self.status})"
+
+    def is_overdue(self, now: Any = None) -> bool:
+        """Deadline passed and not reported (a closed incident is never overdue)."""
+        now = now or timezone.now()
+        return self.reported_at is None and self.status != self.Status.CLOSED and self.deadline <= now
+
+
+class IncidentNote(models.Model):
+    """One entry of an incident's timeline: an operator's note or an action taken (all audited too)."""
+
+    class Kind(models.TextChoices):
+        NOTE = "note", "Note"
+        ACTION = "action", "Action"
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="notes")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NOTE)
+    action = models.CharField(max_length=64, blank=True, default="")
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor}: {self.action or self.kind}"
+
+
+class RegulatorBundle(models.Model):
+    """One archive per incident request for the authority, built on a Celery worker."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="bundles")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.CharField(max_length=200)
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file_path = models.CharField(max_length=500, blank=True, default="")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    size = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"bundle #{self.pk} of incident #{self.incident_id} ({self.status})"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of signed notifications, configured by an operator in the admin.
+
+    ``tenant_slug`` empty: the operator's own endpoint, sent every event of
+    the kinds it subscribes to; set: sent only that tenant's events.
+    """
+
+    class Kind(models.TextChoices):
+        QUOTA_THRESHOLD = "quota.threshold", "Quota threshold (80 % / 100 %)"
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, help_text="HMAC-SHA256 key the receiver checks signatures with.")
+    tenant_slug = models.CharField(max_length=64, blank=True, default="", help_text="Empty: every tenant's events.")
+    kinds = models.JSONField(default=list, help_text='Event kinds, e.g. ["quota.threshold"].')
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+
+class WebhookEvent(models.Model):
+    """One notification to send; ``dedupe_key`` makes each occurrence exactly one event."""
+
+    kind = models.CharField(max_length=64)
+    tenant_slug = models.CharField(max_length=64, blank=True, default="")
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.dedupe_key}"
+
+
+class WebhookDelivery(models.Model):
+    """The delivery log of one event to one endpoint: attempts, last answer, and dead-lettering."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead letter"
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="webhook_delivery_unique")]
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} of {self.event.kind} to {self.endpoint.name} ({self.status})"

@@ -9,14 +9,17 @@ about a second everywhere.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from core.invalidation import MODELS, LocalCache
 from inference.models import ModelVersion
 from inference.signature import OutputKind
+from monitoring.errors import IncidentNotFound, RegulatorBundleNotFound
 from monitoring.live import LiveBins
-from monitoring.models import LiveWindow, MonitorResult
+from monitoring.models import Incident, LiveWindow, MonitorResult, RegulatorBundle
 
 _bins: LocalCache[LiveBins] = LocalCache(MODELS, max_entries=1000)
 
@@ -53,3 +56,29 @@ def monitor_results_list(*, model_version: ModelVersion | None = None) -> QueryS
     """Monitor results, newest window first (optionally of one version)."""
     rows = MonitorResult.objects.select_related("model_version").order_by("-window_start")
     return rows.filter(model_version=model_version) if model_version is not None else rows
+
+
+def incident_get(*, incident_id: Any) -> Incident:
+    """One incident by id; ``IncidentNotFound`` for a missing or malformed id."""
+    try:
+        return Incident.objects.select_related("model_version", "alert").get(pk=int(str(incident_id)))
+    except (ValueError, TypeError, OverflowError, Incident.DoesNotExist):
+        raise IncidentNotFound(f"No incident {str(incident_id)[:40]!r}.") from None
+
+
+def incidents_overdue(*, now: datetime | None = None) -> QuerySet[Incident]:
+    """Incidents whose reporting deadline has passed without a report (closed ones excepted)."""
+    now = now or timezone.now()
+    return (
+        Incident.objects.filter(reported_at__isnull=True, deadline__lte=now)
+        .exclude(status=Incident.Status.CLOSED)
+        .order_by("deadline")
+    )
+
+
+def regulator_bundle_get(*, bundle_id: Any) -> RegulatorBundle:
+    """One regulator bundle by id; ``RegulatorBundleNotFound`` for a missing or malformed id."""
+    try:
+        return RegulatorBundle.objects.select_related("incident").get(pk=int(str(bundle_id)))
+    except (ValueError, TypeError, OverflowError, RegulatorBundle.DoesNotExist):
+        raise RegulatorBundleNotFound(f"No regulator bundle {str(bundle_id)[:40]!r}.") from None

@@ -48,6 +48,27 @@ MONITORING_LIVE_STATS = env_bool("MONITORING_LIVE_STATS", True)
 MONITORING_WINDOW_SECONDS = max(10, env_int("MONITORING_WINDOW_SECONDS", 300))
 MONITORING_GRACE_SECONDS = env_int("MONITORING_GRACE_SECONDS", 60)
 MONITORING_FLUSH_THREAD = env_bool("MONITORING_FLUSH_THREAD", True)
+# Incident reporting deadlines in days per statutory category (EU AI Act Art. 73: 15 by default, 10 after a
+# death, 2 for a widespread infringement or a critical-infrastructure disruption); "category=days,...".
+INCIDENT_DEADLINE_DAYS = {
+    name.strip(): int(days)
+    for name, _, days in (
+        item.partition("=")
+        for item in env_list(
+            "INCIDENT_DEADLINE_DAYS",
+            ["default=15", "death=10", "widespread_infringement=2", "critical_infrastructure=2"],
+        )
+    )
+}
+# Without an escalated alert, an incident's requests are those of this many hours before it opened.
+INCIDENT_LOOKBACK_HOURS = env_float("INCIDENT_LOOKBACK_HOURS", 24.0)
+# Signed webhooks (monitoring.services.webhooks): quota thresholds in percent of a tenant's daily/monthly quota,
+# attempts before a delivery is dead-lettered, the first retry's delay (doubling each time), the request timeout.
+QUOTA_WEBHOOK_THRESHOLDS = [int(p) for p in env_list("QUOTA_WEBHOOK_THRESHOLDS", ["80", "100"])]
+WEBHOOK_MAX_ATTEMPTS = max(1, env_int("WEBHOOK_MAX_ATTEMPTS", 6))
+WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 30.0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+INCIDENT_BUNDLE_DIR = env_str("INCIDENT_BUNDLE_DIR", str(VAR_DIR / "incident-bundles"))
 AUDIT_EXPORT_PAGE_SIZE = env_int("AUDIT_EXPORT_PAGE_SIZE", 2000)
 # On PostgreSQL, read the next page on a second connection while this one is encoded (audit/services/export.py).
 AUDIT_EXPORT_READ_AHEAD = env_bool("AUDIT_EXPORT_READ_AHEAD", True)

@@ -34,6 +34,7 @@ from inference.errors import (
     ModelLifecycleConflict,
     TrainingFailed,
 )
+from inference.lifecycle_guards import lifecycle_guards_check
 from inference.model_card import STATED_FIELDS, CardError, card_fields_check, card_missing
 from inference.models import ModelRollout, ModelVersion, RiskTier, model_name_validator
 from inference.profile import ProfileError, features_matrix, reference_profile_build
@@ -479,6 +480,9 @@ def _activate(*, version: ModelVersion, actor: str, action: str, reason: str = "
                 )
             if target.status == ModelVersion.Status.ACTIVE:
                 return target
+            # Inside the lock on every version of the name: an incident opened
+            # concurrently (it takes the same lock) is seen here.
+            lifecycle_guards_check(version=target, operation="rollback" if action == "model.rollback" else "activate")
             _card_complete_check(target)
             previous = next((row for row in rows.values() if row.status == ModelVersion.Status.ACTIVE), None)
             if previous is not None:
@@ -556,6 +560,7 @@ def model_version_retire(*, version: ModelVersion, actor: str, reason: str = "")
             raise ModelLifecycleConflict(
                 f"Model {target.ref} is active; activate another version or roll back before retiring it."
             )
+        lifecycle_guards_check(version=target, operation="retire")
         rollout = ModelRollout.objects.filter(name=target.name, state=ModelRollout.State.ACTIVE).first()
         if rollout is not None and target.version in rollout.versions:
             # A retired canary would silently send its share back to stable; make the operator say so.

@@ -22,6 +22,7 @@ from audit.models import AuditEvent
 from audit.services import audit_change_record
 from core.invalidation import MODELS, generation_bump
 from inference.errors import InvalidRollout, ModelVersionNotFound, RolloutConflict, RolloutNotFound
+from inference.lifecycle_guards import lifecycle_guards_check
 from inference.models import ModelRollout, ModelVersion
 from inference.rollout_metrics import rollout_figures, rollout_thresholds_crossed
 from inference.services.registry import model_file_verify, model_version_activate, model_version_rollback
@@ -135,6 +136,8 @@ def rollout_start(
             target = versions.get(version)
             if target is None or target.status == ModelVersion.Status.RETIRED:
                 raise RolloutConflict(f"Model {name}@{version} was retired or removed meanwhile.")
+            # An incident's evidence freeze covers putting a version in front of callers as well.
+            lifecycle_guards_check(version=target, operation="rollout")
             stable = next((v for v in versions.values() if v.status == ModelVersion.Status.ACTIVE), None)
             if stable is None:
                 raise RolloutConflict(f"Model {name!r} has no active version to roll out against; activate one first.")

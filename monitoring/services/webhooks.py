@@ -1,0 +1,212 @@
+"""Signed webhooks: quota-threshold notifications, delivered by Celery with retries and a dead-letter state.
+
+Signing (the scheme Stripe and Slack use): each POST carries
+``X-MaaS-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
+and ``X-MaaS-Event-Id``; a receiver recomputes the HMAC over the timestamp and
+the raw body, compares in constant time, and refuses old timestamps (replay).
+The id lets it drop a redelivery it already processed.
+
+Exactly once per occurrence: an event's ``dedupe_key`` (for a quota threshold:
+tenant, period, period start, percent) is unique, so the request that crosses
+80 % of the daily quota creates the event and every later one finds it.  The
+check is arithmetic on the reservation the request already holds; the
+database is touched only on a crossing (twice per tenant, period and quota
+window at the default thresholds).
+
+Delivery: ``monitoring.webhook_deliver(delivery_id)`` POSTs once; a non-2xx
+answer or a network error is recorded on the delivery (attempts, status code,
+error) and retried with exponential backoff (``WEBHOOK_BACKOFF_SECONDS`` x
+2^(attempt-1)) until ``WEBHOOK_MAX_ATTEMPTS``, when the delivery becomes a
+dead letter that an operator can requeue from the admin.  A delivered
+delivery is never sent again (the task is idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.queue import leave_for_recovery, task_enqueue
+from monitoring.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+logger = logging.getLogger("monitoring.webhooks")
+
+DELIVER_TASK = "monitoring.webhook_deliver"
+SIGNATURE_HEADER = "X-MaaS-Signature"
+EVENT_HEADER = "X-MaaS-Event-Id"
+QUOTA_THRESHOLD = WebhookEndpoint.Kind.QUOTA_THRESHOLD
+_COUNTER_PERIODS = ("daily", "monthly")
+
+
+def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header value of ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def webhook_signature_valid(*, secret: str, header: str, body: bytes, now: float, tolerance: float = 300.0) -> bool:
+    """What a receiver checks: the HMAC matches and the timestamp is within ``tolerance`` seconds."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    expected = webhook_signature(secret=secret, timestamp=timestamp, body=body)
+    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, header)
+
+
+def webhook_event_emit(*, kind: str, dedupe_key: str, tenant_slug: str, payload: dict[str, Any]) -> WebhookEvent | None:
+    """Record an event once (``None`` if ``dedupe_key`` was seen) and queue a delivery per subscribed endpoint."""
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                kind=kind, dedupe_key=dedupe_key[:200], tenant_slug=tenant_slug, payload=payload
+            )
+            endpoints = WebhookEndpoint.objects.filter(enabled=True).filter(
+                Q(tenant_slug="") | Q(tenant_slug=tenant_slug)
+            )
+            deliveries = [
+                WebhookDelivery.objects.create(event=event, endpoint=endpoint)
+                for endpoint in endpoints
+                if kind in (endpoint.kinds or [])
+            ]
+    except IntegrityError:
+        return None  # another request crossed the same threshold first: that one notifies
+    for delivery in deliveries:
+        # Broker outage: the pending delivery stays in the log; the admin's "Requeue" sends it later.
+        transaction.on_commit(
+            lambda pk=delivery.pk: task_enqueue(task=DELIVER_TASK, args=(pk,), on_broker_failure=leave_for_recovery)
+        )
+    return event
+
+
+def quota_thresholds_notify(*, tenant_slug: str, units: int, reservation: Any) -> list[WebhookEvent]:
+    """Emit a ``quota.threshold`` event for every tenant quota this reservation pushed across a threshold.
+
+    ``reservation.policies`` hold each limit's state after admission; its
+    counters' period starts are in ``reservation.charges`` (same order).
+    """
+    if units <= 0 or not reservation.charges:
+        return []
+    counters = [p for p in reservation.policies if p.name in _COUNTER_PERIODS]
+    emitted = []
+    for policy, charge in zip(counters, reservation.charges, strict=False):
+        if policy.scope != "tenant" or policy.limit <= 0:
+            continue
+        used = policy.limit - policy.remaining
+        before = used - units
+        for percent in settings.QUOTA_WEBHOOK_THRESHOLDS:
+            mark = policy.limit * percent / 100
+            if before < mark <= used:
+                key = f"quota:{tenant_slug}:{charge.period}:{charge.period_start.isoformat()}:{percent}"
+                event = webhook_event_emit(
+                    kind=QUOTA_THRESHOLD,
+                    dedupe_key=key,
+                    tenant_slug=tenant_slug,
+                    payload={
+                        "type": QUOTA_THRESHOLD,
+                        "tenant": tenant_slug,
+                        "period": charge.period,
+                        "period_start": charge.period_start.isoformat(),
+                        "threshold_percent": percent,
+                        "limit": policy.limit,
+                        "used": used,
+                        "occurred_at": timezone.now().isoformat(),
+                    },
+                )
+                if event is not None:
+                    emitted.append(event)
+    return emitted
+
+
+class DeliveryFailed(Exception):
+    """One attempt did not get a 2xx answer; the task retries it later."""
+
+
+def webhook_backoff_seconds(attempts: int) -> float:
+    """Delay before the next attempt after ``attempts`` failed ones."""
+    return float(settings.WEBHOOK_BACKOFF_SECONDS) * (2 ** max(0, attempts - 1))
+
+
+def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
+    """Make one attempt; ``DeliveryFailed`` when it should be retried (a dead letter is returned, not raised)."""
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    if delivery.status != WebhookDelivery.Status.PENDING:
+        return delivery  # delivered or dead: never sent again by a duplicate task
+    body = json.dumps(
+        {"id": str(delivery.event.pk), "kind": delivery.event.kind, "data": delivery.event.payload},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode("utf-8")
+    timestamp = int(time.time())
+    if not delivery.endpoint.url.lower().startswith(("http://", "https://")):
+        # Never file:, ftp: or custom schemes that urllib would also open.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.Status.DEAD,
+            last_error="URL scheme is not http or https",
+            last_attempt_at=timezone.now(),
+        )
+        delivery.refresh_from_db()
+        return delivery
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        delivery.endpoint.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: webhook_signature(secret=delivery.endpoint.secret, timestamp=timestamp, body=body),
+            EVENT_HEADER: str(delivery.event.pk),
+            "User-Agent": "maas-webhooks/1",
+        },
+    )
+    code: int | None = None
+    error = ""
+    try:
+        with urllib.request.urlopen(request, timeout=float(settings.WEBHOOK_TIMEOUT_SECONDS)) as response:  # noqa: S310 - operator-configured http(s) URL
+            code = response.status
+    except urllib.error.HTTPError as exc:
+        code, error = exc.code, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    ok = code is not None and 200 <= code < 300
+    attempts = delivery.attempts + 1
+    if ok:
+        status = WebhookDelivery.Status.DELIVERED
+    elif attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        status = WebhookDelivery.Status.DEAD
+    else:
+        status = WebhookDelivery.Status.PENDING
+    now = timezone.now()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=attempts,
+        status=status,
+        last_status_code=code,
+        last_error=error,
+        last_attempt_at=now,
+        delivered_at=now if ok else None,
+    )
+    delivery.refresh_from_db()
+    if status == WebhookDelivery.Status.DEAD:
+        logger.warning("webhook dead-lettered", extra={"delivery_id": delivery.pk, "error": error})
+    if status == WebhookDelivery.Status.PENDING:
+        raise DeliveryFailed(error or f"HTTP {code}")
+    return delivery
+
+
+def webhook_delivery_requeue(*, delivery: WebhookDelivery) -> bool:
+    """Put a dead (or stuck pending) delivery back on the queue with a fresh attempt budget."""
+    if delivery.status == WebhookDelivery.Status.DELIVERED:
+        return False
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.PENDING, attempts=0)
+    return task_enqueue(task=DELIVER_TASK, args=(delivery.pk,), on_broker_failure=leave_for_recovery)
