@@ -78,13 +78,20 @@ class _ModelVersionFormBase(forms.ModelForm):
         self.fields["model_card"].label = "Model card notes (free text)"
 
 
+class _OptionalJSONField(forms.JSONField):
+    """A JSON field whose absent value shows as an empty box, not the word ``null``."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 # The card's text fields are declared on the class (the admin checks declared fields), one per stated field.
 ModelVersionForm = type(
     "ModelVersionForm",
     (_ModelVersionFormBase,),
     {
         **{f"card_{key}": _card_field(key) for key in CARD_TEXT_FIELDS},
-        "card_metrics_per_class": forms.JSONField(
+        "card_metrics_per_class": _OptionalJSONField(
             label="Metrics per class (JSON)",
             required=False,
             widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),

@@ -10,6 +10,7 @@ switch, notes, reported, release, close, regulator bundle), never edited.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -248,22 +249,21 @@ class IncidentNoteInline(admin.TabularInline):
         return False
 
 
+def _span(delta: timedelta) -> str:
+    """A reporting clock's distance in the unit a person reads it: days, else hours, else under an hour."""
+    if delta.days:
+        return f"{delta.days} day{'s' if delta.days != 1 else ''}"
+    hours = delta.seconds // 3600
+    return f"{hours} h" if hours else "under an hour"
+
+
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
     """The incident desk: statutory clocks, the evidence freeze and every action, audited."""
 
-    list_display = (
-        "id",
-        "model_version",
-        "title",
-        "severity",
-        "category",
-        "status",
-        "opened_at",
-        "deadline",
-        "overdue",
-        "authority_reference",
-    )
+    # Fits 1366 px beside the filters: the clock says in words what the deadline means now.
+    list_display = ("title", "model_version", "severity", "category_label", "status", "deadline", "clock")
+    list_display_links = ("title",)
     list_filter = (OverdueFilter, "status", "severity", "category")
     list_select_related = ("model_version",)
     inlines = (IncidentNoteInline,)
@@ -278,9 +278,21 @@ class IncidentAdmin(admin.ModelAdmin):
     exclude = ("snapshot",)
     readonly_fields = ("snapshot_display", "bundles_display")
 
-    @admin.display(description="overdue", boolean=True)
-    def overdue(self, obj: Incident) -> bool:
-        return obj.is_overdue(timezone.now())
+    @admin.display(description="category", ordering="category")
+    def category_label(self, obj: Incident) -> str:
+        return obj.category.replace("_", " ")
+
+    @admin.display(description="reporting clock", ordering="deadline")
+    def clock(self, obj: Incident) -> str:
+        """``overdue by 1 day``, ``due in 14 days``, or the reference once reported (Art. 73 deadlines)."""
+        if obj.reported_at is not None:
+            return f"reported ({obj.authority_reference})" if obj.authority_reference else "reported"
+        if obj.status == Incident.Status.CLOSED:
+            return "closed"
+        now = timezone.now()
+        if obj.is_overdue(now):
+            return format_html("<strong>overdue by {}</strong>", _span(now - obj.deadline))
+        return f"due in {_span(obj.deadline - now)}"
 
     @admin.display(description="signed snapshot at opening")
     def snapshot_display(self, obj: Incident) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -72,6 +74,9 @@ def test_governance_edit_goes_through_the_service(staff, register):
     version = register(activate=True)
     change = reverse("admin:inference_modelversion_change", args=[version.pk])
     edit = {"risk_tier": "high", "region": "cn", "model_card": "Updated card."}
+    page = staff.get(change).content.decode()
+    # No per-class metrics stated yet: an empty box, not the word "null".
+    assert re.search(r'<textarea name="card_metrics_per_class"[^>]*>\s*</textarea>', page), page
     # An active version cannot become high-risk with an incomplete model card (EU AI Act Art. 13).
     refused = staff.post(change, edit, follow=True)
     assert refused.status_code == 200 and "model card lacks" in refused.content.decode()
