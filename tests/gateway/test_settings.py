@@ -80,3 +80,10 @@ def test_sqlite_syncs_every_commit_unless_told_otherwise(tmp_path):
     refused = _embedded_setting(tmp_path, expression, SQLITE_SYNCHRONOUS="off")
     assert refused.returncode != 0
     assert "SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA" in refused.stderr
+
+
+def test_a_short_monitoring_window_is_honoured_and_zero_is_floored(tmp_path):
+    # The end-to-end supervision test runs on two-second windows; a zero window would have no start.
+    expression = "settings.MONITORING_WINDOW_SECONDS"
+    assert _embedded_setting(tmp_path, expression, MONITORING_WINDOW_SECONDS="2").stdout.strip() == "2"
+    assert _embedded_setting(tmp_path, expression, MONITORING_WINDOW_SECONDS="0").stdout.strip() == "1"
