@@ -14,6 +14,8 @@ broker, and SQLite + filesystem broker.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,7 +70,7 @@ def _verify(root: Path) -> subprocess.CompletedProcess:
 
 
 def test_saturated_stream_alerts_freezes_evidence_and_the_bundle_verifies_offline(
-    settings, tmp_path, model_store, onnx_bytes, profiled, make_caller, digit_rows
+    tmp_path, model_store, onnx_bytes, profiled, make_caller, digit_rows
 ):
     rule = {
         "id": "drift",
@@ -91,19 +93,22 @@ def test_saturated_stream_alerts_freezes_evidence_and_the_bundle_verifies_offlin
         "MONITORING_EVALUATE_INTERVAL_SECONDS": "0.5",
         # A seal message expires after one interval: it must outlive the queue's latency on a loaded machine.
         "AUDIT_SEAL_INTERVAL_SECONDS": "2",
+        "AUDIT_SEAL_LAG_SECONDS": "0.5",
         # The embedded (filesystem) broker: a worker takes one message per look, by default once a second,
         # fewer than beat sends here. Redis ignores it.
         "CELERY_BROKER_POLLING_SECONDS": "0.05",
     }
     saturated = np.full((BATCH, 64), 16.0).tolist()  # every pixel saturated: far outside the reference
     figures: dict[str, float] = {}
+    starting = time.monotonic()
     # Beat and the worker log each task (var/test-celery-*.log), so a slow or lost step can be told apart.
     celery_env = {**env, "LOG_LEVEL": "INFO"}
     with (
-        celery_worker(**celery_env),
-        celery_beat(tmp_path / "celerybeat-schedule", **celery_env),
+        celery_worker(**celery_env) as worker,
+        celery_beat(tmp_path / "celerybeat-schedule", **celery_env) as beat,
         gateway_server(workers=1, **env) as base,
     ):
+        figures["processes up (s)"] = time.monotonic() - starting
         session = requests.Session()
 
         def predict(instances: list) -> requests.Response:
@@ -166,6 +171,12 @@ def test_saturated_stream_alerts_freezes_evidence_and_the_bundle_verifies_offlin
             interval=0.1,
         )
         figures["bundle request to done (s)"] = time.monotonic() - building
+        stopping = time.monotonic()
+        # Told to stop together (each block then waits for its own): stopped one after another they cost
+        # several seconds more on a loaded machine.
+        for proc in (worker, beat):
+            os.killpg(proc.pid, signal.SIGTERM)
+    figures["processes stopped (s)"] = time.monotonic() - stopping
     assert bundle.status == "done", bundle.error
 
     with zipfile.ZipFile(bundle.file_path) as archive:
@@ -195,4 +206,5 @@ def test_saturated_stream_alerts_freezes_evidence_and_the_bundle_verifies_offlin
     path.write_bytes(bytes(data))
     tampered = _verify(root)
     assert tampered.returncode != 0 and "FAILED" in tampered.stdout, tampered.stdout + tampered.stderr
+    figures["whole test body (s)"] = time.monotonic() - starting
     print("supervision e2e figures:", {k: round(v, 2) for k, v in figures.items()})
