@@ -134,6 +134,11 @@ def test_saturated_stream_alerts_freezes_evidence_and_the_bundle_verifies_offlin
             lambda: Alert.objects.filter(model_version=profiled).select_related("first_result").first(), timeout=30
         )
         figures["last request to alert (s)"] = time.monotonic() - last_mono
+        window_end = alert.first_result.window_start.timestamp() + WINDOW
+        figures["window close to alert (s)"] = time.time() - window_end
+        # Judged right after its own window closed (flusher one second past the boundary, beat every half
+        # second), not windows later; the bound leaves room for a loaded machine.
+        assert figures["window close to alert (s)"] < 10
         print("supervision e2e: last request to alert", round(figures["last request to alert (s)"], 2), "s")
         # The window was written by the running server's flusher thread (the test process counts nothing,
         # and the worker has not exited): beat found it, the worker judged it.
