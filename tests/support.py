@@ -142,21 +142,32 @@ def gateway_server(workers: int = 2, **env_overrides: str) -> Iterator[str]:
 @contextmanager
 def celery_worker(concurrency: int = 1, **env_overrides: str) -> Iterator[subprocess.Popen]:
     """Run a real Celery worker process against the configured broker."""
+    command = [
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    with _celery(command, **env_overrides) as proc:
+        yield proc
+
+
+@contextmanager
+def celery_beat(schedule: Path, **env_overrides: str) -> Iterator[subprocess.Popen]:
+    """Run real Celery beat (the production schedule of settings) with its state file at ``schedule``."""
+    with _celery(["beat", "--loglevel", "INFO", "--schedule", str(schedule)], **env_overrides) as proc:
+        yield proc
+
+
+@contextmanager
+def _celery(command: list[str], **env_overrides: str) -> Iterator[subprocess.Popen]:
     log = open(ROOT / "var" / f"test-celery-{os.getpid()}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "gateway",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        [str(BIN / "celery"), "-A", "gateway", *command],
         cwd=ROOT,
         env=server_env(**env_overrides),
         stdout=log,
@@ -166,7 +177,7 @@ def celery_worker(concurrency: int = 1, **env_overrides: str) -> Iterator[subpro
     try:
         time.sleep(0.5)
         if proc.poll() is not None:
-            raise RuntimeError(f"celery worker exited with {proc.returncode}")
+            raise RuntimeError(f"celery {command[0]} exited with {proc.returncode}")
         yield proc
     finally:
         stop_process(proc, timeout=20)

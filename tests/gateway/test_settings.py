@@ -80,3 +80,11 @@ def test_sqlite_syncs_every_commit_unless_told_otherwise(tmp_path):
     refused = _embedded_setting(tmp_path, expression, SQLITE_SYNCHRONOUS="off")
     assert refused.returncode != 0
     assert "SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA" in refused.stderr
+
+
+def test_short_monitoring_windows_and_fast_broker_polling_are_configurable(tmp_path):
+    # The end-to-end supervision test runs on two-second windows, and its beat sends a task more often than
+    # kombu's default filesystem polling (one look a second) would take them.
+    expression = "settings.MONITORING_WINDOW_SECONDS, settings.CELERY_BROKER_TRANSPORT_OPTIONS['polling_interval']"
+    short = _embedded_setting(tmp_path, expression, MONITORING_WINDOW_SECONDS="2", CELERY_BROKER_POLLING_SECONDS="0.1")
+    assert short.stdout.split() == ["2", "0.1"], short.stderr
