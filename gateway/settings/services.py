@@ -109,8 +109,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         # The worker looks for messages this often when idle, and takes at most one per look while busy
-        # (prefetch 1): kombu's 1 s default caps the embedded stack at about one task a second.
-        "polling_interval": env_float("CELERY_BROKER_POLLING_SECONDS", 1.0),
+        # (prefetch 1): kombu's 1 s default caps the embedded stack at about one task a second, so
+        # a beat that sends more (seals, window evaluations, webhook deliveries) would see messages
+        # expire unread.  Listing one directory ten times a second costs an idle worker next to nothing.
+        "polling_interval": env_float("CELERY_BROKER_POLLING_SECONDS", 0.1),
     }
 elif CELERY_BROKER_URL.startswith("redis"):
     # A job left unacknowledged by a killed worker is redelivered after this.
