@@ -68,6 +68,8 @@ QUOTA_WEBHOOK_THRESHOLDS = [int(p) for p in env_list("QUOTA_WEBHOOK_THRESHOLDS",
 WEBHOOK_MAX_ATTEMPTS = max(1, env_int("WEBHOOK_MAX_ATTEMPTS", 6))
 WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 30.0)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+# A pending delivery this long past its next attempt is re-enqueued by the recovery beat task.
+WEBHOOK_RECOVER_GRACE_SECONDS = env_float("WEBHOOK_RECOVER_GRACE_SECONDS", 120.0)
 INCIDENT_BUNDLE_DIR = env_str("INCIDENT_BUNDLE_DIR", str(VAR_DIR / "incident-bundles"))
 AUDIT_EXPORT_PAGE_SIZE = env_int("AUDIT_EXPORT_PAGE_SIZE", 2000)
 # On PostgreSQL, read the next page on a second connection while this one is encoded (audit/services/export.py).
