@@ -34,7 +34,7 @@ dead letter that an operator can requeue from the admin.  A delivered
 delivery is never sent again (the task is idempotent).  Each pending delivery
 carries ``next_attempt_at``; when the broker was down at enqueue time the row
 stays pending, and the beat task ``monitoring.webhook_deliveries_recover``
-re-enqueues those whose attempt is overdue, pushing ``next_attempt_at`` forward
+re-enqueues those whose attempt is overdue, resetting ``next_attempt_at`` to now
 in the same locked update so two beat runs never enqueue one delivery twice.
 """
 
@@ -358,8 +358,8 @@ def webhook_deliveries_recover(*, limit: int = 500) -> int:
     A delivery is overdue once ``next_attempt_at`` plus ``WEBHOOK_RECOVER_GRACE_SECONDS``
     has passed: the grace leaves a normally queued task (or a Celery retry
     countdown) time to run first.  The rows are claimed under a row lock and
-    their ``next_attempt_at`` pushed one grace period ahead before enqueueing,
-    so an overlapping run skips them; the delivery task itself refuses to send
+    their ``next_attempt_at`` set to now before enqueueing, so an overlapping
+    run skips them for another grace period; the delivery task itself refuses to send
     a delivered or dead one.  Returns how many were enqueued.
     """
     now = timezone.now()
@@ -372,7 +372,8 @@ def webhook_deliveries_recover(*, limit: int = 500) -> int:
             .order_by("pk")
             .values_list("pk", flat=True)[:limit]
         )
-        WebhookDelivery.objects.filter(pk__in=due).update(next_attempt_at=now + grace)
+        # The claimed attempt is "now": overdue again only after another grace period.
+        WebhookDelivery.objects.filter(pk__in=due).update(next_attempt_at=now)
     enqueued = 0
     for pk in due:
         if task_enqueue(task=DELIVER_TASK, args=(pk,), on_broker_failure=leave_for_recovery):
