@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0004_webhooks'),
+        ("monitoring", "0004_webhooks"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='webhookdelivery',
-            name='next_attempt_at',
+            model_name="webhookdelivery",
+            name="next_attempt_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
     ]

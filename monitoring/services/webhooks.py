@@ -57,6 +57,7 @@ from django.utils import timezone
 
 from core.queue import leave_for_recovery, task_enqueue
 from monitoring.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from monitoring.services.webhook_endpoints import webhook_address_refusal
 
 logger = logging.getLogger("monitoring.webhooks")
 
@@ -263,6 +264,16 @@ def kill_switch_webhook_emit(*, kill_switch: Any, action: str, actor: str) -> No
     )
 
 
+class _RedirectRefused(urllib.request.HTTPRedirectHandler):
+    """A receiver's redirect is not followed: it could point the worker at a private address (SSRF)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx code: a failed attempt
+
+
+_OPENER = urllib.request.build_opener(_RedirectRefused)
+
+
 class DeliveryFailed(Exception):
     """One attempt did not get a 2xx answer; the task retries it later."""
 
@@ -283,12 +294,19 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
         separators=(",", ":"),
     ).encode("utf-8")
     timestamp = int(time.time())
+    refusal = ""
     if not delivery.endpoint.url.lower().startswith(("http://", "https://")):
         # Never file:, ftp: or custom schemes that urllib would also open.
+        refusal = "URL scheme is not http or https"
+    elif delivery.endpoint.tenant_slug:
+        # A tenant's URL: resolved now, so a name re-pointed at a private address is never sent to (SSRF).
+        refusal = webhook_address_refusal(delivery.endpoint.url)
+    if refusal:
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=WebhookDelivery.Status.DEAD,
-            last_error="URL scheme is not http or https",
+            last_error=refusal[:500],
             last_attempt_at=timezone.now(),
+            next_attempt_at=None,
         )
         delivery.refresh_from_db()
         return delivery
@@ -306,7 +324,7 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery:
     code: int | None = None
     error = ""
     try:
-        with urllib.request.urlopen(request, timeout=float(settings.WEBHOOK_TIMEOUT_SECONDS)) as response:  # noqa: S310 - operator-configured http(s) URL
+        with _OPENER.open(request, timeout=float(settings.WEBHOOK_TIMEOUT_SECONDS)) as response:
             code = response.status
     except urllib.error.HTTPError as exc:
         code, error = exc.code, f"HTTP {exc.code}"
