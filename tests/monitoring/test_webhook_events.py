@@ -166,3 +166,19 @@ def test_the_recovery_task_resends_deliveries_a_broker_outage_left_pending(
     assert "monitoring.webhook_deliveries_recover" in {
         entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
     }
+
+
+def test_a_redirect_is_a_failed_attempt_never_followed():
+    from monitoring.services.webhooks import DeliveryFailed, webhook_deliver, webhook_event_emit
+
+    receiver = Receiver([302])  # a redirect could point the worker at a private address
+    try:
+        WebhookEndpoint.objects.create(name="ops", url=receiver.url, secret=SECRET, kinds=OPERATOR_KINDS)
+        event = webhook_event_emit(kind="alert.opened", dedupe_key="redirect", tenant_slug="", payload={})
+        with pytest.raises(DeliveryFailed):
+            webhook_deliver(delivery_id=event.deliveries.get().pk)
+        delivery = WebhookDelivery.objects.get()
+        assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 302)
+        assert delivery.next_attempt_at is not None and len(receiver.received) == 1
+    finally:
+        receiver.close()
