@@ -58,11 +58,12 @@ from inference.services import inputs_validate, model_predict
 from inference.shadow import shadow_compare
 from inference.signature import OutputKind
 from monitoring.services import live_batch_record, live_outcome_record
-from monitoring.services.webhooks import quota_thresholds_notify
+from monitoring.services.webhooks import quota_refusal_notify, quota_thresholds_notify
 from policy.errors import PolicyDenied
 from policy.evaluator import Decision
 from policy.facts import decision_headers
 from policy.services import policy_decide, policy_models_visible, review_items_create
+from tenants.errors import QuotaExceeded
 from tenants.principal import Principal
 from tenants.services import api_key_authenticate_request, principal_require_scope, quota_refund, quota_reserve
 
@@ -462,7 +463,11 @@ class GovernedCall:
         if units > limit:
             raise BatchTooLarge(f"Batch of {units} instances exceeds this plan's maximum of {limit}.", max_batch=limit)
         with self._timed("quota"):
-            self.reservation = quota_reserve(principal=self.principal, units=units)
+            try:
+                self.reservation = quota_reserve(principal=self.principal, units=units)
+            except QuotaExceeded as exc:
+                self._quota_refused(exc)
+                raise
         self.units = units
         if self.reservation.charges:
             try:
@@ -472,6 +477,14 @@ class GovernedCall:
                 )
             except Exception:  # a notification never fails the request it is about
                 logger.exception("quota threshold notification failed")
+
+    def _quota_refused(self, exc: QuotaExceeded) -> None:
+        """A refusal by the tenant's quota is its 100 % notification too (usage may stop just below it)."""
+        assert self.principal is not None
+        try:
+            quota_refusal_notify(tenant_slug=self.principal.tenant_slug, error=exc)
+        except Exception:  # a notification never changes the answer (the 429) it is about
+            logger.exception("quota refusal notification failed")
 
     def validate(self, instances: Any, *, max_batch: int | None = None) -> dict[str, np.ndarray]:
         """Step 8: every input's presence, shape, type, finiteness and range; one array per input."""

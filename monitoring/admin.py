@@ -569,8 +569,9 @@ class WebhookDeliveryAdmin(_ReadOnly):
         "last_status_code",
         "last_error",
         "last_attempt_at",
+        "next_attempt_at",
     )
-    list_filter = ("status", "event__kind")
+    list_filter = ("status", "event__kind", "endpoint__tenant_slug")
     list_select_related = ("event", "endpoint")
     actions = ("requeue",)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, DomainError, NotFound
 
 
 class AlertConflict(Conflict):
@@ -33,3 +33,21 @@ class RegulatorBundleNotFound(NotFound):
 
 class RegulatorBundleNotReady(Conflict):
     code, title = "regulator_bundle_not_ready", "Regulator bundle not ready"
+
+
+class WebhookNotFound(NotFound):
+    """No webhook of the caller's tenant with that id (another tenant's is not found either)."""
+
+    code, title = "webhook_not_found", "Webhook not found"
+
+
+class WebhookUrlRefused(DomainError):
+    """A webhook URL that is not https, names no public host, or carries credentials."""
+
+    status, code, title = 400, "webhook_url_refused", "Webhook URL refused"
+
+
+class WebhookLimitReached(Conflict):
+    """The tenant already has ``WEBHOOK_MAX_ENDPOINTS_PER_TENANT`` webhooks."""
+
+    code, title = "webhook_limit_reached", "Webhook limit reached"

@@ -248,11 +248,21 @@ class WebhookEndpoint(models.Model):
     """A receiver of signed notifications, configured by an operator in the admin.
 
     ``tenant_slug`` empty: the operator's own endpoint, sent every event of
-    the kinds it subscribes to; set: sent only that tenant's events.
+    the kinds it subscribes to; set: a tenant's endpoint, sent only that
+    tenant's ``quota.threshold`` events (alerts, incidents and kill switches
+    are the operator's business, never a tenant's).
     """
 
     class Kind(models.TextChoices):
         QUOTA_THRESHOLD = "quota.threshold", "Quota threshold (80 % / 100 %)"
+        ALERT_OPENED = "alert.opened", "Alert opened"
+        ALERT_CLOSED = "alert.closed", "Alert closed"
+        INCIDENT_OPENED = "incident.opened", "Incident opened"
+        INCIDENT_REPORTED = "incident.reported", "Incident reported to the authority"
+        INCIDENT_RELEASED = "incident.released", "Incident evidence released"
+        INCIDENT_CLOSED = "incident.closed", "Incident closed"
+        KILL_SWITCH_ENGAGED = "kill_switch.engaged", "Kill switch engaged"
+        KILL_SWITCH_LIFTED = "kill_switch.lifted", "Kill switch lifted"
 
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500)
@@ -300,6 +310,8 @@ class WebhookDelivery(models.Model):
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True, default="")
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a pending delivery is due; the recovery beat task re-enqueues those past it (broker outage).
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

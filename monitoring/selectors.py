@@ -19,7 +19,7 @@ from inference.models import ModelVersion
 from inference.signature import OutputKind
 from monitoring.errors import IncidentNotFound, RegulatorBundleNotFound
 from monitoring.live import LiveBins
-from monitoring.models import Incident, LiveWindow, MonitorResult, RegulatorBundle
+from monitoring.models import Incident, LiveWindow, MonitorResult, RegulatorBundle, WebhookDelivery, WebhookEndpoint
 
 _bins: LocalCache[LiveBins] = LocalCache(MODELS, max_entries=1000)
 
@@ -82,3 +82,8 @@ def regulator_bundle_get(*, bundle_id: Any) -> RegulatorBundle:
         return RegulatorBundle.objects.select_related("incident").get(pk=int(str(bundle_id)))
     except (ValueError, TypeError, OverflowError, RegulatorBundle.DoesNotExist):
         raise RegulatorBundleNotFound(f"No regulator bundle {str(bundle_id)[:40]!r}.") from None
+
+
+def webhook_deliveries_of(*, endpoint: WebhookEndpoint, limit: int = 100) -> QuerySet[WebhookDelivery]:
+    """The newest ``limit`` deliveries to ``endpoint`` (the caller scoped the endpoint to its tenant), with events."""
+    return WebhookDelivery.objects.filter(endpoint=endpoint).select_related("event").order_by("-pk")[:limit]

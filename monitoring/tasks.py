@@ -4,8 +4,9 @@
 ``monitoring.window_evaluate`` per due window (``MONITORING_EVALUATE_INTERVAL_SECONDS``), which
 judges one window by id (operators, tests).
 ``monitoring.incident_bundle_build`` builds one regulator bundle by id; ``monitoring.webhook_deliver``
-sends one webhook delivery (retried with backoff, then dead-lettered).  Both are idempotent: a window
-has at most one result, and an evaluated window is skipped.
+sends one webhook delivery (retried with backoff, then dead-lettered);
+``monitoring.webhook_deliveries_recover`` (beat) re-enqueues deliveries a broker outage left pending.
+All are idempotent: a window has at most one result, and an evaluated window is skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from celery import shared_task
 
 from monitoring.models import WebhookDelivery
 from monitoring.services import incident_bundle_build, window_evaluate, windows_evaluate_due
-from monitoring.services.webhooks import DeliveryFailed, webhook_backoff_seconds, webhook_deliver
+from monitoring.services.webhooks import (
+    DeliveryFailed,
+    webhook_backoff_seconds,
+    webhook_deliver,
+    webhook_deliveries_recover,
+)
 
 
 @shared_task(name="monitoring.windows_evaluate_due")
@@ -45,3 +51,9 @@ def webhook_deliver_task(self: Any, delivery_id: int) -> str:
     except DeliveryFailed as exc:
         attempts = WebhookDelivery.objects.filter(pk=delivery_id).values_list("attempts", flat=True).first() or 1
         raise self.retry(exc=exc, countdown=webhook_backoff_seconds(attempts)) from exc
+
+
+@shared_task(name="monitoring.webhook_deliveries_recover")
+def webhook_deliveries_recover_task() -> int:
+    """Re-enqueue overdue pending webhook deliveries (idempotent: claimed rows are pushed forward)."""
+    return webhook_deliveries_recover()

@@ -38,6 +38,7 @@ from policy.documents import (
 )
 from policy.errors import KillSwitchConflict, PolicyInvalid, PolicyUnchanged, ReviewItemConflict
 from policy.evaluator import Decision, ModelFacts, decide
+from policy.kill_switch_listeners import kill_switch_listeners_notify
 from policy.models import KillSwitch, Policy, PolicyVersion, ReviewItem
 from policy.rules import RuleError, scope_rules_check, validate_document
 from policy.selectors import policy_set_get
@@ -384,6 +385,7 @@ def kill_switch_engage(*, target_type: str, target: str, reason: str, actor: str
                 request_id=current_request_id(),
                 extra={"reason": reason},
             )
+            kill_switch_listeners_notify(kill_switch=switch, action="engaged", actor=actor)
     except IntegrityError as exc:
         # Two operators engaging the same target at once: the partial unique index decides.
         raise KillSwitchConflict(f"A kill switch for {target_type} {target!r} is already engaged.") from exc
@@ -415,6 +417,7 @@ def kill_switch_lift(*, kill_switch: KillSwitch, actor: str, reason: str) -> Kil
             request_id=current_request_id(),
             extra={"reason": reason},
         )
+        kill_switch_listeners_notify(kill_switch=switch, action="lifted", actor=actor)
     kill_switch.lifted_at, kill_switch.lifted_by, kill_switch.lift_reason = (
         switch.lifted_at,
         switch.lifted_by,

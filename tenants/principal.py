@@ -16,8 +16,10 @@ SCOPE_PREDICT = "predict"
 SCOPE_JOBS = "jobs"
 SCOPE_USAGE_READ = "usage:read"
 SCOPE_KEYS_READ = "keys:read"
+#: Register, list and remove the tenant's own quota webhooks (``/v1/webhooks``).
+SCOPE_WEBHOOKS = "webhooks"
 #: Every scope a key may carry; a key created without explicit scopes gets all of them.
-ALL_SCOPES: tuple[str, ...] = (SCOPE_PREDICT, SCOPE_JOBS, SCOPE_USAGE_READ, SCOPE_KEYS_READ)
+ALL_SCOPES: tuple[str, ...] = (SCOPE_PREDICT, SCOPE_JOBS, SCOPE_USAGE_READ, SCOPE_KEYS_READ, SCOPE_WEBHOOKS)
 
 #: The limit fields, in the order plans, tenant overrides and key overrides list them.
 LIMIT_FIELDS: tuple[str, ...] = (

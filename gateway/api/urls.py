@@ -1,8 +1,8 @@
-"""URL wiring of the API-key surfaces: REST v1 (models, jobs, usage, keys, receipts) and Open Inference v2."""
+"""URL wiring of the API-key surfaces: REST v1 (models, jobs, webhooks, usage, keys, receipts) and Open Inference v2."""
 
 from django.urls import path
 
-from gateway.api import jobs, receipts, tenants, v1, v2
+from gateway.api import jobs, receipts, tenants, v1, v2, webhooks
 
 urlpatterns = [
     path("v1/models", v1.ModelsListApi.as_view(), name="v1-models"),
@@ -11,6 +11,11 @@ urlpatterns = [
     path("v1/jobs", jobs.JobsApi.as_view(), name="v1-jobs"),
     path("v1/jobs/<str:job_id>", jobs.JobDetailApi.as_view(), name="v1-job"),
     path("v1/jobs/<str:job_id>/results", jobs.JobResultsApi.as_view(), name="v1-job-results"),
+    path("v1/webhooks", webhooks.WebhooksApi.as_view(), name="v1-webhooks"),
+    path("v1/webhooks/<str:webhook_id>", webhooks.WebhookDetailApi.as_view(), name="v1-webhook"),
+    path(
+        "v1/webhooks/<str:webhook_id>/deliveries", webhooks.WebhookDeliveriesApi.as_view(), name="v1-webhook-deliveries"
+    ),
     path("v1/usage", tenants.UsageGetApi.as_view(), name="usage"),
     path("v1/keys", tenants.ApiKeyListApi.as_view(), name="api-keys"),
     path("v1/keys/<str:prefix>", tenants.ApiKeyGetApi.as_view(), name="api-key-detail"),

@@ -70,6 +70,12 @@ QUOTA_WEBHOOK_THRESHOLDS = [int(p) for p in env_list("QUOTA_WEBHOOK_THRESHOLDS",
 WEBHOOK_MAX_ATTEMPTS = max(1, env_int("WEBHOOK_MAX_ATTEMPTS", 6))
 WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 30.0)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+# Tenant webhooks (POST /v1/webhooks): https to public addresses only; tests and local development may allow
+# loopback and private addresses (and http to loopback).  Never in production: it opens the worker to SSRF.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+WEBHOOK_MAX_ENDPOINTS_PER_TENANT = max(1, env_int("WEBHOOK_MAX_ENDPOINTS_PER_TENANT", 10))
+# A pending delivery this long past its next attempt is re-enqueued by the recovery beat task.
+WEBHOOK_RECOVER_GRACE_SECONDS = env_float("WEBHOOK_RECOVER_GRACE_SECONDS", 120.0)
 INCIDENT_BUNDLE_DIR = env_str("INCIDENT_BUNDLE_DIR", str(VAR_DIR / "incident-bundles"))
 AUDIT_EXPORT_PAGE_SIZE = env_int("AUDIT_EXPORT_PAGE_SIZE", 2000)
 # On PostgreSQL, read the next page on a second connection while this one is encoded (audit/services/export.py).

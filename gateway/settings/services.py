@@ -151,6 +151,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "monitoring.windows_evaluate_due",
         "schedule": env_float("MONITORING_EVALUATE_INTERVAL_SECONDS", 60.0),
     },
+    # Webhook deliveries left pending by a broker outage, once overdue (monitoring.services.webhooks).
+    "webhook-deliveries-recover": {
+        "task": "monitoring.webhook_deliveries_recover",
+        "schedule": env_float("WEBHOOK_RECOVER_INTERVAL_SECONDS", 60.0),
+    },
 }
 # Defaults of a new rollout's automatic-rollback thresholds (each rollout may set its own).
 ROLLOUT_MAX_ERROR_RATE = env_float("ROLLOUT_MAX_ERROR_RATE", 0.05)

@@ -2,7 +2,8 @@
 
 A version has at most one open alert per rule (a partial unique index): a
 later breaching window of the same rule is attached to the open alert.  Opening,
-updating and closing are audited (event type ``monitoring``).  Escalation to an
+updating and closing are audited (event type ``monitoring``); opening and
+closing send the signed ``alert.opened`` / ``alert.closed`` webhooks (after commit).  Escalation to an
 incident with a statutory clock is the incident desk's (not built yet).
 """
 
@@ -18,7 +19,8 @@ from audit.services import audit_change_record
 from core.errors import ValidationFailed
 from inference.models import ModelVersion
 from monitoring.errors import AlertConflict
-from monitoring.models import Alert, MonitorResult
+from monitoring.models import Alert, MonitorResult, WebhookEndpoint
+from monitoring.services.webhooks import webhook_alert_event
 
 
 def _audit(*, alert: Alert, actor: str, action: str, before: Any, after: Any, **extra: Any) -> None:
@@ -77,6 +79,7 @@ def alert_raise(
                     policy_version=policy_version,
                     monitor_result_id=result.pk,
                 )
+                webhook_alert_event(alert=alert, kind=WebhookEndpoint.Kind.ALERT_OPENED, actor="monitoring")
                 return alert, True
         current.windows += 1
         current.last_result = result
@@ -116,4 +119,5 @@ def alert_close(*, alert: Alert, actor: str, note: str) -> Alert:
             after={"status": target.status},
             note=target.close_note[:500],
         )
+        webhook_alert_event(alert=target, kind=WebhookEndpoint.Kind.ALERT_CLOSED, actor=actor)
     return target

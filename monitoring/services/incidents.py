@@ -37,7 +37,8 @@ from audit.signing import signing_identity
 from core.errors import ValidationFailed
 from inference.models import ModelVersion
 from monitoring.errors import EvidenceFrozen, IncidentConflict
-from monitoring.models import Alert, Incident, IncidentNote
+from monitoring.models import Alert, Incident, IncidentNote, WebhookEndpoint
+from monitoring.services.webhooks import webhook_incident_event
 from policy.models import KillSwitch, Policy
 from policy.services import kill_switch_engage
 
@@ -157,6 +158,7 @@ def _create(
         alert_id=alert.pk if alert else None,
         snapshot_signature=signature,
     )
+    webhook_incident_event(incident=incident, kind=WebhookEndpoint.Kind.INCIDENT_OPENED, actor=actor)
     return incident
 
 
@@ -307,6 +309,7 @@ def incident_mark_reported(*, incident: Incident, actor: str, reference: str) ->
             after={"status": target.status, "authority_reference": target.authority_reference},
             overdue_at_report=target.deadline <= now,
         )
+        webhook_incident_event(incident=target, kind=WebhookEndpoint.Kind.INCIDENT_REPORTED, actor=actor)
     return target
 
 
@@ -329,6 +332,7 @@ def incident_release(*, incident: Incident, actor: str, reason: str) -> Incident
             after={"status": target.status},
             reason=reason[:500],
         )
+        webhook_incident_event(incident=target, kind=WebhookEndpoint.Kind.INCIDENT_RELEASED, actor=actor)
     return target
 
 
@@ -351,4 +355,5 @@ def incident_close(*, incident: Incident, actor: str, root_cause: str) -> Incide
             after={"status": target.status},
             root_cause=root_cause[:500],
         )
+        webhook_incident_event(incident=target, kind=WebhookEndpoint.Kind.INCIDENT_CLOSED, actor=actor)
     return target

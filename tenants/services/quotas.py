@@ -216,6 +216,7 @@ def _refusal_error(refusal: QuotaRefusal, *, units: int) -> DomainError:
         used=used,
         requested=units,
         resets_at=resets_at,
+        period_start=check.window.start_date.isoformat(),
         retry_after=refusal.retry_after,
     )
 
