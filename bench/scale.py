@@ -101,6 +101,9 @@ def parse_args() -> argparse.Namespace:
 ARGS = parse_args()
 os.environ["DATABASE_URL"] = ARGS.database_url
 os.environ["REDIS_URL"] = ARGS.redis_url
+# Quota keys are named by tenant id, and this scratch database numbers its tenants from 1 like any other:
+# a namespace of its own keeps a gateway (or a test worker) sharing the Redis database out of its counters.
+os.environ.setdefault("QUOTA_REDIS_PREFIX", "maas:bench-scale:q")
 os.environ.setdefault("MAAS_VAR_DIR", str(ROOT / "var" / "bench-scale"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -62,12 +62,14 @@ def test_every_task_has_an_explicit_name_that_the_schedule_and_services_use():
     from audit.services.oversight import AUDIT_VERIFY_TASK
     from inference.services.training_runs import TRAIN_MODEL_TASK
     from jobs.services import BATCH_JOB_RUN_TASK
+    from monitoring.services.bundle import BUNDLE_TASK
     from monitoring.services.monitors import WINDOW_EVALUATE_TASK
+    from monitoring.services.webhooks import DELIVER_TASK
 
     current_app.loader.import_default_modules()
     registered = set(current_app.tasks)
     expected = {AUDIT_EXPORT_TASK, AUDIT_VERIFY_TASK, TRAIN_MODEL_TASK, BATCH_JOB_RUN_TASK, "audit.seal", "audit.purge"}
-    expected.add(WINDOW_EVALUATE_TASK)
+    expected |= {WINDOW_EVALUATE_TASK, BUNDLE_TASK, DELIVER_TASK}
     expected |= {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert expected <= registered
     assert BATCH_JOB_RUN_TASK == "gateway.jobs.tasks.batch_job_run"
