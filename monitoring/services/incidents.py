@@ -313,47 +313,72 @@ def incident_mark_reported(*, incident: Incident, actor: str, reference: str) ->
     return target
 
 
-def incident_release(*, incident: Incident, actor: str, reason: str) -> Incident:
-    """Lift the evidence freeze before closing, with a reason (audited); the incident stays on the desk."""
-    reason = _required(reason, "A reason for releasing the evidence")
+def _conclude(
+    *,
+    incident: Incident,
+    actor: str,
+    allowed: tuple[str, ...],
+    status: str,
+    stamp: str,
+    field: str,
+    value: str,
+    audit_key: str,
+    timeline: tuple[str, str],
+    action: str,
+    kind: str,
+) -> Incident:
+    """Move an incident to ``status`` with its stamp and stated text, on the timeline, audited, notified."""
     with transaction.atomic():
-        target = _locked(incident, Incident.Status.OPEN, Incident.Status.REPORTED)
+        target = _locked(incident, *allowed)
         before = target.status
-        target.status = Incident.Status.RELEASED
-        target.released_at = timezone.now()
-        target.release_reason = reason[:5000]
-        target.save(update_fields=["status", "released_at", "release_reason"])
-        _timeline(incident=target, actor=actor, action="released", text=f"Evidence released: {reason}")
+        target.status = status
+        setattr(target, stamp, timezone.now())
+        setattr(target, field, value[:5000])
+        target.save(update_fields=["status", stamp, field])
+        _timeline(incident=target, actor=actor, action=timeline[0], text=timeline[1])
         _audit(
             incident=target,
             actor=actor,
-            action="monitoring.incident_release",
+            action=action,
             before={"status": before},
             after={"status": target.status},
-            reason=reason[:500],
+            **{audit_key: value[:500]},
         )
-        webhook_incident_event(incident=target, kind=WebhookEndpoint.Kind.INCIDENT_RELEASED, actor=actor)
+        webhook_incident_event(incident=target, kind=kind, actor=actor)
     return target
+
+
+def incident_release(*, incident: Incident, actor: str, reason: str) -> Incident:
+    """Lift the evidence freeze before closing, with a reason (audited); the incident stays on the desk."""
+    reason = _required(reason, "A reason for releasing the evidence")
+    return _conclude(
+        incident=incident,
+        actor=actor,
+        allowed=(Incident.Status.OPEN, Incident.Status.REPORTED),
+        status=Incident.Status.RELEASED,
+        stamp="released_at",
+        field="release_reason",
+        value=reason,
+        audit_key="reason",
+        timeline=("released", f"Evidence released: {reason}"),
+        action="monitoring.incident_release",
+        kind=WebhookEndpoint.Kind.INCIDENT_RELEASED,
+    )
 
 
 def incident_close(*, incident: Incident, actor: str, root_cause: str) -> Incident:
     """Close the incident with its root cause (audited); lifts the freeze."""
     root_cause = _required(root_cause, "A root cause")
-    with transaction.atomic():
-        target = _locked(incident, Incident.Status.OPEN, Incident.Status.REPORTED, Incident.Status.RELEASED)
-        before = target.status
-        target.status = Incident.Status.CLOSED
-        target.closed_at = timezone.now()
-        target.root_cause = root_cause[:5000]
-        target.save(update_fields=["status", "closed_at", "root_cause"])
-        _timeline(incident=target, actor=actor, action="closed", text=f"Closed; root cause: {root_cause}")
-        _audit(
-            incident=target,
-            actor=actor,
-            action="monitoring.incident_close",
-            before={"status": before},
-            after={"status": target.status},
-            root_cause=root_cause[:500],
-        )
-        webhook_incident_event(incident=target, kind=WebhookEndpoint.Kind.INCIDENT_CLOSED, actor=actor)
-    return target
+    return _conclude(
+        incident=incident,
+        actor=actor,
+        allowed=(Incident.Status.OPEN, Incident.Status.REPORTED, Incident.Status.RELEASED),
+        status=Incident.Status.CLOSED,
+        stamp="closed_at",
+        field="root_cause",
+        value=root_cause,
+        audit_key="root_cause",
+        timeline=("closed", f"Closed; root cause: {root_cause}"),
+        action="monitoring.incident_close",
+        kind=WebhookEndpoint.Kind.INCIDENT_CLOSED,
+    )
